@@ -1,0 +1,224 @@
+"""The model bundle: the one artifact that leaves training.
+
+A bundle is a directory::
+
+    model.safetensors   network weights (no pickle)
+    transform.json      the fitted feature transform (plain JSON)
+    bundle.json         description: task, target, model family and config, hyperparameters,
+                        input signature, label mapping, metrics, lineage
+    CHECKSUMS.sha256    sha256 of every other file, written last
+
+It is written into a temporary sibling directory and renamed into place only when complete,
+so a crash never leaves a directory that looks like a bundle. :func:`load_bundle` refuses a
+bundle whose checksum file is missing or disagrees with a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfgpu.errors import BundleError, ChecksumError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from kfgpu.features.transform import FittedTransform
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "CHECKSUMS_FILE",
+    "DESCRIPTION_FILE",
+    "TRANSFORM_FILE",
+    "WEIGHTS_FILE",
+    "Bundle",
+    "load_bundle",
+    "read_description",
+    "verify_bundle",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT = "kfgpu-bundle/1"
+WEIGHTS_FILE = "model.safetensors"
+TRANSFORM_FILE = "transform.json"
+DESCRIPTION_FILE = "bundle.json"
+CHECKSUMS_FILE = "CHECKSUMS.sha256"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_bundle(
+    out_dir: str | os.PathLike[str],
+    *,
+    state_dict: dict[str, torch.Tensor],
+    transform: FittedTransform,
+    description: dict[str, Any],
+) -> Path:
+    """Write a complete bundle at ``out_dir`` atomically.
+
+    ``out_dir`` may not exist yet or be an empty directory (KFP pre-creates some output
+    paths); anything else is refused rather than overwritten.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"refusing to write a bundle over non-empty {str(out)!r}; pick a new path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        save_file(tensors, str(tmp / WEIGHTS_FILE))
+        transform.save(tmp / TRANSFORM_FILE)
+        desc = {"format": BUNDLE_FORMAT, **description}
+        (tmp / DESCRIPTION_FILE).write_text(json.dumps(desc, indent=2, sort_keys=True) + "\n")
+        lines = [
+            f"{_sha256(tmp / name)}  {name}\n"
+            for name in sorted((WEIGHTS_FILE, TRANSFORM_FILE, DESCRIPTION_FILE))
+        ]
+        (tmp / CHECKSUMS_FILE).write_text("".join(lines))
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def verify_bundle(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Check every file against ``CHECKSUMS.sha256``; return the recorded digests.
+
+    Raises:
+        BundleError: the directory or its checksum file is missing, or a listed file is gone.
+        ChecksumError: a file's content differs from what was recorded.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"model bundle {str(root)!r} does not exist or is not a directory")
+    sums = root / CHECKSUMS_FILE
+    if not sums.is_file():
+        raise BundleError(
+            f"{str(root)!r} has no {CHECKSUMS_FILE}: it is not a complete kfgpu bundle "
+            "(was training interrupted?); retrain or point at a finished bundle"
+        )
+    recorded: dict[str, str] = {}
+    for n, line in enumerate(sums.read_text().splitlines(), start=1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            raise BundleError(f"{CHECKSUMS_FILE} line {n} is malformed: {line!r}")
+        recorded[name] = digest
+    for required in (WEIGHTS_FILE, TRANSFORM_FILE, DESCRIPTION_FILE):
+        if required not in recorded:
+            raise BundleError(f"{CHECKSUMS_FILE} in {str(root)!r} does not list {required}")
+    for name, digest in recorded.items():
+        file = root / name
+        if not file.is_file():
+            raise BundleError(f"bundle file {name!r} listed in {CHECKSUMS_FILE} is missing")
+        actual = _sha256(file)
+        if actual != digest:
+            raise ChecksumError(
+                f"bundle file {name!r} has sha256 {actual[:12]}…, expected {digest[:12]}…: "
+                "the bundle was modified or corrupted; fetch it again"
+            )
+    return recorded
+
+
+def read_description(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The bundle's ``bundle.json`` (not verified: use :func:`load_bundle` to serve)."""
+    try:
+        desc: dict[str, Any] = json.loads((Path(path) / DESCRIPTION_FILE).read_text())
+    except FileNotFoundError as e:
+        raise BundleError(f"{str(path)!r} has no {DESCRIPTION_FILE}; not a kfgpu bundle") from e
+    if desc.get("format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{str(path)!r} has format {desc.get('format')!r}; this kfgpu reads {BUNDLE_FORMAT!r}"
+        )
+    return desc
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified, loaded bundle, ready to predict on raw frames."""
+
+    path: Path
+    description: dict[str, Any]
+    transform: FittedTransform
+    module: torch.nn.Module
+
+    @property
+    def task(self) -> str:
+        return str(self.description["task"])
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.description.get("labels", {}).get("classes", []))
+
+    def predict_raw(self, df: pd.DataFrame, *, batch_size: int = 65536) -> np.ndarray:
+        """Class probabilities ``(n, k)`` for classification, values ``(n,)`` for regression."""
+        import numpy as np
+        import torch
+
+        num, codes = self.transform.raw_arrays(df)
+        outs: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(df), batch_size):
+                sl = slice(start, start + batch_size)
+                out = self.module(torch.from_numpy(num[sl]), torch.from_numpy(codes[sl]))
+                outs.append(out.float().numpy())
+        if not outs:
+            k = len(self.classes)
+            return np.zeros((0, k) if self.task == "classification" else (0,), dtype=np.float32)
+        return np.concatenate(outs, axis=0)
+
+    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Predictions as a frame: ``prediction`` plus ``proba_<class>`` for classification."""
+        import numpy as np
+        import pandas as pd
+
+        raw = self.predict_raw(df)
+        if self.task != "classification":
+            return pd.DataFrame({"prediction": raw}, index=df.index)
+        classes = self.classes
+        out = pd.DataFrame(
+            {f"proba_{c}": raw[:, i] for i, c in enumerate(classes)}, index=df.index
+        )
+        out.insert(0, "prediction", np.asarray(classes, dtype=object)[raw.argmax(axis=1)])
+        return out
+
+
+def load_bundle(path: str | os.PathLike[str], *, device: str = "cpu") -> Bundle:
+    """Verify checksums, then rebuild the served module (transform + network + head)."""
+    from safetensors.torch import load_file
+
+    from kfgpu.features.transform import FittedTransform
+    from kfgpu.training.served import ServedModel
+
+    root = Path(path)
+    verify_bundle(root)
+    desc = read_description(root)
+    transform = FittedTransform.load(root / TRANSFORM_FILE)
+    module = ServedModel.from_description(desc, transform)
+    state = load_file(str(root / WEIGHTS_FILE), device=device)
+    try:
+        module.network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise BundleError(
+            f"weights in {str(root)!r} do not fit the recorded architecture: {e}"
+        ) from e
+    module.to(device).eval()
+    return Bundle(path=root, description=desc, transform=transform, module=module)

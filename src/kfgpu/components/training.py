@@ -1,0 +1,276 @@
+"""Components of the training path: validate, engineer features, train, evaluate."""
+
+# No `from __future__ import annotations` here: KFP reads the real annotation objects
+# of component and pipeline signatures to build their interfaces.
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import (
+    HTML,
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
+
+from kfgpu._image import BASE_IMAGE, TRAIN_IMAGE
+
+__all__ = ["engineer_features", "evaluate_model", "train_model", "validate_data"]
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def validate_data(
+    data_uri: str,
+    target: str,
+    dataset: Output[Dataset],
+    schema: Output[Artifact],
+    report: Output[Markdown],
+    metrics: Output[Metrics],
+    task: str = "auto",
+    max_null_fraction: float = 0.5,
+    schema_uri: str = "",
+) -> NamedTuple("Outputs", [("task", str)]):  # type: ignore[valid-type]  # noqa: UP006
+    """Read raw tabular data, validate it, and hand on a fingerprinted Parquet copy.
+
+    The report is written even when validation fails; the step then fails with every
+    error-level anomaly listed by column.
+
+    Args:
+        data_uri: CSV, Parquet or JSON-lines file, local or any fsspec URI
+            (``s3://``, ``gs://``), or a built-in dataset (``kfgpu://fraud``,
+            ``kfgpu://breast_cancer``).
+        target: the label column.
+        task: ``auto``, ``classification`` or ``regression``.
+        max_null_fraction: a feature with a higher share of missing values is reported.
+        schema_uri: a pinned schema JSON to check against; empty infers one.
+
+    Returns:
+        dataset: the data as Parquet, with its fingerprint (sha256, rows, schema) in metadata.
+        schema: the inferred (or pinned) schema as JSON.
+        report: a Markdown validation report.
+        metrics: row and column counts, warning count.
+        task: the task inferred or confirmed: ``classification`` or ``regression``.
+    """
+    from collections import namedtuple
+
+    from kfgpu.components._runtime import publish
+    from kfgpu.validation.step import validate_data_step
+
+    result = validate_data_step(
+        data_uri=data_uri,
+        target=target,
+        dataset_path=dataset.path,
+        schema_path=schema.path,
+        report_path=report.path,
+        task=task,
+        max_null_fraction=max_null_fraction,
+        schema_uri=schema_uri,
+    )
+    publish(result, metrics=metrics, dataset=dataset, schema=schema)
+    return namedtuple("Outputs", ["task"])(result.extra["task"])
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def engineer_features(
+    dataset: Input[Dataset],
+    target: str,
+    task: str,
+    train: Output[Dataset],
+    validation: Output[Dataset],
+    test: Output[Dataset],
+    transform: Output[Artifact],
+    metrics: Output[Metrics],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    max_categories: int = 1000,
+    feature_spec_json: str = "",
+):
+    """Split the data (seeded, stratified for classification) and fit the feature transform.
+
+    The transform is fitted on the training split only and travels into the model bundle,
+    so serving applies exactly what training fitted.
+
+    Args:
+        dataset: validated Parquet data.
+        target: the label column.
+        task: ``classification`` or ``regression``.
+        val_fraction: share of rows for validation.
+        test_fraction: share of rows held out for evaluation.
+        seed: seeds the split.
+        max_categories: most frequent values kept per categorical column.
+        feature_spec_json: a feature spec as JSON; empty infers one from the data.
+
+    Returns:
+        train: the training split (raw columns, Parquet).
+        validation: the validation split.
+        test: the held-out split.
+        transform: the fitted transform as JSON.
+        metrics: split sizes and feature counts.
+    """
+    from kfgpu.components._runtime import publish
+    from kfgpu.features.step import engineer_features_step
+
+    result = engineer_features_step(
+        dataset_path=dataset.path,
+        target=target,
+        task=task,
+        train_path=train.path,
+        val_path=validation.path,
+        test_path=test.path,
+        transform_path=transform.path,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        max_categories=max_categories,
+        feature_spec_json=feature_spec_json,
+    )
+    publish(
+        result, metrics=metrics, train=train, validation=validation, test=test, transform=transform
+    )
+
+
+@dsl.component(base_image=TRAIN_IMAGE)
+def train_model(
+    train: Input[Dataset],
+    validation: Input[Dataset],
+    transform: Input[Artifact],
+    target: str,
+    task: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    max_epochs: int = 20,
+    batch_size: int = 1024,
+    learning_rate: float = 0.001,
+    weight_decay: float = 0.00001,
+    hidden_sizes: str = "256,256",
+    dropout: float = 0.1,
+    precision: str = "32-true",
+    accelerator: str = "auto",
+    devices: int = 1,
+    strategy: str = "auto",
+    seed: int = 0,
+    early_stopping_patience: int = 3,
+    mlflow_tracking_uri: str = "",
+    pipeline_run: str = "",
+):
+    """Train a tabular MLP with PyTorch Lightning and write the model bundle.
+
+    The bundle holds safetensors weights, the fitted transform, a JSON description
+    (signature, labels, hyperparameters, metrics, lineage) and a checksum file. Training
+    is tracked in MLflow when a tracking URI is given or ``MLFLOW_TRACKING_URI`` is set.
+
+    Args:
+        train: the training split.
+        validation: the validation split (early stopping, best weights).
+        transform: the fitted feature transform.
+        target: the label column.
+        task: ``classification`` or ``regression``.
+        max_epochs: upper bound on epochs.
+        batch_size: rows per step per device.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        hidden_sizes: hidden layer widths, comma-separated.
+        dropout: dropout after each hidden layer.
+        precision: ``32-true``, ``16-mixed`` (CUDA) or ``bf16-mixed``.
+        accelerator: ``auto``, ``cpu`` or ``gpu``.
+        devices: devices per node (-1 for all).
+        strategy: ``auto``, ``ddp`` or ``ddp_spawn``.
+        seed: seeds weights and shuffling.
+        early_stopping_patience: epochs without improvement before stopping; 0 is off.
+        mlflow_tracking_uri: MLflow tracking URI; empty uses ``MLFLOW_TRACKING_URI``.
+        pipeline_run: the pipeline run's id, recorded in the bundle's lineage.
+
+    Returns:
+        model: the model bundle directory.
+        metrics: best validation loss, epochs run, training seconds.
+    """
+    from kfgpu.components._runtime import publish
+    from kfgpu.training.step import train_model_step
+
+    result = train_model_step(
+        train_path=train.path,
+        val_path=validation.path,
+        transform_path=transform.path,
+        target=target,
+        task=task,
+        bundle_path=model.path,
+        config={
+            "max_epochs": max_epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "weight_decay": weight_decay,
+            "hidden_sizes": hidden_sizes,
+            "dropout": dropout,
+            "precision": precision,
+            "accelerator": accelerator,
+            "devices": devices,
+            "strategy": strategy,
+            "seed": seed,
+            "early_stopping_patience": early_stopping_patience,
+        },
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        lineage={
+            "train_fingerprint": train.metadata.get("fingerprint"),
+            "data_fingerprint": train.metadata.get("source_fingerprint"),
+            "pipeline_run": pipeline_run,
+        },
+    )
+    publish(result, metrics=metrics, model=model)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def evaluate_model(
+    model: Input[Model],
+    test: Input[Dataset],
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    report: Output[HTML],
+    evaluation: Output[Artifact],
+    mlflow_tracking_uri: str = "",
+) -> NamedTuple("Outputs", [("headline", str), ("score", float)]):  # type: ignore[valid-type]  # noqa: UP006
+    """Score the bundle on the held-out split through the served module, beside a constant
+    predictor's score.
+
+    Args:
+        model: the model bundle.
+        test: the held-out split (raw columns, as serving would receive them).
+        mlflow_tracking_uri: MLflow tracking URI; empty uses the bundle's run's store.
+
+    Returns:
+        metrics: every test metric, and the constant predictor's as ``baseline_*``.
+        classification_metrics: ROC curve and confusion matrix for the Kubeflow UI.
+        report: an HTML report.
+        evaluation: the full evaluation as JSON.
+        headline: the name of the headline metric (``roc_auc`` or ``r2``).
+        score: the headline metric's held-out value.
+    """
+    from collections import namedtuple
+
+    from kfgpu.components._runtime import publish
+    from kfgpu.evaluation.step import evaluate_model_step
+
+    result = evaluate_model_step(
+        bundle_path=model.path,
+        test_path=test.path,
+        report_path=report.path,
+        evaluation_path=evaluation.path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+    )
+    publish(result, metrics=metrics)
+    curve = result.extra["roc_curve"]
+    if curve:
+        classification_metrics.log_roc_curve(curve["fpr"], curve["tpr"], curve["threshold"])
+    if result.extra["confusion_matrix"]:
+        classification_metrics.log_confusion_matrix(
+            result.extra["classes"], result.extra["confusion_matrix"]
+        )
+    headline = result.extra["headline"]
+    return namedtuple("Outputs", ["headline", "score"])(
+        headline, float(result.metrics["test_" + headline])
+    )

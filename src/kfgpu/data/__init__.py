@@ -1,0 +1,51 @@
+"""Data access for kfgpu: reading tables, writing Parquet, fingerprints, synthetic data.
+
+Importing this package is cheap: pandas, pyarrow and numpy are imported only when one of
+the functions below is first used.
+
+* :func:`read_table` reads CSV, TSV, Parquet or JSON lines from a path or fsspec URI, or a
+  built-in data set (``kfgpu://breast_cancer``, ``kfgpu://fraud?rows=N&seed=S&drift=D``).
+* :func:`write_parquet` writes a frame atomically; :func:`fingerprint` hashes its content.
+* :func:`iter_fraud`, :func:`fraud` and :func:`write_fraud_parquet` generate a seeded
+  synthetic card-fraud table, streaming when it is large.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kfgpu.data.io import fingerprint, read_table, write_parquet
+    from kfgpu.data.synthetic import fraud, iter_fraud, write_fraud_parquet
+
+__all__ = [
+    "fingerprint",
+    "fraud",
+    "iter_fraud",
+    "read_table",
+    "write_fraud_parquet",
+    "write_parquet",
+]
+
+_LAZY = {
+    "fingerprint": "kfgpu.data.io",
+    "fraud": "kfgpu.data.synthetic",
+    "iter_fraud": "kfgpu.data.synthetic",
+    "read_table": "kfgpu.data.io",
+    "write_fraud_parquet": "kfgpu.data.synthetic",
+    "write_parquet": "kfgpu.data.io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kfgpu.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

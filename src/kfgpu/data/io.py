@@ -1,0 +1,457 @@
+"""Reading and writing tables: CSV, TSV, Parquet and JSON lines over any fsspec URI.
+
+:func:`read_table` takes a local path, any fsspec URI (``file://``, ``s3://``, ``gs://``,
+``memory://`` ...) or a built-in data set (``kfgpu://breast_cancer``,
+``kfgpu://fraud?rows=N&seed=S&drift=D``) and returns a :class:`pandas.DataFrame`. The
+format is chosen by the file suffix; a compression suffix (``.gz``, ``.bz2``, ``.zst``,
+``.xz``) may follow it. :func:`write_parquet` writes atomically and :func:`fingerprint`
+summarises a frame's content in a deterministic, order-sensitive hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from kfgpu.errors import (
+    ConfigError,
+    DataFormatError,
+    DataNotFoundError,
+    EmptyDataError,
+    SchemaError,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "COMPRESSION_SUFFIXES",
+    "SUPPORTED_FORMATS",
+    "fingerprint",
+    "read_table",
+    "write_parquet",
+]
+
+SUPPORTED_FORMATS = (
+    "CSV (.csv), TSV (.tsv), Parquet (.parquet, .pq, or a directory of Parquet files), "
+    "JSON lines (.jsonl, .ndjson, .json; a .json holding an array of records also works), "
+    "each optionally compressed (.gz, .bz2, .zst, .xz)"
+)
+"""Human-readable list of the formats :func:`read_table` reads, used in error messages."""
+
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
+_CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
+BUILTIN_DATASETS: dict[str, tuple[str, ...]] = {
+    "breast_cancer": (),
+    "fraud": ("drift", "rows", "seed"),
+}
+"""Built-in data sets (``kfgpu://NAME``) and the query keys each accepts."""
+
+_CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+_SNIFF_BYTES = 8192
+_BUILTIN_SCHEME = "kfgpu://"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _split_suffix(path: str) -> tuple[str, str | None]:
+    """Return ``(format suffix, compression suffix or None)`` of a path, lower-cased."""
+    name = posixpath.basename(path.rstrip("/").replace("\\", "/")).lower()
+    compression = None
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            compression = suffix
+            name = name[: -len(suffix)]
+            break
+    return posixpath.splitext(name)[1], compression
+
+
+def _resolve(uri: str) -> tuple[Any, str]:
+    """Return ``(fsspec filesystem, path)`` for a local path or URI."""
+    import fsspec
+
+    target = uri if "://" in uri else os.path.expanduser(uri)
+    try:
+        return fsspec.core.url_to_fs(target)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(
+            f"cannot open data URI {uri!r}: {e}; install the fsspec driver for that scheme "
+            f"(e.g. s3fs, gcsfs) or pass a local path"
+        ) from e
+
+
+def _format_error(uri: str, why: str) -> DataFormatError:
+    return DataFormatError(
+        f"data file {uri!r} is not a table kfgpu can read ({why}); pass a file in one of "
+        f"the supported formats: {SUPPORTED_FORMATS}"
+    )
+
+
+def _empty_error(uri: str, df: Any | None = None) -> EmptyDataError:
+    what = "it is empty" if df is None else f"it has {df.shape[0]} rows and {df.shape[1]} columns"
+    return EmptyDataError(
+        f"data file {uri!r} holds no usable table ({what}); pass a file with a header "
+        f"and at least one data row"
+    )
+
+
+def _open(fs: Any, path: str, uri: str) -> Any:
+    """Open ``path`` for binary reading, decompressing by suffix."""
+    from fsspec.compression import compr
+
+    _, suffix = _split_suffix(path)
+    codec = _CODECS[suffix] if suffix else None
+    try:
+        if codec not in compr:
+            # fsspec registers zstd only when the 'zstandard' package is importable.
+            raise ValueError(f"compression {codec!r} is not available")
+        return fs.open(path, "rb", compression=codec)
+    except (ImportError, ValueError) as e:
+        raise DataFormatError(
+            f"data file {uri!r} uses a compression this environment cannot read ({e}); "
+            f"install the codec package (e.g. 'zstandard' for .zst) or recompress it as .gz"
+        ) from e
+
+
+def _sniff(fs: Any, path: str, uri: str) -> bytes:
+    """Return up to the first 8 KiB of decompressed text, rejecting binary content."""
+    f = _open(fs, path, uri)
+    try:
+        with f:
+            head = f.read(_SNIFF_BYTES)
+    except Exception as e:  # any codec's "not compressed data" error (gzip, lzma, zstd ...)
+        raise _format_error(uri, f"cannot decompress or read it: {e}") from e
+    if b"\x00" in head:
+        raise _format_error(uri, "it contains NUL bytes, so it is binary, not text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # A multi-byte character cut at the sniff boundary is fine.
+        if not (e.reason == "unexpected end of data" and len(head) == _SNIFF_BYTES):
+            raise _format_error(uri, f"it is not UTF-8 text: {e}") from e
+    return head
+
+
+def _missing_columns_error(uri: str, missing: list[str], available: list[str]) -> SchemaError:
+    return SchemaError(
+        f"columns {missing!r} requested from {uri!r} do not exist; available columns are "
+        f"{available!r}; pass columns from that list"
+    )
+
+
+def _select(df: pd.DataFrame, columns: list[str] | None, uri: str) -> pd.DataFrame:
+    if columns is None:
+        return df
+    available = [str(c) for c in df.columns]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise _missing_columns_error(uri, missing, available)
+    return df[list(columns)]
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_csv(fs: Any, path: str, uri: str, sep: str, columns: list[str] | None) -> pd.DataFrame:
+    import pandas as pd
+
+    head = _sniff(fs, path, uri)
+    if not head.strip():
+        raise _empty_error(uri)
+    try:
+        with _open(fs, path, uri) as f:
+            df = pd.read_csv(f, sep=sep, usecols=columns, low_memory=False)
+    except pd.errors.EmptyDataError as e:
+        raise _empty_error(uri) from e
+    except (ValueError, OSError, EOFError) as e:
+        # ValueError covers pandas' ParserError and UnicodeDecodeError.
+        if columns is not None and "Usecols" in str(e):
+            with _open(fs, path, uri) as f:
+                header = [str(c) for c in pd.read_csv(f, sep=sep, nrows=0).columns]
+            missing = [c for c in columns if c not in header]
+            raise _missing_columns_error(uri, missing, header) from e
+        raise _format_error(uri, f"the CSV parser failed: {e}") from e
+    if columns is not None:
+        df = df[list(columns)]
+    return df
+
+
+def _read_json(fs: Any, path: str, uri: str, columns: list[str] | None) -> pd.DataFrame:
+    import pandas as pd
+
+    head = _sniff(fs, path, uri)
+    stripped = head.lstrip()
+    if stripped.startswith(b"\xef\xbb\xbf"):
+        stripped = stripped[3:].lstrip()
+    if not stripped:
+        raise _empty_error(uri)
+    try:
+        if stripped.startswith(b"["):
+            with _open(fs, path, uri) as f:
+                records = json.load(f)
+            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise _format_error(uri, "its top-level array does not hold only JSON objects")
+            df = pd.DataFrame.from_records(records)
+        elif stripped.startswith(b"{"):
+            with _open(fs, path, uri) as f:
+                df = pd.read_json(f, lines=True, dtype=False, convert_dates=False)
+        else:
+            raise _format_error(uri, "it does not start with a JSON object or array")
+    except DataFormatError:
+        raise
+    except (ValueError, TypeError, OSError, EOFError) as e:
+        raise _format_error(uri, f"the JSON parser failed: {e}") from e
+    return _select(df, columns, uri)
+
+
+def _parquet_names(schema: Any) -> list[str]:
+    return [n for n in schema.names if not n.startswith("__index_level_")]
+
+
+def _read_parquet(
+    fs: Any, path: str, uri: str, columns: list[str] | None, is_dir: bool
+) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    _, compression = _split_suffix(path)
+    try:
+        if is_dir:
+            dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+            names = _parquet_names(dataset.schema)
+            if columns is not None and (missing := [c for c in columns if c not in names]):
+                raise _missing_columns_error(uri, missing, names)
+            table = dataset.to_table(columns=columns)
+        else:
+            with _open(fs, path, uri) as f:
+                source = pa.BufferReader(f.read()) if compression else f
+                pf = pq.ParquetFile(source)
+                names = _parquet_names(pf.schema_arrow)
+                if columns is not None and (missing := [c for c in columns if c not in names]):
+                    raise _missing_columns_error(uri, missing, names)
+                table = pf.read(columns=columns)
+        df = table.to_pandas()
+    except SchemaError:
+        raise
+    except (pa.ArrowException, OSError, EOFError, ValueError) as e:
+        raise _format_error(uri, f"the Parquet reader failed: {e}") from e
+    if columns is not None:
+        df = df[list(columns)]
+    return df
+
+
+def _read_builtin(uri: str, columns: list[str] | None) -> pd.DataFrame:
+    parts = urlsplit(uri)
+    name = (parts.netloc + parts.path).strip("/")
+    if name not in BUILTIN_DATASETS:
+        raise ConfigError(
+            f"built-in data set {name!r} in {uri!r} does not exist; use one of "
+            f"{sorted(BUILTIN_DATASETS)} (e.g. kfgpu://breast_cancer)"
+        )
+    allowed = BUILTIN_DATASETS[name]
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"query keys {unknown!r} in {uri!r} are not accepted by built-in data set "
+            f"{name!r}; valid keys are {list(allowed)!r}"
+        )
+    params: dict[str, str] = {}
+    for key, values in query.items():
+        if len(values) != 1:
+            raise ConfigError(
+                f"query key {key!r} appears {len(values)} times in {uri!r}; give it once"
+            )
+        params[key] = values[0]
+
+    if name == "breast_cancer":
+        df = _breast_cancer()
+    else:
+        from kfgpu.data.synthetic import fraud
+
+        def _num(key: str, cast: type, default: Any) -> Any:
+            if key not in params:
+                return default
+            try:
+                return cast(params[key])
+            except ValueError as e:
+                raise ConfigError(
+                    f"query key {key}={params[key]!r} in {uri!r} is not a valid "
+                    f"{cast.__name__}; pass e.g. {key}={default}"
+                ) from e
+
+        df = fraud(
+            _num("rows", int, 50_000), seed=_num("seed", int, 0), drift=_num("drift", float, 0.0)
+        )
+    return _select(df, columns, uri)
+
+
+def _breast_cancer() -> pd.DataFrame:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    df = bunch.frame.copy()
+    df = df.rename(columns={"target": "label"})
+    df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
+    df["label"] = df["label"].astype("int64")
+    return df
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def read_table(uri: str, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a table from a path, an fsspec URI or a built-in data set.
+
+    Args:
+        uri: a local path, an fsspec URI (``file://``, ``s3://``, ``gs://``, ``memory://``
+            ...), or ``kfgpu://breast_cancer`` / ``kfgpu://fraud?rows=N&seed=S&drift=D``.
+            The format is chosen by suffix: ``.csv``, ``.tsv``, ``.parquet``/``.pq`` (or a
+            directory of Parquet files), ``.jsonl``/``.ndjson``/``.json``, each optionally
+            followed by ``.gz``, ``.bz2``, ``.zst`` or ``.xz``.
+        columns: read only these columns, in this order; ``None`` reads all.
+
+    Returns:
+        The table as a DataFrame.
+
+    Raises:
+        ConfigError: an unknown built-in data set or query key, or an fsspec scheme whose
+            driver is not installed.
+        DataNotFoundError: nothing exists at ``uri``.
+        DataFormatError: the suffix is not supported or the content is not such a table.
+        EmptyDataError: the table has no rows or no columns.
+        SchemaError: a requested column does not exist.
+    """
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(
+            f"data URI {uri!r} is not a non-empty string; pass a path or URI to a CSV, "
+            f"Parquet or JSON-lines file"
+        )
+    if columns is not None:
+        columns = [str(c) for c in columns]
+
+    if uri.startswith(_BUILTIN_SCHEME):
+        df = _read_builtin(uri, columns)
+    else:
+        fs, path = _resolve(uri)
+        try:
+            exists = fs.exists(path)
+        except OSError as e:
+            raise DataNotFoundError(
+                f"data file {uri!r} cannot be reached ({e}); check the URI and credentials"
+            ) from e
+        if not exists:
+            raise DataNotFoundError(
+                f"data file {uri!r} does not exist; pass --data with a path or URI to a CSV, "
+                f"Parquet or JSON-lines file"
+            )
+        df = _read_path(fs, path, uri, columns)
+
+    if df.shape[0] == 0 or df.shape[1] == 0:
+        raise _empty_error(uri, df)
+    return df
+
+
+def _read_path(fs: Any, path: str, uri: str, columns: list[str] | None) -> pd.DataFrame:
+    suffix, _ = _split_suffix(path)
+    if fs.isdir(path):
+        files = [p for p in fs.find(path) if not posixpath.basename(p).startswith(("_", "."))]
+        if not files:
+            raise _empty_error(uri)
+        has_parquet = any(_split_suffix(p)[0] in _PARQUET_SUFFIXES for p in files)
+        if suffix not in _PARQUET_SUFFIXES and not has_parquet:
+            raise _format_error(uri, "it is a directory holding no .parquet or .pq files")
+        return _read_parquet(fs, path, uri, columns, is_dir=True)
+    if suffix in _CSV_SUFFIXES:
+        return _read_csv(fs, path, uri, _CSV_SUFFIXES[suffix], columns)
+    if suffix in _PARQUET_SUFFIXES:
+        return _read_parquet(fs, path, uri, columns, is_dir=False)
+    if suffix in _JSON_SUFFIXES:
+        return _read_json(fs, path, uri, columns)
+    raise DataFormatError(
+        f"data file {uri!r} has suffix {suffix or '(none)'!r}, which kfgpu does not read; "
+        f"pass a file in one of the supported formats: {SUPPORTED_FORMATS}"
+    )
+
+
+def write_parquet(df: pd.DataFrame, path: str) -> None:
+    """Write ``df`` to a local Parquet file atomically, without its index.
+
+    The frame is written to a temporary file in the destination directory and renamed into
+    place, so readers never see a partial file. Parent directories are created.
+
+    Args:
+        df: the frame to write.
+        path: local destination path (a ``file://`` prefix is accepted).
+
+    Raises:
+        SchemaError: the frame has columns Parquet cannot store (e.g. non-string names or
+            mixed-type object columns).
+    """
+    import pyarrow as pa
+
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    dest = os.path.abspath(os.path.expanduser(path))
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(dest)}.{uuid.uuid4().hex}.tmp")
+    try:
+        df.to_parquet(tmp, index=False, engine="pyarrow")
+        os.replace(tmp, dest)
+    except (pa.ArrowException, TypeError, ValueError) as e:
+        raise SchemaError(
+            f"frame cannot be written to Parquet file {dest!r}: {e}; make column names "
+            f"strings and each column a single type"
+        ) from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def fingerprint(df: pd.DataFrame) -> dict[str, Any]:
+    """Summarise a frame's content in a deterministic, order-sensitive hash.
+
+    The hash covers every value (row and column order included, index excluded), the column
+    names and the dtypes, so renaming a column, changing a dtype or editing a value changes
+    it. It is the same across processes and machines for the same pandas version.
+
+    Args:
+        df: the frame to fingerprint.
+
+    Returns:
+        ``{"sha256": hex digest, "rows": int, "columns": int, "schema": {column: dtype}}``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    h = hashlib.sha256()
+    schema = {str(c): str(t) for c, t in zip(df.columns, df.dtypes, strict=True)}
+    header = [[str(c), str(t)] for c, t in zip(df.columns, df.dtypes, strict=True)]
+    h.update(json.dumps({"shape": list(df.shape), "columns": header}).encode("utf-8"))
+    for i in range(df.shape[1]):
+        col = df.iloc[:, i]
+        try:
+            hashed = pd.util.hash_pandas_object(col, index=False)
+        except TypeError:
+            # Unhashable values (lists, dicts from JSON): hash their canonical text.
+            hashed = pd.util.hash_pandas_object(
+                col.map(lambda v: json.dumps(v, sort_keys=True, default=repr)), index=False
+            )
+        h.update(hashed.to_numpy(dtype=np.uint64).astype("<u8").tobytes())
+    return {
+        "sha256": h.hexdigest(),
+        "rows": int(df.shape[0]),
+        "columns": int(df.shape[1]),
+        "schema": schema,
+    }

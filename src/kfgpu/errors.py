@@ -1,0 +1,95 @@
+"""The one error tree of kfgpu.
+
+Every error kfgpu raises on purpose derives from :class:`KfgpuError`, so a caller can catch
+them all with one ``except`` and a CLI can print them as one line. Messages name the field,
+the value that was wrong and how to fix it.
+
+::
+
+    KfgpuError
+    ├── ConfigError            a setting has a value kfgpu cannot use
+    ├── DataError              input data cannot be used
+    │   ├── DataNotFoundError      the URI points at nothing
+    │   ├── DataFormatError        the file is not a table kfgpu can read
+    │   ├── EmptyDataError         the table has no rows (or no usable columns)
+    │   └── SchemaError            a column is missing or has the wrong type
+    ├── ValidationError        validation found error-level anomalies (all listed)
+    ├── TrainingError          training could not produce a model
+    ├── BundleError            a model bundle is missing, incomplete or corrupt
+    │   └── ChecksumError          a bundle file does not match its recorded checksum
+    └── PipelineError          a local pipeline run failed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BundleError",
+    "ChecksumError",
+    "ConfigError",
+    "DataError",
+    "DataFormatError",
+    "DataNotFoundError",
+    "EmptyDataError",
+    "KfgpuError",
+    "PipelineError",
+    "SchemaError",
+    "TrainingError",
+    "ValidationError",
+]
+
+
+class KfgpuError(Exception):
+    """Root of every error kfgpu raises on purpose."""
+
+
+class ConfigError(KfgpuError, ValueError):
+    """A setting has a value kfgpu cannot use."""
+
+
+class DataError(KfgpuError):
+    """Input data cannot be used."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """The data URI points at nothing."""
+
+
+class DataFormatError(DataError, ValueError):
+    """The file is not a table in a format kfgpu reads (CSV, Parquet, JSON lines)."""
+
+
+class EmptyDataError(DataError, ValueError):
+    """The table has no rows or no usable columns."""
+
+
+class SchemaError(DataError, ValueError):
+    """A column is missing or has a type kfgpu cannot use."""
+
+
+class ValidationError(KfgpuError):
+    """Validation found error-level anomalies.
+
+    Attributes:
+        anomalies: every error-level anomaly, each a mapping with at least ``column``,
+            ``check`` and ``message``.
+    """
+
+    def __init__(self, message: str, anomalies: list[dict[str, object]] | None = None) -> None:
+        super().__init__(message)
+        self.anomalies = list(anomalies or [])
+
+
+class TrainingError(KfgpuError):
+    """Training could not produce a model."""
+
+
+class BundleError(KfgpuError):
+    """A model bundle is missing, incomplete or corrupt."""
+
+
+class ChecksumError(BundleError):
+    """A bundle file does not match the checksum recorded when it was written."""
+
+
+class PipelineError(KfgpuError):
+    """A local pipeline run failed."""

@@ -1,0 +1,103 @@
+"""The training pipeline: validate -> engineer features -> train -> evaluate.
+
+Wiring and resources only: every step's logic is in the library, every step's settings
+are pipeline parameters. Resources are ignored by ``kfp.local`` and honoured by Kubeflow.
+"""
+
+# No `from __future__ import annotations` here: KFP reads the real annotation objects
+# of component and pipeline signatures to build their interfaces.
+
+from typing import NamedTuple
+
+from kfp import dsl, kubernetes
+from kfp.dsl import HTML, Metrics, Model
+
+from kfgpu.components import engineer_features, evaluate_model, train_model, validate_data
+
+__all__ = ["DEFAULT_DATA", "DEFAULT_TARGET", "training"]
+
+#: The embedded default: 20,000 rows of the seeded synthetic fraud data (2% positives).
+DEFAULT_DATA = "kfgpu://fraud?rows=20000&seed=0"
+DEFAULT_TARGET = "is_fraud"
+
+
+@dsl.pipeline(
+    name="kfgpu-training",
+    description=(
+        "Validate tabular data, engineer features, train a PyTorch Lightning model and "
+        "evaluate it on a held-out split; outputs a servable kfgpu model bundle."
+    ),
+)
+def training(
+    data_uri: str = DEFAULT_DATA,
+    target: str = DEFAULT_TARGET,
+    task: str = "auto",
+    max_null_fraction: float = 0.5,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    max_categories: int = 1000,
+    max_epochs: int = 20,
+    batch_size: int = 1024,
+    learning_rate: float = 0.001,
+    weight_decay: float = 0.00001,
+    hidden_sizes: str = "256,256",
+    dropout: float = 0.1,
+    precision: str = "32-true",
+    accelerator: str = "auto",
+    devices: int = 1,
+    strategy: str = "auto",
+    early_stopping_patience: int = 3,
+    seed: int = 0,
+    mlflow_tracking_uri: str = "",
+) -> NamedTuple("Outputs", [("model", Model), ("metrics", Metrics), ("report", HTML)]):  # type: ignore[valid-type]  # noqa: UP006
+    validated = validate_data(
+        data_uri=data_uri, target=target, task=task, max_null_fraction=max_null_fraction
+    ).set_display_name("validate data")
+    features = engineer_features(
+        dataset=validated.outputs["dataset"],
+        target=target,
+        task=validated.outputs["task"],
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        max_categories=max_categories,
+    ).set_display_name("engineer features")
+    trained = train_model(
+        train=features.outputs["train"],
+        validation=features.outputs["validation"],
+        transform=features.outputs["transform"],
+        target=target,
+        task=validated.outputs["task"],
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        hidden_sizes=hidden_sizes,
+        dropout=dropout,
+        precision=precision,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        seed=seed,
+        early_stopping_patience=early_stopping_patience,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    ).set_display_name("train model")
+    # DDP workers share tensors through /dev/shm; the container default (64 MiB) is too small.
+    kubernetes.empty_dir_mount(
+        trained, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="8Gi"
+    )
+    trained.set_cpu_request("4").set_memory_request("16G").set_memory_limit("32G")
+    evaluated = evaluate_model(
+        model=trained.outputs["model"],
+        test=features.outputs["test"],
+        mlflow_tracking_uri=mlflow_tracking_uri,
+    ).set_display_name("evaluate model")
+    for task_ in (validated, features, evaluated):
+        task_.set_cpu_request("1").set_memory_request("4G")
+    Outputs = NamedTuple("Outputs", [("model", Model), ("metrics", Metrics), ("report", HTML)])  # noqa: UP006
+    return Outputs(
+        model=trained.outputs["model"],
+        metrics=evaluated.outputs["metrics"],
+        report=evaluated.outputs["report"],
+    )

@@ -1,0 +1,121 @@
+"""The one typed, frozen configuration of a training run, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from kfgpu.errors import ConfigError
+
+__all__ = ["Accelerator", "Precision", "Strategy", "TrainConfig", "parse_int_list"]
+
+Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
+Accelerator = Literal["auto", "cpu", "gpu"]
+Strategy = Literal["auto", "ddp", "ddp_spawn"]
+
+_PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+_ACCELERATORS = ("auto", "cpu", "gpu")
+_STRATEGIES = ("auto", "ddp", "ddp_spawn")
+
+
+def parse_int_list(value: str | list[int] | tuple[int, ...], *, field: str) -> tuple[int, ...]:
+    """``"256,128"`` or ``[256, 128]`` -> ``(256, 128)``, naming ``field`` on bad input."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+    else:
+        parts = list(value)  # type: ignore[arg-type]
+    try:
+        out = tuple(int(float(p)) for p in parts)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            f"{field}={value!r} must be comma-separated integers like '256,128'"
+        ) from e
+    if not out:
+        raise ConfigError(f"{field} is empty; give at least one layer width like '256'")
+    return out
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run.
+
+    Args:
+        model_family: a registered family (``kfgpu.training.families``).
+        hidden_sizes: widths of the MLP's hidden layers.
+        dropout: dropout after each hidden layer.
+        max_epochs: upper bound on epochs; early stopping may end sooner.
+        batch_size: rows per optimiser step (per device).
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        precision: ``32-true``, ``16-mixed`` (CUDA only) or ``bf16-mixed``.
+        accelerator: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``gpu``.
+        devices: devices per node; ``-1`` for all visible.
+        strategy: ``auto``, ``ddp`` or ``ddp_spawn``.
+        seed: seeds weights, shuffling and dropout.
+        deterministic: ask torch for deterministic kernels (slower on GPU).
+        early_stopping_patience: epochs without a better validation loss before stopping;
+            0 turns early stopping off.
+        gradient_clip_val: clip the gradient norm to this; 0 turns clipping off.
+    """
+
+    model_family: str = "tabular_mlp"
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    dropout: float = 0.1
+    max_epochs: int = 20
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    precision: Precision = "32-true"
+    accelerator: Accelerator = "auto"
+    devices: int = 1
+    strategy: Strategy = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    early_stopping_patience: int = 3
+    gradient_clip_val: float = 0.0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, fix: str) -> ConfigError:
+            return ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
+
+        if self.precision not in _PRECISIONS:
+            raise bad("precision", f"use one of {list(_PRECISIONS)}")
+        if self.accelerator not in _ACCELERATORS:
+            raise bad("accelerator", f"use one of {list(_ACCELERATORS)}")
+        if self.strategy not in _STRATEGIES:
+            raise bad("strategy", f"use one of {list(_STRATEGIES)}")
+        if self.max_epochs < 1:
+            raise bad("max_epochs", "train for at least 1 epoch")
+        if self.batch_size < 1:
+            raise bad("batch_size", "use a positive batch size such as 1024")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise bad("learning_rate", "use a positive number such as 1e-3")
+        if self.weight_decay < 0:
+            raise bad("weight_decay", "use 0 or a positive number")
+        if not (0.0 <= self.dropout < 1.0):
+            raise bad("dropout", "use a value in [0, 1)")
+        if self.devices == 0 or self.devices < -1:
+            raise bad("devices", "use a positive count, or -1 for every visible device")
+        if self.early_stopping_patience < 0:
+            raise bad("early_stopping_patience", "use 0 (off) or a positive number of epochs")
+        if self.gradient_clip_val < 0:
+            raise bad("gradient_clip_val", "use 0 (off) or a positive norm")
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise bad("hidden_sizes", "give positive layer widths such as (256, 256)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        if "hidden_sizes" in d:
+            d["hidden_sizes"] = parse_int_list(d["hidden_sizes"], field="hidden_sizes")
+        return cls(**d)

@@ -1,0 +1,59 @@
+"""The served module: fitted transform, network and output head in one torch module.
+
+This is what serving (KServe), batch prediction, evaluation and an ONNX export all run,
+so they cannot disagree with one another or with training.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from kfgpu.training.families import build_network
+
+if TYPE_CHECKING:
+    from kfgpu.features.transform import FittedTransform
+
+__all__ = ["ServedModel"]
+
+
+class ServedModel(nn.Module):
+    """raw numerics + category indices -> class probabilities, or regression values."""
+
+    def __init__(
+        self,
+        transform: nn.Module,
+        network: nn.Module,
+        *,
+        task: str,
+        target_mean: float = 0.0,
+        target_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.transform = transform
+        self.network = network
+        self.task = task
+        self.target_mean = float(target_mean)
+        self.target_scale = float(target_scale)
+
+    @classmethod
+    def from_description(cls, desc: dict[str, Any], fitted: FittedTransform) -> ServedModel:
+        model = desc["model"]
+        network = build_network(model["family"], model["config"])
+        scaling = desc.get("target_scaling", {})
+        return cls(
+            fitted.to_module(),
+            network,
+            task=desc["task"],
+            target_mean=scaling.get("mean", 0.0),
+            target_scale=scaling.get("scale", 1.0),
+        )
+
+    def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        x, c = self.transform(numeric, codes)
+        out = self.network(x, c)
+        if self.task == "classification":
+            return torch.softmax(out.float(), dim=1)
+        return out.float().squeeze(1) * self.target_scale + self.target_mean

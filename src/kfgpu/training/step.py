@@ -1,0 +1,99 @@
+"""The train_model step: encoded splits in, model bundle out, tracked in MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfgpu._step import StepResult, step
+
+__all__ = ["train_model_step"]
+
+
+@step("train_model")
+def train_model_step(
+    *,
+    train_path: str,
+    val_path: str,
+    transform_path: str,
+    target: str,
+    task: str,
+    bundle_path: str,
+    config: dict[str, Any],
+    mlflow_tracking_uri: str = "",
+    lineage: dict[str, Any] | None = None,
+) -> StepResult:
+    """Train with ``config`` (a :class:`TrainConfig` as a dict) and write the bundle.
+
+    Raises:
+        ConfigError: invalid settings.
+        TrainingError: the data cannot train a model, or training diverged.
+    """
+    import os
+
+    from kfgpu.data import read_table
+    from kfgpu.features.transform import FittedTransform
+    from kfgpu.registry import tracking
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.trainer import train_tabular
+
+    cfg = TrainConfig.from_dict(config)
+    train_df = read_table(train_path)
+    val_df = read_table(val_path)
+    fitted = FittedTransform.load(transform_path)
+    uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
+    run_id = ""
+    # Under DDP's subprocess launcher every rank runs this body; only rank 0 tracks.
+    is_rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get(
+        "NODE_RANK", "0"
+    ) == "0"
+    if uri and is_rank_zero:
+        run_id = tracking.start_run(
+            uri,
+            run_name=f"train-{target}",
+            params={**cfg.to_dict(), "task": task, "target": target,
+                    "train_rows": len(train_df), "val_rows": len(val_df)},
+            tags={f"kfgpu.{k}": str(v) for k, v in (lineage or {}).items()},
+        )
+    try:
+        outcome = train_tabular(
+            train_df,
+            val_df,
+            transform=fitted,
+            target=target,
+            task=task,
+            config=cfg,
+            bundle_path=bundle_path,
+            mlflow_uri=uri,
+            mlflow_run_id=run_id,
+            lineage=lineage,
+        )
+    except BaseException:
+        if run_id:
+            tracking.end_run(uri, run_id, status="FAILED")
+        raise
+    if run_id and outcome.bundle_path is not None:
+        tracking.log_metrics(uri, run_id, outcome.metrics)
+        tracking.log_artifacts(uri, run_id, str(outcome.bundle_path), "bundle")
+        tracking.end_run(uri, run_id)
+    return StepResult(
+        metrics={
+            **outcome.metrics,
+            "epochs_run": float(outcome.epochs_run),
+            "best_epoch": float(outcome.best_epoch),
+            "train_seconds": outcome.seconds,
+        },
+        metadata={
+            "model": {
+                "framework": "pytorch",
+                "format": "kfgpu-bundle/1",
+                "family": cfg.model_family,
+                "mlflow_run_id": run_id or None,
+                "mlflow_tracking_uri": uri or None,
+            }
+        },
+        summary=(
+            f"{outcome.epochs_run} epochs in {outcome.seconds:.1f}s, best val_loss "
+            f"{outcome.metrics['val_loss']:.4f} at epoch {outcome.best_epoch}"
+        ),
+        extra={"mlflow_run_id": run_id},
+    )

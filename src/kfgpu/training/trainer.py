@@ -1,0 +1,276 @@
+"""Train a tabular model from encoded splits and write the model bundle."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfgpu.errors import ConfigError, TrainingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kfgpu.features.transform import FittedTransform
+    from kfgpu.training.config import TrainConfig
+
+__all__ = ["TrainOutcome", "encode_labels", "resolve_accelerator", "train_tabular"]
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train_tabular` returns (rank 0 only writes the bundle)."""
+
+    bundle_path: Path | None
+    metrics: dict[str, float]
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    description: dict[str, Any]
+
+
+def resolve_accelerator(config: TrainConfig) -> str:
+    """``auto`` -> ``gpu`` when CUDA is usable, else ``cpu``; refuse what cannot run."""
+    import torch
+
+    accelerator = config.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError(
+            "accelerator='gpu' but no CUDA device is visible; request GPUs for the step "
+            "(pipeline parameter gpus) or set accelerator to 'cpu' or 'auto'"
+        )
+    if accelerator == "cpu" and config.precision == "16-mixed":
+        raise ConfigError(
+            "precision='16-mixed' needs a CUDA GPU; on CPU use 'bf16-mixed' or '32-true'"
+        )
+    return accelerator
+
+
+def encode_labels(
+    train_y: pd.Series, other: list[pd.Series], *, task: str
+) -> tuple[dict[str, Any], Any]:
+    """Label mapping for the bundle, and a function encoding a series with it."""
+    import numpy as np
+
+    if task == "classification":
+        values = sorted({*train_y.unique()}, key=lambda v: (str(type(v)), v))
+        classes = [v.item() if hasattr(v, "item") else v for v in values]
+        if len(classes) < 2:
+            raise TrainingError(
+                f"the training split holds a single class {classes!r}; the target needs at "
+                "least two classes"
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        for s in other:
+            unseen = sorted({str(v) for v in s.unique()} - {str(c) for c in classes})
+            if unseen:
+                raise TrainingError(
+                    f"classes {unseen} appear outside the training split only; "
+                    "use a stratified split or more data"
+                )
+        counts = train_y.value_counts()
+        positive = counts.idxmin().item() if hasattr(counts.idxmin(), "item") else counts.idxmin()
+        labels = {
+            "classes": classes,
+            "positive_class": positive if len(classes) == 2 else None,
+            "train_distribution": {str(k): int(v) for k, v in counts.items()},
+        }
+
+        def encode(s: pd.Series) -> np.ndarray:
+            return np.asarray([index[v] for v in s.tolist()], dtype=np.int64)
+
+        return labels, encode
+
+    mean = float(train_y.mean())
+    std = float(train_y.std(ddof=0)) or 1.0
+    labels = {"target_mean": mean, "target_scale": std}
+
+    def encode_reg(s: pd.Series) -> np.ndarray:
+        return ((s.to_numpy(dtype=np.float64) - mean) / std).astype(np.float32)
+
+    return labels, encode_reg
+
+
+def train_tabular(
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    *,
+    transform: FittedTransform,
+    target: str,
+    task: str,
+    config: TrainConfig,
+    bundle_path: str | os.PathLike[str] | None,
+    mlflow_uri: str = "",
+    mlflow_run_id: str = "",
+    lineage: dict[str, Any] | None = None,
+) -> TrainOutcome:
+    """Fit a tabular model and write its bundle (on global rank 0).
+
+    Raises:
+        ConfigError: the settings cannot run on this machine.
+        TrainingError: the data cannot train a model, or the loss diverged.
+    """
+    import pytorch_lightning as pl
+    import torch
+
+    from kfgpu import __version__
+    from kfgpu.bundle import write_bundle
+    from kfgpu.training.families import build_network, tabular_mlp_config
+    from kfgpu.training.lightning import (
+        BestWeights,
+        EpochPrinter,
+        TabularDataModule,
+        TabularTask,
+    )
+
+    if task not in ("classification", "regression"):
+        raise ConfigError(f"task={task!r} is invalid: use 'classification' or 'regression'")
+    accelerator = resolve_accelerator(config)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    if accelerator == "gpu":
+        # An explicit TF32 policy: Ampere+ matmuls in TF32 unless the run must be exact.
+        torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
+        torch.backends.cudnn.allow_tf32 = not config.deterministic
+
+    labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
+
+    def tensors(df: pd.DataFrame) -> tuple[torch.Tensor, ...]:
+        x, c = transform.transform(df)
+        y = torch.from_numpy(encode(df[target]))
+        return torch.from_numpy(x), torch.from_numpy(c), y
+
+    train_t, val_t = tensors(train_df), tensors(val_df)
+    n_outputs = len(labels["classes"]) if task == "classification" else 1
+    family_config = tabular_mlp_config(
+        n_numeric=len(transform.numeric),
+        cardinalities=transform.cardinalities,
+        hidden_sizes=config.hidden_sizes,
+        dropout=config.dropout,
+        n_outputs=n_outputs,
+    )
+    network = build_network(config.model_family, family_config)
+    module = TabularTask(
+        network,
+        task=task,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        max_epochs=config.max_epochs,
+    )
+    data = TabularDataModule(
+        train_t,
+        val_t,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        pin_memory=accelerator == "gpu",
+    )
+    best = BestWeights()
+    callbacks: list[pl.Callback] = [best, EpochPrinter(config.max_epochs)]
+    if config.early_stopping_patience > 0:
+        from pytorch_lightning.callbacks import EarlyStopping
+
+        callbacks.append(
+            EarlyStopping("val_loss", patience=config.early_stopping_patience, mode="min")
+        )
+    logger: Any = False
+    if mlflow_uri and mlflow_run_id:
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        logger = MLFlowLogger(tracking_uri=mlflow_uri, run_id=mlflow_run_id)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kfgpu-train-") as scratch:
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=config.devices,
+            strategy=config.strategy,
+            precision=config.precision,
+            max_epochs=config.max_epochs,
+            logger=logger,
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            deterministic=config.deterministic,
+            gradient_clip_val=config.gradient_clip_val or None,
+            default_root_dir=scratch,
+            num_sanity_val_steps=0,
+            log_every_n_steps=50,
+        )
+        t0 = time.perf_counter()
+        trainer.fit(module, datamodule=data)
+        seconds = time.perf_counter() - t0
+
+    if not torch.isfinite(torch.tensor(best.best_loss)):
+        raise TrainingError(
+            "validation loss never became finite (training diverged); lower learning_rate "
+            f"(now {config.learning_rate}) or use precision='32-true'"
+        )
+    metrics = {"val_loss": best.best_loss}
+    val_acc = trainer.callback_metrics.get("val_accuracy")
+    if val_acc is not None:
+        metrics["val_accuracy_last"] = float(val_acc)
+    description: dict[str, Any] = {
+        "kfgpu_version": __version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": task,
+        "target": target,
+        "model": {"family": config.model_family, "config": family_config},
+        "hyperparameters": config.to_dict(),
+        "signature": {
+            "inputs": [{"name": c, "kind": "numeric"} for c in transform.numeric]
+            + [
+                {"name": c, "kind": "categorical", "vocabulary_size": len(v)}
+                for c, v in zip(transform.categorical, transform.vocabularies, strict=True)
+            ],
+            "outputs": (
+                [{"name": "prediction"}]
+                + [{"name": f"proba_{c}"} for c in labels["classes"]]
+                if task == "classification"
+                else [{"name": "prediction"}]
+            ),
+        },
+        "metrics": metrics,
+        "training": {
+            "epochs_run": trainer.current_epoch,
+            "best_epoch": best.best_epoch + 1,
+            "seconds": round(seconds, 3),
+            "accelerator": accelerator,
+            "devices": trainer.num_devices,
+            "world_size": trainer.world_size,
+            "train_rows": len(train_df),
+            "val_rows": len(val_df),
+        },
+        "lineage": {
+            **(lineage or {}),
+            "code_version": __version__,
+            "mlflow_run_id": mlflow_run_id or None,
+            "mlflow_tracking_uri": mlflow_uri or None,
+        },
+    }
+    if task == "classification":
+        description["labels"] = labels
+    else:
+        description["target_scaling"] = {
+            "mean": labels["target_mean"],
+            "scale": labels["target_scale"],
+        }
+    written: Path | None = None
+    if trainer.is_global_zero and bundle_path is not None:
+        written = write_bundle(
+            bundle_path,
+            state_dict=best.best_state(network),
+            transform=transform,
+            description=description,
+        )
+    return TrainOutcome(
+        bundle_path=written,
+        metrics=metrics,
+        epochs_run=trainer.current_epoch,
+        best_epoch=best.best_epoch + 1,
+        seconds=seconds,
+        description=description,
+    )
