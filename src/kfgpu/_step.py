@@ -41,6 +41,24 @@ class StepResult:
     summary: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def publish(self, *, metrics: Any = None, **artifacts: Any) -> None:
+        """Hand the result to KFP: the one adapter every component body uses.
+
+        Attaches ``metadata[name]`` to each artifact passed by that name and logs
+        ``metrics`` to the component's ``Output[Metrics]``. Lives here, not in
+        ``kfgpu.components``, because a component body runs where only kfp's runtime
+        (not its compiler) can be imported.
+        """
+        for name, meta in self.metadata.items():
+            artifact = artifacts.get(name)
+            if artifact is not None:
+                artifact.metadata.update(meta)
+        if metrics is not None:
+            for key, value in sorted(self.metrics.items()):
+                metrics.log_metric(key, float(value))
+        if self.summary:
+            print(self.summary, flush=True)
+
 
 def _emit(event: dict[str, Any]) -> None:
     path = os.environ.get(EVENTS_ENV)

@@ -58,7 +58,6 @@ def validate_data(
     """
     from collections import namedtuple
 
-    from kfgpu.components._runtime import publish
     from kfgpu.validation.step import validate_data_step
 
     result = validate_data_step(
@@ -71,7 +70,7 @@ def validate_data(
         max_null_fraction=max_null_fraction,
         schema_uri=schema_uri,
     )
-    publish(result, metrics=metrics, dataset=dataset, schema=schema)
+    result.publish(metrics=metrics, dataset=dataset, schema=schema)
     return namedtuple("Outputs", ["task"])(result.extra["task"])
 
 
@@ -113,7 +112,6 @@ def engineer_features(
         transform: the fitted transform as JSON.
         metrics: split sizes and feature counts.
     """
-    from kfgpu.components._runtime import publish
     from kfgpu.features.step import engineer_features_step
 
     result = engineer_features_step(
@@ -130,8 +128,7 @@ def engineer_features(
         max_categories=max_categories,
         feature_spec_json=feature_spec_json,
     )
-    publish(
-        result, metrics=metrics, train=train, validation=validation, test=test, transform=transform
+    result.publish(metrics=metrics, train=train, validation=validation, test=test, transform=transform
     )
 
 
@@ -190,7 +187,6 @@ def train_model(
         model: the model bundle directory.
         metrics: best validation loss, epochs run, training seconds.
     """
-    from kfgpu.components._runtime import publish
     from kfgpu.training.step import train_model_step
 
     result = train_model_step(
@@ -221,7 +217,7 @@ def train_model(
             "pipeline_run": pipeline_run,
         },
     )
-    publish(result, metrics=metrics, model=model)
+    result.publish(metrics=metrics, model=model)
 
 
 @dsl.component(base_image=BASE_IMAGE)
@@ -252,7 +248,6 @@ def evaluate_model(
     """
     from collections import namedtuple
 
-    from kfgpu.components._runtime import publish
     from kfgpu.evaluation.step import evaluate_model_step
 
     result = evaluate_model_step(
@@ -262,7 +257,7 @@ def evaluate_model(
         evaluation_path=evaluation.path,
         mlflow_tracking_uri=mlflow_tracking_uri,
     )
-    publish(result, metrics=metrics)
+    result.publish(metrics=metrics)
     curve = result.extra["roc_curve"]
     if curve:
         classification_metrics.log_roc_curve(curve["fpr"], curve["tpr"], curve["threshold"])

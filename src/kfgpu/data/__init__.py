@@ -16,13 +16,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kfgpu.data.io import fingerprint, read_table, write_parquet
+    from kfgpu.data.io import fingerprint, read_parquet, read_table, write_parquet
     from kfgpu.data.synthetic import fraud, iter_fraud, write_fraud_parquet
 
 __all__ = [
     "fingerprint",
     "fraud",
     "iter_fraud",
+    "read_parquet",
     "read_table",
     "write_fraud_parquet",
     "write_parquet",
@@ -32,6 +33,7 @@ _LAZY = {
     "fingerprint": "kfgpu.data.io",
     "fraud": "kfgpu.data.synthetic",
     "iter_fraud": "kfgpu.data.synthetic",
+    "read_parquet": "kfgpu.data.io",
     "read_table": "kfgpu.data.io",
     "write_fraud_parquet": "kfgpu.data.synthetic",
     "write_parquet": "kfgpu.data.io",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "read_parquet",
     "BUILTIN_DATASETS",
     "COMPRESSION_SUFFIXES",
     "SUPPORTED_FORMATS",
@@ -357,6 +358,24 @@ def read_table(uri: str, *, columns: list[str] | None = None) -> pd.DataFrame:
             )
         df = _read_path(fs, path, uri, columns)
 
+    if df.shape[0] == 0 or df.shape[1] == 0:
+        raise _empty_error(uri, df)
+    return df
+
+
+def read_parquet(uri: str, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet file whatever its name: how steps read each other's Dataset artifacts,
+    whose paths KFP chooses and which carry no suffix.
+
+    Raises:
+        DataNotFoundError: nothing exists at ``uri``.
+        DataFormatError: the file is not Parquet.
+        EmptyDataError: the table has no rows or no columns.
+    """
+    fs, path = _resolve(uri)
+    if not fs.exists(path):
+        raise DataNotFoundError(f"Parquet data {uri!r} does not exist; did the upstream step run?")
+    df = _read_parquet(fs, path, uri, columns, is_dir=fs.isdir(path))
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise _empty_error(uri, df)
     return df

@@ -28,7 +28,7 @@ def evaluate_model_step(
     import numpy as np
 
     from kfgpu.bundle import load_bundle
-    from kfgpu.data import read_table
+    from kfgpu.data import read_parquet
     from kfgpu.evaluation.metrics import evaluate_classification, evaluate_regression
     from kfgpu.evaluation.report import render_html
     from kfgpu.registry import tracking
@@ -36,7 +36,7 @@ def evaluate_model_step(
     bundle = load_bundle(bundle_path)
     desc = bundle.description
     target = desc["target"]
-    test = read_table(test_path)
+    test = read_parquet(test_path)
     raw = bundle.predict_raw(test.drop(columns=[target]))
     if bundle.task == "classification":
         labels = desc["labels"]

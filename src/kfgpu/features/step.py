@@ -36,13 +36,13 @@ def engineer_features_step(
         ConfigError: bad fractions or spec.
         DataError: too few rows or classes to split.
     """
-    from kfgpu.data import fingerprint, read_table, write_parquet
+    from kfgpu.data import fingerprint, read_parquet, write_parquet
     from kfgpu.features.split import split_frame
     from kfgpu.features.transform import FeatureSpec, fit_transform, infer_feature_spec
 
     if task not in ("classification", "regression"):
         raise ConfigError(f"task={task!r} is invalid: use 'classification' or 'regression'")
-    df = read_table(dataset_path)
+    df = read_parquet(dataset_path)
     train, val, test = split_frame(
         df,
         target,

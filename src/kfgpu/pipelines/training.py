@@ -16,8 +16,8 @@ from kfgpu.components import engineer_features, evaluate_model, train_model, val
 
 __all__ = ["DEFAULT_DATA", "DEFAULT_TARGET", "training"]
 
-#: The embedded default: 20,000 rows of the seeded synthetic fraud data (2% positives).
-DEFAULT_DATA = "kfgpu://fraud?rows=20000&seed=0"
+#: The embedded default: 100,000 rows of the seeded synthetic fraud data (2% positives).
+DEFAULT_DATA = "kfgpu://fraud?rows=100000&seed=0"
 DEFAULT_TARGET = "is_fraud"
 
 

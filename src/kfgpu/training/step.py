@@ -30,15 +30,15 @@ def train_model_step(
     """
     import os
 
-    from kfgpu.data import read_table
+    from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
     from kfgpu.registry import tracking
     from kfgpu.training.config import TrainConfig
     from kfgpu.training.trainer import train_tabular
 
     cfg = TrainConfig.from_dict(config)
-    train_df = read_table(train_path)
-    val_df = read_table(val_path)
+    train_df = read_parquet(train_path)
+    val_df = read_parquet(val_path)
     fitted = FittedTransform.load(transform_path)
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
     run_id = ""

@@ -1,0 +1,220 @@
+"""Run a kfgpu pipeline on this machine with ``kfp.local`` (no cluster, no Docker).
+
+Every component runs as a subprocess of the current interpreter, exactly the code a
+cluster runs in the kfgpu image. Steps report start, success and failure through the
+events file (see :mod:`kfgpu._step`); this module turns those into progress lines and,
+when a step fails, into one readable error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfgpu._step import EVENTS_ENV, read_events
+from kfgpu.errors import ConfigError, KfgpuError, PipelineError
+
+__all__ = ["LocalRun", "pipeline_parameters", "run_local"]
+
+
+@dataclass
+class LocalRun:
+    """Where a finished local run put things."""
+
+    pipeline: str
+    run_dir: Path
+    log_path: Path
+    outputs: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    def step_seconds(self) -> dict[str, float]:
+        """Seconds spent inside each step's library function."""
+        return {
+            e["step"]: float(e["seconds"]) for e in self.events if e.get("event") == "success"
+        }
+
+    def output_path(self, name: str) -> Path | None:
+        artifact = self.outputs.get(name)
+        path = getattr(artifact, "path", None)
+        return Path(path) if path else None
+
+
+def _pipelines() -> dict[str, Any]:
+    from kfgpu.pipelines import PIPELINES
+
+    return PIPELINES
+
+
+def pipeline_parameters(name: str) -> dict[str, tuple[str, Any]]:
+    """A pipeline's parameters: name -> (KFP type, default)."""
+    pipelines = _pipelines()
+    if name not in pipelines:
+        raise ConfigError(f"unknown pipeline {name!r}; choose one of {sorted(pipelines)}")
+    inputs = pipelines[name].component_spec.inputs or {}
+    return {k: (v.type, v.default) for k, v in inputs.items()}
+
+
+def coerce_parameters(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``NAME=VALUE`` strings into typed pipeline arguments, naming what is wrong."""
+    params = pipeline_parameters(name)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in params:
+            raise ConfigError(
+                f"pipeline {name!r} has no parameter {key!r}; known: {', '.join(sorted(params))}"
+            )
+        kind = params[key][0]
+        try:
+            if kind == "Integer":
+                out[key] = int(value)
+            elif kind == "Float":
+                out[key] = float(value)
+            elif kind == "Boolean":
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1", "yes")
+            else:
+                out[key] = value
+        except ValueError as e:
+            raise ConfigError(
+                f"parameter {key}={value!r} must be {kind.lower()}; e.g. --param {key}="
+                f"{params[key][1]!r}"
+            ) from e
+    return out
+
+
+@contextlib.contextmanager
+def _events_env(path: Path) -> Iterator[None]:
+    old = os.environ.get(EVENTS_ENV)
+    os.environ[EVENTS_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(EVENTS_ENV, None)
+        else:
+            os.environ[EVENTS_ENV] = old
+
+
+class _Progress(threading.Thread):
+    """Follows the events file and reports each step as it starts and ends."""
+
+    def __init__(self, path: Path, report: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.report = report
+        self.seen = 0
+        self.done = threading.Event()
+
+    def poll(self) -> None:
+        events = read_events(self.path)
+        for event in events[self.seen :]:
+            self.report(event)
+        self.seen = len(events)
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self.poll()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.poll()
+
+
+def run_local(
+    pipeline: str,
+    arguments: Mapping[str, Any],
+    *,
+    workdir: str | os.PathLike[str],
+    verbose: bool = False,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> LocalRun:
+    """Run ``pipeline`` under ``kfp.local`` with the SubprocessRunner.
+
+    Args:
+        pipeline: a name from :data:`kfgpu.pipelines.PIPELINES`.
+        arguments: pipeline arguments (already typed).
+        workdir: outputs go to ``workdir/runs/<run>/``; the log to ``workdir/logs/``.
+        verbose: stream every step's output to this process's stdout instead of the log.
+        on_event: called with each step event (start, success, failure) as it happens.
+
+    Raises:
+        PipelineError: a step failed; the message is the step's own error when it raised
+            a kfgpu error, with the log's path otherwise.
+    """
+    from kfp import local
+
+    pipelines = _pipelines()
+    if pipeline not in pipelines:
+        raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {sorted(pipelines)}")
+    work = Path(workdir).resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    run_dir = work / "runs" / f"{pipeline}-{stamp}"
+    log_dir = work / "logs"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{pipeline}-{stamp}.log"
+    events_path = run_dir / "events.jsonl"
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(run_dir),
+        raise_on_error=True,
+    )
+    progress = _Progress(events_path, on_event or (lambda _e: None))
+    t0 = time.perf_counter()
+    failure: BaseException | None = None
+    outputs: dict[str, Any] = {}
+    with _events_env(events_path), log_path.open("w") as log:
+        sink = contextlib.nullcontext() if verbose else _redirect(log)
+        progress.start()
+        try:
+            with sink:
+                task = pipelines[pipeline](**arguments)
+            outputs = dict(getattr(task, "outputs", {}) or {})
+        except Exception as e:  # kfp.local raises RuntimeError naming the failed task
+            failure = e
+        finally:
+            progress.stop()
+    wall = time.perf_counter() - t0
+    events = read_events(events_path)
+    if failure is not None:
+        raise PipelineError(_failure_message(failure, events, log_path)) from failure
+    return LocalRun(
+        pipeline=pipeline,
+        run_dir=run_dir,
+        log_path=log_path,
+        outputs=outputs,
+        events=events,
+        wall_seconds=wall,
+    )
+
+
+@contextlib.contextmanager
+def _redirect(log: Any) -> Iterator[None]:
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
+
+
+def _failure_message(error: BaseException, events: list[dict[str, Any]], log: Path) -> str:
+    failed = [e for e in events if e.get("event") == "failure"]
+    if failed:
+        first = failed[0]
+        if first.get("kfgpu_error"):
+            return f"{first['step']}: {first['message']}"
+        return (
+            f"{first['step']} failed with {first['error_type']}: {first['message']} "
+            f"(full log: {log})"
+        )
+    if isinstance(error, KfgpuError):
+        return str(error)
+    text = " ".join(str(error).split())
+    return f"{text} (full log: {log})"
