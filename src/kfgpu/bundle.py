@@ -175,11 +175,15 @@ class Bundle:
 
         num, codes = self.transform.raw_arrays(df)
         outs: list[np.ndarray] = []
+        # Inputs go where load_bundle(device=...) put the module; outputs come back to host.
+        device = next(self.module.buffers()).device
         with torch.inference_mode():
             for start in range(0, len(df), batch_size):
                 sl = slice(start, start + batch_size)
-                out = self.module(torch.from_numpy(num[sl]), torch.from_numpy(codes[sl]))
-                outs.append(out.float().numpy())
+                out = self.module(
+                    torch.from_numpy(num[sl]).to(device), torch.from_numpy(codes[sl]).to(device)
+                )
+                outs.append(out.float().cpu().numpy())
         if not outs:
             k = len(self.classes)
             return np.zeros((0, k) if self.task == "classification" else (0,), dtype=np.float32)

@@ -9,9 +9,11 @@ when a step fails, into one readable error.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +172,8 @@ def run_local(
         raise_on_error=True,
     )
     progress = _Progress(events_path, on_event or (lambda _e: None))
+    root_logger = logging.getLogger()
+    handlers_before = list(root_logger.handlers)
     t0 = time.perf_counter()
     failure: BaseException | None = None
     outputs: dict[str, Any] = {}
@@ -177,13 +181,25 @@ def run_local(
         sink = contextlib.nullcontext() if verbose else _redirect(log)
         progress.start()
         try:
-            with sink:
+            with sink, warnings.catch_warnings():
+                # Resources, accelerators and display names are for the cluster; kfp.local
+                # says it ignores them, which is expected here and documented.
+                warnings.filterwarnings(
+                    "ignore", message=".*have no effect in the current local runner.*"
+                )
+                # The kfgpu image runs the same code as this environment: that is the design.
+                warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
                 task = pipelines[pipeline](**arguments)
             outputs = dict(getattr(task, "outputs", {}) or {})
         except Exception as e:  # kfp.local raises RuntimeError naming the failed task
             failure = e
         finally:
             progress.stop()
+            # kfp.local attaches handlers bound to the (redirected) streams; drop them so no
+            # later log record writes to the closed log file.
+            for handler in list(root_logger.handlers):
+                if handler not in handlers_before:
+                    root_logger.removeHandler(handler)
     wall = time.perf_counter() - t0
     events = read_events(events_path)
     if failure is not None:

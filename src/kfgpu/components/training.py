@@ -23,7 +23,7 @@ from kfgpu._image import BASE_IMAGE, TRAIN_IMAGE
 __all__ = ["engineer_features", "evaluate_model", "train_model", "validate_data"]
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def validate_data(
     data_uri: str,
     target: str,
@@ -74,7 +74,7 @@ def validate_data(
     return namedtuple("Outputs", ["task"])(result.extra["task"])
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def engineer_features(
     dataset: Input[Dataset],
     target: str,
@@ -132,7 +132,7 @@ def engineer_features(
     )
 
 
-@dsl.component(base_image=TRAIN_IMAGE)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def train_model(
     train: Input[Dataset],
     validation: Input[Dataset],
@@ -220,7 +220,7 @@ def train_model(
     result.publish(metrics=metrics, model=model)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate_model(
     model: Input[Model],
     test: Input[Dataset],

@@ -210,6 +210,10 @@ class FittedTransform:
                     ) from e
             with np.errstate(invalid="ignore", over="ignore"):
                 values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+                # A finite value beyond float32's range is out of range, not missing: keep
+                # it finite so the transform clips it instead of imputing it.
+                big = float(np.finfo(np.float32).max)
+                values = np.where(np.isfinite(values), np.clip(values, -big, big), values)
                 num[:, j] = values.astype(np.float32)
         num[~np.isfinite(num)] = np.nan
         codes = np.zeros((n, len(self.categorical)), dtype=np.int64)
@@ -227,7 +231,7 @@ class FittedTransform:
         fill = np.asarray(self.fill, dtype=np.float32)
         mean = np.asarray(self.mean, dtype=np.float32)
         scale = np.asarray(self.scale, dtype=np.float32)
-        x = np.where(np.isnan(num), fill, num)
+        x = np.where(np.isfinite(num), num, fill)  # as the torch module: non-finite = missing
         x = np.clip((x - mean) / scale, -self.clip, self.clip).astype(np.float32)
         return x, codes
 

@@ -91,7 +91,7 @@ class TrainConfig:
             raise bad("batch_size", "use a positive batch size such as 1024")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise bad("learning_rate", "use a positive number such as 1e-3")
-        if self.weight_decay < 0:
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise bad("weight_decay", "use 0 or a positive number")
         if not (0.0 <= self.dropout < 1.0):
             raise bad("dropout", "use a value in [0, 1)")
@@ -99,7 +99,7 @@ class TrainConfig:
             raise bad("devices", "use a positive count, or -1 for every visible device")
         if self.early_stopping_patience < 0:
             raise bad("early_stopping_patience", "use 0 (off) or a positive number of epochs")
-        if self.gradient_clip_val < 0:
+        if not (self.gradient_clip_val >= 0 and math.isfinite(self.gradient_clip_val)):
             raise bad("gradient_clip_val", "use 0 (off) or a positive norm")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise bad("hidden_sizes", "give positive layer widths such as (256, 256)")

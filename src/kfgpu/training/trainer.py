@@ -16,7 +16,13 @@ if TYPE_CHECKING:
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
 
-__all__ = ["TrainOutcome", "encode_labels", "resolve_accelerator", "train_tabular"]
+__all__ = [
+    "TrainOutcome",
+    "effective_batch_size",
+    "encode_labels",
+    "resolve_accelerator",
+    "train_tabular",
+]
 
 
 @dataclass
@@ -29,6 +35,18 @@ class TrainOutcome:
     best_epoch: int
     seconds: float
     description: dict[str, Any]
+
+
+#: Small tables get a smaller batch so that an epoch still takes several optimiser steps;
+#: a 400-row CSV with batch 1024 would otherwise train on one step per epoch.
+MIN_STEPS_PER_EPOCH = 10
+MIN_BATCH_SIZE = 16
+
+
+def effective_batch_size(requested: int, train_rows: int) -> int:
+    """``requested``, lowered (not below 16) so an epoch has at least 10 steps."""
+    cap = max(MIN_BATCH_SIZE, train_rows // MIN_STEPS_PER_EPOCH)
+    return min(requested, cap)
 
 
 def resolve_accelerator(config: TrainConfig) -> str:
@@ -144,6 +162,13 @@ def train_tabular(
         return torch.from_numpy(x), torch.from_numpy(c), y
 
     train_t, val_t = tensors(train_df), tensors(val_df)
+    batch_size = effective_batch_size(config.batch_size, len(train_df))
+    if batch_size != config.batch_size:
+        print(
+            f"batch_size {config.batch_size} would give under {MIN_STEPS_PER_EPOCH} steps per "
+            f"epoch on {len(train_df)} training rows; using {batch_size}",
+            flush=True,
+        )
     n_outputs = len(labels["classes"]) if task == "classification" else 1
     family_config = tabular_mlp_config(
         n_numeric=len(transform.numeric),
@@ -163,7 +188,7 @@ def train_tabular(
     data = TabularDataModule(
         train_t,
         val_t,
-        batch_size=config.batch_size,
+        batch_size=batch_size,
         seed=config.seed,
         pin_memory=accelerator == "gpu",
     )
@@ -242,6 +267,7 @@ def train_tabular(
             "devices": trainer.num_devices,
             "world_size": trainer.world_size,
             "train_rows": len(train_df),
+            "batch_size": batch_size,
             "val_rows": len(val_df),
         },
         "lineage": {

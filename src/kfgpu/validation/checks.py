@@ -338,7 +338,7 @@ def check_class_count(ctx: CheckContext) -> list[Anomaly]:
             "error",
             f"classification target {ctx.target!r} has a single class {value!r} "
             f"({count} rows); classification needs at least 2 classes; add examples of "
-            "other classes or pass --task regression",
+            "other classes or set task=regression (kfgpu run --param task=regression)",
             {value: count},
         )
     ]
@@ -378,7 +378,7 @@ def check_target_kind(ctx: CheckContext) -> list[Anomaly]:
             "target_kind",
             "error",
             f"regression target {ctx.target!r} is {col.kind} (dtype {col.dtype}), not numeric; "
-            "pass --task classification or convert the column to numbers",
+            "set task=classification (kfgpu run --param task=classification) or convert the column to numbers",
             col.kind,
         )
     ]
@@ -644,7 +644,7 @@ def validate(
     if not isinstance(target, str) or not target:
         raise ConfigError(f"target is {target!r}; pass --target with the name of a column")
     if task not in _TASK_OPTIONS:
-        raise ConfigError(f"task is {task!r}; pass --task with one of {', '.join(_TASK_OPTIONS)}")
+        raise ConfigError(f"task is {task!r}; set task to one of {', '.join(_TASK_OPTIONS)}")
     if isinstance(max_null_fraction, bool) or not (
         isinstance(max_null_fraction, int | float) and 0.0 <= max_null_fraction <= 1.0
     ):

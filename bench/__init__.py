@@ -1,0 +1,1 @@
+"""kfgpu benchmarks: ``python -m bench [NAME ...] [--list]``; see bench/README.md."""

@@ -1,0 +1,63 @@
+"""Golden compile: checked-in YAML equals a fresh compile, and compiling is deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kfgpu.compile import CompileDrift, check, compile_all
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_checked_in_files_are_up_to_date() -> None:
+    assert len(check(ROOT)) >= 5
+
+
+def test_two_compiles_are_byte_identical(tmp_path: Path) -> None:
+    compile_all(tmp_path / "a")
+    compile_all(tmp_path / "b")
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert a == b
+    assert "pipelines/training.yaml" in a
+    assert "components/train_model/component.yaml" in a
+    assert "components/train_model/README.md" in a
+
+
+def test_check_reports_a_stale_file(tmp_path: Path) -> None:
+    compile_all(tmp_path)
+    target = tmp_path / "components" / "validate_data" / "component.yaml"
+    target.write_text(target.read_text().replace("validate", "validat", 1))
+    with pytest.raises(CompileDrift, match="validate_data/component.yaml is stale"):
+        check(tmp_path)
+    target.unlink()
+    with pytest.raises(CompileDrift, match="is missing"):
+        check(tmp_path)
+
+
+def test_training_pipeline_wiring_and_resources(tmp_path: Path) -> None:
+    compile_all(tmp_path)
+    docs = list(yaml.safe_load_all((tmp_path / "pipelines" / "training.yaml").read_text()))
+    spec, platform = docs[0], docs[1]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"validate-data", "engineer-features", "train-model", "evaluate-model"}
+    assert sorted(tasks["train-model"]["dependentTasks"]) == ["engineer-features", "validate-data"]
+    assert sorted(tasks["evaluate-model"]["dependentTasks"]) == ["engineer-features", "train-model"]
+    train_exec = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]
+    assert train_exec["image"].split("/")[-1].startswith("kfgpu-train:")
+    assert train_exec["resources"]["resourceMemoryLimit"] == "32G"
+    shm = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
+    assert shm["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    assert shm["emptyDirMounts"][0]["medium"] == "Memory"
+    outputs = spec["root"]["outputDefinitions"]["artifacts"]
+    assert {"model", "metrics", "report"} <= set(outputs)

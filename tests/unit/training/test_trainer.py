@@ -1,0 +1,222 @@
+"""Tests for kfgpu.training.trainer: train_tabular end to end on CPU, and its refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kfgpu.bundle import WEIGHTS_FILE, load_bundle
+from kfgpu.data.synthetic import LABEL_COLUMN, fraud
+from kfgpu.errors import ConfigError, TrainingError
+from kfgpu.features.split import split_frame
+from kfgpu.features.transform import FeatureSpec, FittedTransform, fit_transform, infer_feature_spec
+from kfgpu.training.config import TrainConfig
+from kfgpu.training.families import build_network
+from kfgpu.training.trainer import TrainOutcome, encode_labels, resolve_accelerator, train_tabular
+
+# pytorch-lightning's CombinedLoader calls torch's deprecated ``LeafSpec()`` on every fit.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:`isinstance\(treespec, LeafSpec\)` is deprecated:FutureWarning"
+)
+
+SMALL = {"max_epochs": 3, "hidden_sizes": (32,), "accelerator": "cpu", "batch_size": 256}
+
+
+def _train(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    ft: FittedTransform,
+    target: str,
+    task: str,
+    bundle: Path,
+    **config: object,
+) -> TrainOutcome:
+    return train_tabular(
+        train,
+        val,
+        transform=ft,
+        target=target,
+        task=task,
+        config=TrainConfig(**{**SMALL, **config}),  # type: ignore[arg-type]
+        bundle_path=bundle,
+        mlflow_uri="",
+    )
+
+
+@pytest.fixture(scope="module")
+def fraud_splits() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform]:
+    train, val, test = split_frame(fraud(3_000, seed=2), LABEL_COLUMN, task="classification")
+    return train, val, test, fit_transform(train, infer_feature_spec(train, LABEL_COLUMN))
+
+
+@pytest.fixture(scope="module")
+def classifier(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> TrainOutcome:
+    train, val, _, ft = fraud_splits
+    bundle = tmp_path_factory.mktemp("clf") / "bundle"
+    return _train(train, val, ft, LABEL_COLUMN, "classification", bundle)
+
+
+def test_classification_writes_a_bundle(classifier: TrainOutcome) -> None:
+    assert classifier.bundle_path is not None and classifier.bundle_path.is_dir()
+    assert 1 <= classifier.epochs_run <= 3
+    assert 1 <= classifier.best_epoch <= classifier.epochs_run
+    assert np.isfinite(classifier.metrics["val_loss"])
+    desc = classifier.description
+    assert desc["task"] == "classification" and desc["target"] == LABEL_COLUMN
+    assert desc["labels"]["classes"] == [0, 1]
+    assert desc["labels"]["positive_class"] == 1
+    assert desc["training"]["accelerator"] == "cpu"
+    assert desc["hyperparameters"]["hidden_sizes"] == [32]
+    assert desc["lineage"]["mlflow_tracking_uri"] is None
+
+
+def test_loaded_bundle_matches_training_path(
+    classifier: TrainOutcome,
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+) -> None:
+    _, _, test, ft = fraud_splits
+    assert classifier.bundle_path is not None
+    bundle = load_bundle(classifier.bundle_path)
+    assert bundle.classes == [0, 1] and bundle.task == "classification"
+    features = test.drop(columns=[LABEL_COLUMN])
+    proba = bundle.predict_raw(features)
+    assert proba.shape == (len(test), 2)
+    assert np.isfinite(proba).all() and (proba >= 0).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+    # What training ran: the NumPy transform, then the network with the saved weights.
+    model = classifier.description["model"]
+    network = build_network(model["family"], model["config"])
+    network.load_state_dict(load_file(str(classifier.bundle_path / WEIGHTS_FILE)))
+    network.eval()
+    x, c = ft.transform(features)
+    with torch.no_grad():
+        expected = torch.softmax(network(torch.from_numpy(x), torch.from_numpy(c)), dim=1)
+    np.testing.assert_allclose(proba, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+    pred = bundle.predict(features)
+    assert list(pred.columns) == ["prediction", "proba_0", "proba_1"]
+    assert pred.index.equals(features.index)
+    np.testing.assert_array_equal(pred["prediction"].to_numpy(), proba.argmax(axis=1))
+
+
+def test_regression_learns_a_linear_target(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 3_000
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.normal(5.0, 3.0, size=n),
+            "g": rng.choice(["x", "y", "z"], size=n),
+        }
+    )
+    effect = df["g"].map({"x": -2.0, "y": 0.0, "z": 2.0}).to_numpy()
+    df["target"] = 100.0 + 4.0 * df["a"] - 1.5 * df["b"] + effect + rng.normal(0, 0.5, n)
+    train, val, test = df.iloc[:2000], df.iloc[2000:2500], df.iloc[2500:]
+    ft = fit_transform(train, FeatureSpec(numeric=("a", "b"), categorical=("g",)))
+    out = _train(
+        train, val, ft, "target", "regression", tmp_path / "reg", max_epochs=15, learning_rate=1e-2
+    )
+    assert out.description["target_scaling"]["mean"] == pytest.approx(train["target"].mean())
+    assert out.bundle_path is not None
+    bundle = load_bundle(out.bundle_path)
+    pred = bundle.predict_raw(test.drop(columns=["target"]))
+    assert pred.shape == (len(test),)
+    y = test["target"].to_numpy()
+    r2 = 1.0 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert r2 > 0.5, r2
+    assert list(bundle.predict(test).columns) == ["prediction"]
+
+
+def test_bf16_mixed_trains_on_cpu(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    tmp_path: Path,
+) -> None:
+    train, val, test, ft = fraud_splits
+    out = _train(
+        train,
+        val,
+        ft,
+        LABEL_COLUMN,
+        "classification",
+        tmp_path / "bf16",
+        precision="bf16-mixed",
+        max_epochs=2,
+    )
+    assert np.isfinite(out.metrics["val_loss"])
+    assert out.bundle_path is not None
+    proba = load_bundle(out.bundle_path).predict_raw(test.drop(columns=[LABEL_COLUMN]))
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_no_bundle_path_writes_nothing(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    train, val, _, ft = fraud_splits
+    monkeypatch.chdir(tmp_path)
+    out = train_tabular(
+        train,
+        val,
+        transform=ft,
+        target=LABEL_COLUMN,
+        task="classification",
+        config=TrainConfig(**{**SMALL, "max_epochs": 1}),  # type: ignore[arg-type]
+        bundle_path=None,
+        mlflow_uri="",
+    )
+    assert out.bundle_path is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resolve_accelerator_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        resolve_accelerator(TrainConfig(accelerator="gpu"))
+    with pytest.raises(ConfigError, match="16-mixed"):
+        resolve_accelerator(TrainConfig(accelerator="cpu", precision="16-mixed"))
+    with pytest.raises(ConfigError, match="16-mixed"):
+        resolve_accelerator(TrainConfig(accelerator="auto", precision="16-mixed"))
+    assert resolve_accelerator(TrainConfig(accelerator="auto")) == "cpu"
+    assert resolve_accelerator(TrainConfig(accelerator="cpu", precision="bf16-mixed")) == "cpu"
+
+
+def test_train_tabular_refuses_before_training(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    train, val, _, ft = fraud_splits
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="accelerator='gpu'"):
+        _train(train, val, ft, LABEL_COLUMN, "classification", tmp_path / "b", accelerator="gpu")
+    with pytest.raises(ConfigError, match="task="):
+        _train(train, val, ft, LABEL_COLUMN, "ranking", tmp_path / "b")
+    one_class = train[train[LABEL_COLUMN] == 0]
+    with pytest.raises(TrainingError, match="single class"):
+        _train(one_class, val, ft, LABEL_COLUMN, "classification", tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_encode_labels() -> None:
+    labels, encode = encode_labels(
+        pd.Series(["b", "a", "b", "b"]), [pd.Series(["a"])], task="classification"
+    )
+    assert labels["classes"] == ["a", "b"]
+    assert labels["positive_class"] == "a"  # the minority class
+    assert encode(pd.Series(["b", "a"])).tolist() == [1, 0]
+    with pytest.raises(TrainingError, match="'c'"):
+        encode_labels(pd.Series(["a", "b"]), [pd.Series(["c"])], task="classification")
+    reg, encode_reg = encode_labels(pd.Series([1.0, 3.0]), [], task="regression")
+    assert reg == {"target_mean": 2.0, "target_scale": 1.0}
+    assert encode_reg(pd.Series([2.0, 4.0])).tolist() == [0.0, 2.0]
