@@ -6,8 +6,17 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "pytorch_lightning", "lightning", "lightning_fabric", "mlflow", "evidently",
-         "horovod", "optuna", "kserve")
+HEAVY = (
+    "torch",
+    "pytorch_lightning",
+    "lightning",
+    "lightning_fabric",
+    "mlflow",
+    "evidently",
+    "horovod",
+    "optuna",
+    "kserve",
+)
 
 
 def _loaded_after(code: str) -> list[str]:

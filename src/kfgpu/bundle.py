@@ -77,7 +77,9 @@ def write_bundle(
 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BundleError(f"refusing to write a bundle over non-empty {str(out)!r}; pick a new path")
+        raise BundleError(
+            f"refusing to write a bundle over non-empty {str(out)!r}; pick a new path"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -198,9 +200,7 @@ class Bundle:
         if self.task != "classification":
             return pd.DataFrame({"prediction": raw}, index=df.index)
         classes = self.classes
-        out = pd.DataFrame(
-            {f"proba_{c}": raw[:, i] for i, c in enumerate(classes)}, index=df.index
-        )
+        out = pd.DataFrame({f"proba_{c}": raw[:, i] for i, c in enumerate(classes)}, index=df.index)
         out.insert(0, "prediction", np.asarray(classes, dtype=object)[raw.argmax(axis=1)])
         return out
 

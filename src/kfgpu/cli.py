@@ -52,7 +52,9 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--param {item!r} must look like NAME=VALUE, e.g. --param max_epochs=5")
+            raise ConfigError(
+                f"--param {item!r} must look like NAME=VALUE, e.g. --param max_epochs=5"
+            )
         out[key.strip()] = value
     return out
 
@@ -76,14 +78,29 @@ def _progress_printer(stream: Any) -> Any:
 
 @cli.command()
 @click.argument("pipeline", default="training")
-@click.option("--data", "data", metavar="URI", help="CSV, Parquet or JSON-lines path or URI "
-              "(s3://, gs://, ...), or kfgpu://fraud / kfgpu://breast_cancer. "
-              "Default: the embedded synthetic fraud data.")
+@click.option(
+    "--data",
+    "data",
+    metavar="URI",
+    help="CSV, Parquet or JSON-lines path or URI "
+    "(s3://, gs://, ...), or kfgpu://fraud / kfgpu://breast_cancer. "
+    "Default: the embedded synthetic fraud data.",
+)
 @click.option("--target", metavar="COLUMN", help="The label column (required with --data).")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Set a pipeline parameter; repeatable (see `kfgpu run --list-params`).")
-@click.option("--workdir", default="kfgpu-work", show_default=True,
-              type=click.Path(file_okay=False), help="Where runs, logs and MLflow data go.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a pipeline parameter; repeatable (see `kfgpu run --list-params`).",
+)
+@click.option(
+    "--workdir",
+    default="kfgpu-work",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where runs, logs and MLflow data go.",
+)
 @click.option("--no-tracking", is_flag=True, help="Do not track the run in MLflow.")
 @click.option("--verbose", "-v", is_flag=True, help="Stream every step's own output.")
 @click.option("--list-params", is_flag=True, help="List the pipeline's parameters and exit.")
@@ -148,7 +165,11 @@ def _print_summary(result: Any) -> None:
     if evaluation:
         m = evaluation["metrics"]
         headline = next(
-            (k.removeprefix("test_") for k in ("test_roc_auc", "test_r2", "test_accuracy") if k in m),
+            (
+                k.removeprefix("test_")
+                for k in ("test_roc_auc", "test_r2", "test_accuracy")
+                if k in m
+            ),
             None,
         )
         if headline:
@@ -175,8 +196,13 @@ def _print_summary(result: Any) -> None:
 
 @cli.command("compile")
 @click.option("--check", is_flag=True, help="Fail if checked-in files differ from a fresh compile.")
-@click.option("--output-dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Root under which components/ and pipelines/ are written.")
+@click.option(
+    "--output-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Root under which components/ and pipelines/ are written.",
+)
 def compile_cmd(check: bool, output_dir: str) -> None:
     """Compile components/<name>/component.yaml (+ README) and pipelines/<name>.yaml."""
     from kfgpu import compile as kcompile
@@ -210,8 +236,12 @@ def components(as_json: bool) -> None:
     for name, info in listing.items():
         click.echo(f"{name}: {info['description']}")
         click.echo(f"  image:   {info['image']}")
-        click.echo("  inputs:  " + ", ".join(f"{k} ({_short(t)})" for k, t in info["inputs"].items()))
-        click.echo("  outputs: " + ", ".join(f"{k} ({_short(t)})" for k, t in info["outputs"].items()))
+        click.echo(
+            "  inputs:  " + ", ".join(f"{k} ({_short(t)})" for k, t in info["inputs"].items())
+        )
+        click.echo(
+            "  outputs: " + ", ".join(f"{k} ({_short(t)})" for k, t in info["outputs"].items())
+        )
 
 
 def _short(t: str) -> str:

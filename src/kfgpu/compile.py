@@ -70,7 +70,7 @@ def component_readme(name: str, component: Any) -> str:
         "```python",
         "from kfp import components",
         "",
-        f"{name} = components.load_component_from_file(\"components/{name}/component.yaml\")",
+        f'{name} = components.load_component_from_file("components/{name}/component.yaml")',
         "```",
         "",
     ]
@@ -153,7 +153,8 @@ def check(output_dir: str | Path = ".") -> list[str]:
             ok.append(f.relative)
     if problems:
         raise CompileDrift(
-            "compiled files differ from the code: " + "; ".join(problems)
+            "compiled files differ from the code: "
+            + "; ".join(problems)
             + "; run `kfgpu compile` and commit the result"
         )
     return ok

@@ -38,9 +38,7 @@ class LocalRun:
 
     def step_seconds(self) -> dict[str, float]:
         """Seconds spent inside each step's library function."""
-        return {
-            e["step"]: float(e["seconds"]) for e in self.events if e.get("event") == "success"
-        }
+        return {e["step"]: float(e["seconds"]) for e in self.events if e.get("event") == "success"}
 
     def output_path(self, name: str) -> Path | None:
         artifact = self.outputs.get(name)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from tests.conftest import run_kfgpu
 
 pytestmark = pytest.mark.slow
@@ -26,8 +25,17 @@ def test_run_trains_on_a_users_csv(tmp_path: Path) -> None:
     frame.to_csv(csv, index=False)
     work = tmp_path / "work"
     proc = run_kfgpu(
-        "run", "--data", str(csv), "--target", "diagnosis", "--workdir", str(work),
-        "--param", "max_epochs=30", "--param", "hidden_sizes=32",
+        "run",
+        "--data",
+        str(csv),
+        "--target",
+        "diagnosis",
+        "--workdir",
+        str(work),
+        "--param",
+        "max_epochs=30",
+        "--param",
+        "hidden_sizes=32",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     match = re.search(r"held-out roc_auc: ([0-9.]+) \(constant predictor: ([0-9.]+)\)", proc.stdout)
@@ -78,8 +86,16 @@ def test_bad_input_gives_one_line_and_no_bundle(tmp_path: Path, case: str) -> No
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    proc = run_kfgpu("--debug", "run", "--data", str(tmp_path / "nope.csv"), "--target", "y",
-                     "--workdir", str(tmp_path / "w"))
+    proc = run_kfgpu(
+        "--debug",
+        "run",
+        "--data",
+        str(tmp_path / "nope.csv"),
+        "--target",
+        "y",
+        "--workdir",
+        str(tmp_path / "w"),
+    )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
 
@@ -102,8 +118,13 @@ def test_usage_errors_are_one_line(args: list[str], expected: str, tmp_path: Pat
 
 
 def test_every_command_has_help() -> None:
-    for args in (["--help"], ["run", "--help"], ["compile", "--help"], ["components", "--help"],
-                 ["data", "synth", "--help"]):
+    for args in (
+        ["--help"],
+        ["run", "--help"],
+        ["compile", "--help"],
+        ["components", "--help"],
+        ["data", "synth", "--help"],
+    ):
         proc = run_kfgpu(*args)
         assert proc.returncode == 0 and "Usage:" in proc.stdout, args
 

@@ -108,7 +108,7 @@ def test_bundle_describes_itself_and_verifies(run: LocalRun, tmp_path: Path) -> 
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ChecksumError, match="model.safetensors"):
+    with pytest.raises(ChecksumError, match=r"model\.safetensors"):
         verify_bundle(copy)
 
 

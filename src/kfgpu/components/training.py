@@ -34,7 +34,7 @@ def validate_data(
     task: str = "auto",
     max_null_fraction: float = 0.5,
     schema_uri: str = "",
-) -> NamedTuple("Outputs", [("task", str)]):  # type: ignore[valid-type]  # noqa: UP006
+) -> NamedTuple("Outputs", [("task", str)]):  # noqa: UP006
     """Read raw tabular data, validate it, and hand on a fingerprinted Parquet copy.
 
     The report is written even when validation fails; the step then fails with every
@@ -89,7 +89,7 @@ def engineer_features(
     seed: int = 0,
     max_categories: int = 1000,
     feature_spec_json: str = "",
-):
+) -> None:
     """Split the data (seeded, stratified for classification) and fit the feature transform.
 
     The transform is fitted on the training split only and travels into the model bundle,
@@ -155,7 +155,7 @@ def train_model(
     early_stopping_patience: int = 3,
     mlflow_tracking_uri: str = "",
     pipeline_run: str = "",
-):
+) -> None:
     """Train a tabular MLP with PyTorch Lightning and write the model bundle.
 
     The bundle holds safetensors weights, the fitted transform, a JSON description
@@ -229,7 +229,7 @@ def evaluate_model(
     report: Output[HTML],
     evaluation: Output[Artifact],
     mlflow_tracking_uri: str = "",
-) -> NamedTuple("Outputs", [("headline", str), ("score", float)]):  # type: ignore[valid-type]  # noqa: UP006
+) -> NamedTuple("Outputs", [("headline", str), ("score", float)]):  # noqa: UP006
     """Score the bundle on the held-out split through the served module, beside a constant
     predictor's score.
 

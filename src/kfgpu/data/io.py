@@ -30,11 +30,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "read_parquet",
     "BUILTIN_DATASETS",
     "COMPRESSION_SUFFIXES",
     "SUPPORTED_FORMATS",
     "fingerprint",
+    "read_parquet",
     "read_table",
     "write_parquet",
 ]

@@ -46,7 +46,9 @@ class Evaluation:
         }
 
 
-def _thin_curve(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray, points: int = 200) -> dict[str, list[float]]:
+def _thin_curve(
+    fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray, points: int = 200
+) -> dict[str, list[float]]:
     """At most ``points`` points of a ROC curve (the KFP UI draws a few hundred well)."""
     import numpy as np
 
@@ -122,7 +124,9 @@ def evaluate_classification(
             out["recall"] = float(
                 skm.recall_score(y, hard, average="macro", labels=labels, zero_division=0)
             )
-            out["f1"] = float(skm.f1_score(y, hard, average="macro", labels=labels, zero_division=0))
+            out["f1"] = float(
+                skm.f1_score(y, hard, average="macro", labels=labels, zero_division=0)
+            )
             if len(present) == k:
                 out["roc_auc"] = float(
                     skm.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=labels)
@@ -150,9 +154,7 @@ def evaluate_classification(
     )
 
 
-def evaluate_regression(
-    y_true: np.ndarray, y_pred: np.ndarray, *, train_mean: float
-) -> Evaluation:
+def evaluate_regression(y_true: np.ndarray, y_pred: np.ndarray, *, train_mean: float) -> Evaluation:
     """MSE, RMSE, MAE and R² of the model and of always predicting the training mean."""
     import numpy as np
     from sklearn import metrics as skm

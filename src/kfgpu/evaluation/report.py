@@ -53,7 +53,13 @@ def render_html(ev: Evaluation, description: dict[str, Any]) -> str:
             f"<tr><td>true {e(str(c))}</td>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
             for c, row in zip(ev.classes, ev.confusion_matrix, strict=True)
         )
-        parts += ["<h2>Confusion matrix</h2><table><tr><th></th>", header, "</tr>", body, "</table>"]
+        parts += [
+            "<h2>Confusion matrix</h2><table><tr><th></th>",
+            header,
+            "</tr>",
+            body,
+            "</table>",
+        ]
     lineage = description.get("lineage", {})
     parts += [
         "<h2>Model</h2><table>",

@@ -18,6 +18,11 @@ class TransformModule(nn.Module):
     vocabulary indices, exactly what :meth:`FittedTransform.raw_arrays` returns.
     """
 
+    fill: torch.Tensor
+    mean: torch.Tensor
+    scale: torch.Tensor
+    max_code: torch.Tensor
+
     def __init__(self, fitted: FittedTransform) -> None:
         super().__init__()
         self.register_buffer("fill", torch.tensor(fitted.fill, dtype=torch.float32))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from kfgpu._step import StepResult, step
 from kfgpu.errors import ConfigError
@@ -54,9 +55,10 @@ def engineer_features_step(
     if feature_spec_json:
         try:
             raw = json.loads(feature_spec_json)
-            spec = FeatureSpec(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-            )
+            fields: dict[str, Any] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()
+            }
+            spec = FeatureSpec(**fields)
         except (json.JSONDecodeError, TypeError) as e:
             raise ConfigError(
                 f"feature_spec_json is not a valid feature spec ({e}); give JSON like "
@@ -69,8 +71,11 @@ def engineer_features_step(
     fitted.save(transform_path)
 
     metadata: dict[str, dict[str, object]] = {}
-    for name, frame, path in (("train", train, train_path), ("validation", val, val_path),
-                              ("test", test, test_path)):
+    for name, frame, path in (
+        ("train", train, train_path),
+        ("validation", val, val_path),
+        ("test", test, test_path),
+    ):
         write_parquet(frame, path)
         fp = fingerprint(frame)
         metadata[name] = {"fingerprint": fp["sha256"], "rows": fp["rows"], "split": name}

@@ -79,9 +79,7 @@ class FeatureSpec:
             raise ConfigError(f"clip must be a positive finite number, got {self.clip}")
 
 
-def infer_feature_spec(
-    df: pd.DataFrame, target: str, *, max_categories: int = 1000
-) -> FeatureSpec:
+def infer_feature_spec(df: pd.DataFrame, target: str, *, max_categories: int = 1000) -> FeatureSpec:
     """A sensible spec from a frame: numbers and booleans are numeric, the rest categorical.
 
     Constant columns and the target are left out.
@@ -164,7 +162,9 @@ class FittedTransform:
                 version=int(d.get("version", 1)),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise SchemaError(f"fitted transform is malformed ({e!r}); re-run engineer_features") from e
+            raise SchemaError(
+                f"fitted transform is malformed ({e!r}); re-run engineer_features"
+            ) from e
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -201,9 +201,7 @@ class FittedTransform:
                 try:
                     col = pd.to_numeric(col, errors="raise")
                 except (ValueError, TypeError) as e:
-                    bad = next(
-                        (v for v in df[name] if _not_number(v)), "?"
-                    )
+                    bad = next((v for v in df[name] if _not_number(v)), "?")
                     raise SchemaError(
                         f"column {name!r} must be numeric but holds {bad!r}; "
                         "send numbers (or null for missing)"

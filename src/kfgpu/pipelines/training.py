@@ -49,7 +49,7 @@ def training(
     early_stopping_patience: int = 3,
     seed: int = 0,
     mlflow_tracking_uri: str = "",
-) -> NamedTuple("Outputs", [("model", Model), ("metrics", Metrics), ("report", HTML)]):  # type: ignore[valid-type]  # noqa: UP006
+) -> NamedTuple("Outputs", [("model", Model), ("metrics", Metrics), ("report", HTML)]):  # noqa: UP006
     validated = validate_data(
         data_uri=data_uri, target=target, task=task, max_null_fraction=max_null_fraction
     ).set_display_name("validate data")

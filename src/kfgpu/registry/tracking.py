@@ -16,8 +16,8 @@ from typing import Any
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "end_run",
-    "log_artifacts",
     "local_tracking_uri",
+    "log_artifacts",
     "log_metrics",
     "resolve_tracking_uri",
     "start_run",

@@ -19,6 +19,8 @@ __all__ = ["BestWeights", "EpochPrinter", "TabularDataModule", "TabularTask"]
 class TabularTask(pl.LightningModule):
     """Wraps a family network with its loss, optimiser and validation metrics."""
 
+    network: nn.Module
+
     def __init__(
         self,
         network: nn.Module,
@@ -54,9 +56,7 @@ class TabularTask(pl.LightningModule):
         numeric, codes, y = batch
         out = self(numeric, codes)
         loss = self._loss(out, y)
-        self.log(
-            "val_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y)
-        )
+        self.log("val_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
         if self.task == "classification":
             acc = (out.argmax(dim=1) == y).float().mean()
             self.log(
@@ -135,7 +135,8 @@ class BestWeights(pl.Callback):
         if value < self.best_loss:
             self.best_loss = value
             self.best_epoch = trainer.current_epoch
-            network = pl_module.network  # type: ignore[attr-defined]
+            assert isinstance(pl_module, TabularTask)
+            network = pl_module.network
             self.state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
 
     def best_state(self, fallback: nn.Module) -> dict[str, torch.Tensor]:

@@ -43,15 +43,20 @@ def train_model_step(
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
     run_id = ""
     # Under DDP's subprocess launcher every rank runs this body; only rank 0 tracks.
-    is_rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get(
-        "NODE_RANK", "0"
-    ) == "0"
+    is_rank_zero = (
+        os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    )
     if uri and is_rank_zero:
         run_id = tracking.start_run(
             uri,
             run_name=f"train-{target}",
-            params={**cfg.to_dict(), "task": task, "target": target,
-                    "train_rows": len(train_df), "val_rows": len(val_df)},
+            params={
+                **cfg.to_dict(),
+                "task": task,
+                "target": target,
+                "train_rows": len(train_df),
+                "val_rows": len(val_df),
+            },
             tags={f"kfgpu.{k}": str(v) for k, v in (lineage or {}).items()},
         )
     try:

@@ -252,8 +252,7 @@ def train_tabular(
                 for c, v in zip(transform.categorical, transform.vocabularies, strict=True)
             ],
             "outputs": (
-                [{"name": "prediction"}]
-                + [{"name": f"proba_{c}"} for c in labels["classes"]]
+                [{"name": "prediction"}] + [{"name": f"proba_{c}"} for c in labels["classes"]]
                 if task == "classification"
                 else [{"name": "prediction"}]
             ),

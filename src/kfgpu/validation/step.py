@@ -51,7 +51,11 @@ def validate_data_step(
         raise
     pinned = Schema.read_json(schema_uri) if schema_uri else None
     result = validate(
-        df, target, schema=pinned, task=task, max_null_fraction=max_null_fraction  # type: ignore[arg-type]
+        df,
+        target,
+        schema=pinned,
+        task=task,  # type: ignore[arg-type]  # validate() names a bad value itself
+        max_null_fraction=max_null_fraction,
     )
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(render_markdown(result))
