@@ -186,7 +186,8 @@ def _print_summary(result: Any) -> None:
             click.echo(
                 f"MLflow run:    {lineage['mlflow_run_id']} in {lineage['mlflow_tracking_uri']}"
             )
-    for name, label in (("metrics", "metrics:"), ("report", "report:")):
+    # KFP keeps Metrics in artifact metadata (no file locally); the evaluation JSON is a file.
+    for name, label in (("evaluation", "metrics:"), ("report", "report:")):
         path = result.output_path(name)
         if path is not None:
             click.echo(f"{label:<14} {path}")

@@ -60,4 +60,4 @@ def test_training_pipeline_wiring_and_resources(tmp_path: Path) -> None:
     assert shm["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
     assert shm["emptyDirMounts"][0]["medium"] == "Memory"
     outputs = spec["root"]["outputDefinitions"]["artifacts"]
-    assert {"model", "metrics", "report"} <= set(outputs)
+    assert {"model", "metrics", "evaluation", "report"} <= set(outputs)

@@ -10,7 +10,7 @@ are pipeline parameters. Resources are ignored by ``kfp.local`` and honoured by 
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import HTML, Metrics, Model
+from kfp.dsl import HTML, Artifact, Metrics, Model
 
 from kfgpu.components import engineer_features, evaluate_model, train_model, validate_data
 
@@ -19,6 +19,11 @@ __all__ = ["DEFAULT_DATA", "DEFAULT_TARGET", "training"]
 #: The embedded default: 100,000 rows of the seeded synthetic fraud data (2% positives).
 DEFAULT_DATA = "kfgpu://fraud?rows=100000&seed=0"
 DEFAULT_TARGET = "is_fraud"
+
+#: What the pipeline hands back: the bundle, the KFP metrics, the evaluation JSON, the report.
+TrainingOutputs = NamedTuple(  # noqa: UP014  # KFP reads this functional form
+    "TrainingOutputs", [("model", Model), ("metrics", Metrics), ("evaluation", Artifact), ("report", HTML)]
+)
 
 
 @dsl.pipeline(
@@ -49,7 +54,7 @@ def training(
     early_stopping_patience: int = 3,
     seed: int = 0,
     mlflow_tracking_uri: str = "",
-) -> NamedTuple("Outputs", [("model", Model), ("metrics", Metrics), ("report", HTML)]):  # noqa: UP006
+) -> TrainingOutputs:
     validated = validate_data(
         data_uri=data_uri, target=target, task=task, max_null_fraction=max_null_fraction
     ).set_display_name("validate data")
@@ -95,9 +100,9 @@ def training(
     ).set_display_name("evaluate model")
     for task_ in (validated, features, evaluated):
         task_.set_cpu_request("1").set_memory_request("4G")
-    Outputs = NamedTuple("Outputs", [("model", Model), ("metrics", Metrics), ("report", HTML)])  # noqa: UP006
-    return Outputs(
+    return TrainingOutputs(
         model=trained.outputs["model"],
         metrics=evaluated.outputs["metrics"],
+        evaluation=evaluated.outputs["evaluation"],
         report=evaluated.outputs["report"],
     )
