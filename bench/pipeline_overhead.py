@@ -13,7 +13,6 @@ Settings (environment): ``KFGPU_BENCH_ROWS`` (default 20000), ``KFGPU_BENCH_EPOC
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import subprocess
 import sys
@@ -72,25 +71,6 @@ def _clean_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
-@contextlib.contextmanager
-def _drop_stale_log_handlers() -> Iterator[None]:
-    """Remove root-logger handlers added during the block whose stream is now closed.
-
-    kfp.local adds a StreamHandler to the root logger while ``run_local`` has stderr
-    redirected into its log file; once the file is closed, every later log record (Lightning's
-    in the in-process run) would print a "Logging error" traceback.
-    """
-    root = logging.getLogger()
-    before = list(root.handlers)
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            stream = getattr(handler, "stream", None)
-            if handler not in before and getattr(stream, "closed", False):
-                root.removeHandler(handler)
-
-
 def _warm_page_cache() -> None:
     """Import the heavy libraries once in a throwaway interpreter.
 
@@ -104,8 +84,7 @@ def _warm_page_cache() -> None:
 def _run_pipeline(arguments: dict[str, object], workdir: Path) -> dict[str, float]:
     from kfgpu.local import run_local
 
-    with _drop_stale_log_handlers():
-        run = run_local(PIPELINE, arguments, workdir=workdir)
+    run = run_local(PIPELINE, arguments, workdir=workdir)
     steps = run.step_seconds()
     missing = [s for s in STEPS if s not in steps]
     if missing:

@@ -134,3 +134,20 @@ def test_step_reports_are_written(run: LocalRun) -> None:
     assert "PASS" in report.read_text().upper()
     html = run.output_path("report")
     assert html is not None and "roc_auc" in html.read_text()
+
+
+def test_every_dataset_artifact_carries_a_fingerprint(run: LocalRun) -> None:
+    seen = 0
+    for step in ("validate-data", "engineer-features"):
+        (output,) = run.run_dir.glob(f"*/{step}/executor_output.json")
+        artifacts = json.loads(output.read_text())["artifacts"]
+        for name in {
+            "validate-data": ["dataset"],
+            "engineer-features": ["train", "validation", "test"],
+        }[step]:
+            (artifact,) = artifacts[name]["artifacts"]
+            meta = artifact["metadata"]
+            assert len(meta["fingerprint"]) == 64, (step, name)
+            assert meta["rows"] > 0 and meta["schema"]["is_fraud"].startswith("int")
+            seen += 1
+    assert seen == 4

@@ -16,10 +16,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kfgpu.data.io import fingerprint, read_parquet, read_table, write_parquet
+    from kfgpu.data.io import (
+        artifact_metadata,
+        fingerprint,
+        read_parquet,
+        read_table,
+        write_parquet,
+    )
     from kfgpu.data.synthetic import fraud, iter_fraud, write_fraud_parquet
 
 __all__ = [
+    "artifact_metadata",
     "fingerprint",
     "fraud",
     "iter_fraud",
@@ -30,6 +37,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "artifact_metadata": "kfgpu.data.io",
     "fingerprint": "kfgpu.data.io",
     "fraud": "kfgpu.data.synthetic",
     "iter_fraud": "kfgpu.data.synthetic",

@@ -33,6 +33,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "COMPRESSION_SUFFIXES",
     "SUPPORTED_FORMATS",
+    "artifact_metadata",
     "fingerprint",
     "read_parquet",
     "read_table",
@@ -436,6 +437,17 @@ def write_parquet(df: pd.DataFrame, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def artifact_metadata(df: pd.DataFrame) -> dict[str, Any]:
+    """The metadata every Dataset artifact carries: content hash, rows, columns, schema."""
+    fp = fingerprint(df)
+    return {
+        "fingerprint": fp["sha256"],
+        "rows": fp["rows"],
+        "columns": fp["columns"],
+        "schema": fp["schema"],
+    }
 
 
 def fingerprint(df: pd.DataFrame) -> dict[str, Any]:

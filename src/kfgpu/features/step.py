@@ -37,7 +37,7 @@ def engineer_features_step(
         ConfigError: bad fractions or spec.
         DataError: too few rows or classes to split.
     """
-    from kfgpu.data import fingerprint, read_parquet, write_parquet
+    from kfgpu.data import artifact_metadata, read_parquet, write_parquet
     from kfgpu.features.split import split_frame
     from kfgpu.features.transform import FeatureSpec, fit_transform, infer_feature_spec
 
@@ -77,9 +77,8 @@ def engineer_features_step(
         ("test", test, test_path),
     ):
         write_parquet(frame, path)
-        fp = fingerprint(frame)
-        metadata[name] = {"fingerprint": fp["sha256"], "rows": fp["rows"], "split": name}
-    source = fingerprint(df)["sha256"]
+        metadata[name] = {**artifact_metadata(frame), "split": name}
+    source = artifact_metadata(df)["fingerprint"]
     for meta in metadata.values():
         meta["source_fingerprint"] = source
     metadata["transform"] = {

@@ -39,7 +39,7 @@ def validate_data_step(
         DataError: the data cannot be read.
         ValidationError: error-level anomalies, every one listed in the message.
     """
-    from kfgpu.data import fingerprint, read_table, write_parquet
+    from kfgpu.data import artifact_metadata, read_table, write_parquet
     from kfgpu.validation.checks import validate
     from kfgpu.validation.report import render_markdown
     from kfgpu.validation.schema import Schema
@@ -63,12 +63,11 @@ def validate_data_step(
     result.raise_for_errors()
 
     write_parquet(df, dataset_path)
-    fp = fingerprint(df)
     n_err, n_warn = len(result.errors), len(result.warnings)
     return StepResult(
         metrics={"rows": float(len(df)), "columns": float(df.shape[1]), "warnings": float(n_warn)},
         metadata={
-            "dataset": {"source_uri": data_uri, "fingerprint": fp["sha256"], **_meta(fp)},
+            "dataset": {"source_uri": data_uri, **artifact_metadata(df)},
             "schema": {"task": result.schema.task, "target": target},
         },
         summary=(
@@ -77,7 +76,3 @@ def validate_data_step(
         ),
         extra={"task": result.schema.task},
     )
-
-
-def _meta(fp: dict[str, object]) -> dict[str, object]:
-    return {"rows": fp["rows"], "columns": fp["columns"], "schema": fp["schema"]}
