@@ -31,7 +31,13 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_import_kfgpu_is_light() -> None:
-    assert _loaded_after("import kfgpu, kfgpu.data, kfgpu.validation, kfgpu.features") == []
+    assert (
+        _loaded_after(
+            "import kfgpu, kfgpu.data, kfgpu.validation, kfgpu.features, kfgpu.training, "
+            "kfgpu.evaluation, kfgpu.registry, kfgpu.bundle, kfgpu.local"
+        )
+        == []
+    )
 
 
 def test_compile_is_light(tmp_path) -> None:

@@ -59,6 +59,15 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def tracking_uri(workdir: str, *, enabled: bool) -> str:
+    """Where ``kfgpu run`` tracks: ``MLFLOW_TRACKING_URI``, else a store under the workdir."""
+    from kfgpu.registry import local_tracking_uri
+
+    if not enabled:
+        return ""
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(workdir)
+
+
 def _progress_printer(stream: Any) -> Any:
     def report(event: dict[str, Any]) -> None:
         step, kind = event.get("step", "?"), event.get("event")
@@ -121,7 +130,6 @@ def run(
     the held-out score.
     """
     from kfgpu import local
-    from kfgpu.registry import local_tracking_uri
 
     if list_params:
         for name, (kind, default) in local.pipeline_parameters(pipeline).items():
@@ -135,11 +143,8 @@ def run(
     if target:
         raw["target"] = target
     arguments = local.coerce_parameters(pipeline, raw)
-    if "mlflow_tracking_uri" in local.pipeline_parameters(pipeline) and not no_tracking:
-        arguments.setdefault(
-            "mlflow_tracking_uri",
-            os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(workdir),
-        )
+    if "mlflow_tracking_uri" in local.pipeline_parameters(pipeline):
+        arguments.setdefault("mlflow_tracking_uri", tracking_uri(workdir, enabled=not no_tracking))
     defaults = {k: d for k, (_, d) in local.pipeline_parameters(pipeline).items()}
     shown = arguments.get("data_uri", defaults.get("data_uri"))
     stream = sys.stderr

@@ -202,6 +202,7 @@ def run_local(
     events = read_events(events_path)
     if failure is not None:
         raise PipelineError(_failure_message(failure, events, log_path)) from failure
+    _point_latest(work / "latest", run_dir)
     return LocalRun(
         pipeline=pipeline,
         run_dir=run_dir,
@@ -210,6 +211,17 @@ def run_local(
         events=events,
         wall_seconds=wall,
     )
+
+
+def _point_latest(link: Path, run_dir: Path) -> None:
+    """``<workdir>/latest`` -> the newest successful run (best effort: not on every FS)."""
+    tmp = link.with_name(f".latest-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.relative_to(link.parent), target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ def test_run_trains_on_a_users_csv(tmp_path: Path) -> None:
     assert match, proc.stdout
     assert float(match.group(1)) > 0.95 > float(match.group(2))
     assert len(_bundles(work)) == 1
+    assert len(list((work / "latest").glob("*/train-model/model/bundle.json"))) == 1
     assert "MLflow run:" in proc.stdout
     assert (work / "mlflow.db").is_file()
     # Progress was shown on stderr, one line per finished step.

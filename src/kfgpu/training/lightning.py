@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from torch.nn import functional as F
 
 from kfgpu.training.data import InMemoryBatches
 
-__all__ = ["BestWeights", "EpochPrinter", "TabularDataModule", "TabularTask"]
+__all__ = ["EpochPrinter", "TabularDataModule", "TabularTask"]
 
 
 class TabularTask(pl.LightningModule):
@@ -49,7 +48,9 @@ class TabularTask(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         numeric, codes, y = batch
         loss = self._loss(self(numeric, codes), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(
+            "train_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y)
+        )
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
@@ -67,6 +68,10 @@ class TabularTask(pl.LightningModule):
                 sync_dist=True,
                 batch_size=len(y),
             )
+
+    def on_train_epoch_end(self) -> None:
+        # Reported as a metric so it reaches the launching process under every strategy.
+        self.log("epochs_run", float(self.current_epoch + 1), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(
@@ -116,33 +121,6 @@ class TabularDataModule(pl.LightningDataModule):
         return self._batches(self.val, shuffle=False)
 
 
-class BestWeights(pl.Callback):
-    """Keeps the network weights of the epoch with the lowest validation loss."""
-
-    def __init__(self) -> None:
-        self.best_loss = float("inf")
-        self.best_epoch = -1
-        self.state: dict[str, torch.Tensor] | None = None
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # on_validation_end, like EarlyStopping: the epoch's val_loss is reduced by then.
-        if trainer.sanity_checking:
-            return
-        loss = trainer.callback_metrics.get("val_loss")
-        if loss is None:
-            return
-        value = float(loss)
-        if value < self.best_loss:
-            self.best_loss = value
-            self.best_epoch = trainer.current_epoch
-            assert isinstance(pl_module, TabularTask)
-            network = pl_module.network
-            self.state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-
-    def best_state(self, fallback: nn.Module) -> dict[str, torch.Tensor]:
-        return self.state if self.state is not None else copy.deepcopy(fallback.state_dict())
-
-
 class EpochPrinter(pl.Callback):
     """One line per epoch on rank 0: progress that reads well in a KFP log."""
 
@@ -158,7 +136,9 @@ class EpochPrinter(pl.Callback):
         if not trainer.is_global_zero:
             return
         metrics = " ".join(
-            f"{k}={float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items())
+            f"{k}={float(v):.4f}"
+            for k, v in sorted(trainer.callback_metrics.items())
+            if k != "epochs_run"
         )
         seconds = time.perf_counter() - self._t0
         print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from kfgpu.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
 
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
@@ -113,6 +115,39 @@ def encode_labels(
     return labels, encode_reg
 
 
+def _network_state(checkpoint: str) -> tuple[dict[str, Any], int]:
+    """The network's weights and the (1-based) epoch of a Lightning weights checkpoint."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    prefix = "network."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    return state, int(ckpt.get("epoch", -1)) + 1
+
+
+def _validation_metrics(
+    network: torch.nn.Module, val: tuple[torch.Tensor, ...], *, task: str
+) -> dict[str, float]:
+    """Validation loss (and accuracy) of ``network`` in fp32, in chunks."""
+    import torch
+    from torch.nn import functional as F
+
+    numeric, codes, y = val
+    network.eval()
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, len(y), 65536):
+            sl = slice(start, start + 65536)
+            outs.append(network(numeric[sl], codes[sl]).float())
+    out = torch.cat(outs)
+    if task == "classification":
+        return {
+            "val_loss": float(F.cross_entropy(out, y)),
+            "val_accuracy": float((out.argmax(dim=1) == y).float().mean()),
+        }
+    return {"val_loss": float(F.mse_loss(out.squeeze(1), y))}
+
+
 def train_tabular(
     train_df: pd.DataFrame,
     val_df: pd.DataFrame,
@@ -139,7 +174,6 @@ def train_tabular(
     from kfgpu.bundle import write_bundle
     from kfgpu.training.families import build_network, tabular_mlp_config
     from kfgpu.training.lightning import (
-        BestWeights,
         EpochPrinter,
         TabularDataModule,
         TabularTask,
@@ -192,8 +226,7 @@ def train_tabular(
         seed=config.seed,
         pin_memory=accelerator == "gpu",
     )
-    best = BestWeights()
-    callbacks: list[pl.Callback] = [best, EpochPrinter(config.max_epochs)]
+    callbacks: list[pl.Callback] = [EpochPrinter(config.max_epochs)]
     if config.early_stopping_patience > 0:
         from pytorch_lightning.callbacks import EarlyStopping
 
@@ -207,7 +240,20 @@ def train_tabular(
         logger = MLFlowLogger(tracking_uri=mlflow_uri, run_id=mlflow_run_id)
     import tempfile
 
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
     with tempfile.TemporaryDirectory(prefix="kfgpu-train-") as scratch:
+        # The best epoch's weights go through a checkpoint file, not process memory, so they
+        # survive every strategy: ddp_spawn workers hand the path back to this process.
+        best = ModelCheckpoint(
+            dirpath=scratch,
+            filename="best",
+            monitor="val_loss",
+            mode="min",
+            save_top_k=1,
+            save_weights_only=True,
+            enable_version_counter=False,
+        )
         trainer = pl.Trainer(
             accelerator=accelerator,
             devices=config.devices,
@@ -215,8 +261,7 @@ def train_tabular(
             precision=config.precision,
             max_epochs=config.max_epochs,
             logger=logger,
-            callbacks=callbacks,
-            enable_checkpointing=False,
+            callbacks=[best, *callbacks],
             enable_progress_bar=False,
             enable_model_summary=False,
             deterministic=config.deterministic,
@@ -228,16 +273,28 @@ def train_tabular(
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=data)
         seconds = time.perf_counter() - t0
+        if not best.best_model_path or not os.path.exists(best.best_model_path):
+            raise TrainingError(
+                "no epoch produced a finite validation loss (training diverged); lower "
+                f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
+            )
+        best_state: dict[str, torch.Tensor] = {}
+        best_epoch = epochs_run = -1
+        metrics: dict[str, float] = {}
+        if trainer.is_global_zero:
+            best_state, best_epoch = _network_state(best.best_model_path)
+            # callback_metrics come back from ddp_spawn workers; the trainer's counters do not.
+            epochs_run = int(trainer.callback_metrics.get("epochs_run", torch.tensor(-1.0)))
+            network.load_state_dict(best_state)
+            # Scored here, in this process, on the weights that go into the bundle: under
+            # ddp_spawn the workers' own figures never come back.
+            metrics = _validation_metrics(network, val_t, task=task)
+            if not math.isfinite(metrics["val_loss"]):
+                raise TrainingError(
+                    f"the best weights give a validation loss of {metrics['val_loss']}; lower "
+                    f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
+                )
 
-    if not torch.isfinite(torch.tensor(best.best_loss)):
-        raise TrainingError(
-            "validation loss never became finite (training diverged); lower learning_rate "
-            f"(now {config.learning_rate}) or use precision='32-true'"
-        )
-    metrics = {"val_loss": best.best_loss}
-    val_acc = trainer.callback_metrics.get("val_accuracy")
-    if val_acc is not None:
-        metrics["val_accuracy_last"] = float(val_acc)
     description: dict[str, Any] = {
         "kfgpu_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -259,8 +316,8 @@ def train_tabular(
         },
         "metrics": metrics,
         "training": {
-            "epochs_run": trainer.current_epoch,
-            "best_epoch": best.best_epoch + 1,
+            "epochs_run": epochs_run,
+            "best_epoch": best_epoch,
             "seconds": round(seconds, 3),
             "accelerator": accelerator,
             "devices": trainer.num_devices,
@@ -287,15 +344,15 @@ def train_tabular(
     if trainer.is_global_zero and bundle_path is not None:
         written = write_bundle(
             bundle_path,
-            state_dict=best.best_state(network),
+            state_dict=best_state,
             transform=transform,
             description=description,
         )
     return TrainOutcome(
         bundle_path=written,
         metrics=metrics,
-        epochs_run=trainer.current_epoch,
-        best_epoch=best.best_epoch + 1,
+        epochs_run=epochs_run,
+        best_epoch=best_epoch,
         seconds=seconds,
         description=description,
     )

@@ -1,0 +1,53 @@
+"""CLI plumbing that needs no pipeline run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kfgpu.cli import _local_uri, _parse_params, tracking_uri
+from kfgpu.errors import ConfigError
+from kfgpu.local import coerce_parameters
+
+
+def test_tracking_defaults_to_a_store_under_the_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = tracking_uri(str(tmp_path / "work"), enabled=True)
+    assert uri == f"sqlite:///{(tmp_path / 'work' / 'mlflow.db').resolve()}"
+
+
+def test_mlflow_tracking_uri_overrides_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri(str(tmp_path), enabled=True) == "http://127.0.0.1:5000"
+    assert tracking_uri(str(tmp_path), enabled=False) == ""
+
+
+def test_params_are_typed_by_the_pipeline_signature() -> None:
+    typed = coerce_parameters(
+        "training",
+        _parse_params(("max_epochs=7", "learning_rate=0.01", "hidden_sizes=64,32", "seed=3")),
+    )
+    assert typed == {"max_epochs": 7, "learning_rate": 0.01, "hidden_sizes": "64,32", "seed": 3}
+
+
+def test_a_value_may_contain_equals_signs() -> None:
+    assert _parse_params(("data_uri=kfgpu://fraud?rows=10&seed=2",)) == {
+        "data_uri": "kfgpu://fraud?rows=10&seed=2"
+    }
+
+
+@pytest.mark.parametrize("bad", ["max_epochs", "=3", ""])
+def test_malformed_params_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        _parse_params((bad,))
+
+
+def test_local_paths_become_absolute_and_uris_pass_through(tmp_path: Path) -> None:
+    assert _local_uri("s3://bucket/x.csv") == "s3://bucket/x.csv"
+    assert _local_uri("kfgpu://fraud") == "kfgpu://fraud"
+    assert Path(_local_uri("data.csv")).is_absolute()
