@@ -14,10 +14,10 @@ import hashlib
 import json
 import os
 import posixpath
-import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from kfgpu.data._atomic import atomic_local_file
 from kfgpu.errors import (
     ConfigError,
     DataFormatError,
@@ -420,23 +420,14 @@ def write_parquet(df: pd.DataFrame, path: str) -> None:
     """
     import pyarrow as pa
 
-    if path.startswith("file://"):
-        path = path[len("file://") :]
-    dest = os.path.abspath(os.path.expanduser(path))
-    parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(dest)}.{uuid.uuid4().hex}.tmp")
-    try:
-        df.to_parquet(tmp, index=False, engine="pyarrow")
-        os.replace(tmp, dest)
-    except (pa.ArrowException, TypeError, ValueError) as e:
-        raise SchemaError(
-            f"frame cannot be written to Parquet file {dest!r}: {e}; make column names "
-            f"strings and each column a single type"
-        ) from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_local_file(path) as (tmp, dest):
+        try:
+            df.to_parquet(tmp, index=False, engine="pyarrow")
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise SchemaError(
+                f"frame cannot be written to Parquet file {dest!r}: {e}; make column names "
+                f"strings and each column a single type"
+            ) from e
 
 
 def artifact_metadata(df: pd.DataFrame) -> dict[str, Any]:

@@ -24,14 +24,13 @@ and the category frequencies proportionally; ``drift=0`` is the reference distri
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from kfgpu.data._atomic import atomic_local_file
 from kfgpu.errors import ConfigError
 
 __all__ = [
@@ -342,23 +341,11 @@ def write_fraud_parquet(
     import pyarrow.parquet as pq
 
     chunks = iter_fraud(rows, seed=seed, chunk_rows=chunk_rows, drift=drift)
-    if path.startswith("file://"):
-        path = path[len("file://") :]
-    dest = os.path.abspath(os.path.expanduser(path))
-    parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(dest)}.{uuid.uuid4().hex}.tmp")
     schema = _arrow_schema()
     written = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for chunk in chunks:
-                table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
-                writer.write_table(table, row_group_size=len(chunk))
-                written += len(chunk)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_local_file(path) as (tmp, dest), pq.ParquetWriter(tmp, schema) as writer:
+        for chunk in chunks:
+            table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+            writer.write_table(table, row_group_size=len(chunk))
+            written += len(chunk)
     return {"path": dest, "rows": written}
