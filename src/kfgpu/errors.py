@@ -47,23 +47,42 @@ class ConfigError(KfgpuError, ValueError):
 
 
 class DataError(KfgpuError):
-    """Input data cannot be used."""
+    """Input data cannot be used.
+
+    Attributes:
+        check: the anomaly name a validation report files this error under
+            (``not_found``, ``binary_content``, ``encoding``, ``parse`` ...).
+    """
+
+    default_check = "unusable"
+
+    def __init__(self, message: str, *, check: str | None = None) -> None:
+        super().__init__(message)
+        self.check = check or self.default_check
 
 
 class DataNotFoundError(DataError, FileNotFoundError):
     """The data URI points at nothing."""
 
+    default_check = "not_found"
+
 
 class DataFormatError(DataError, ValueError):
     """The file is not a table in a format kfgpu reads (CSV, Parquet, JSON lines)."""
+
+    default_check = "unreadable"
 
 
 class EmptyDataError(DataError, ValueError):
     """The table has no rows or no usable columns."""
 
+    default_check = "empty"
+
 
 class SchemaError(DataError, ValueError):
     """A column is missing or has a type kfgpu cannot use."""
+
+    default_check = "schema"
 
 
 class ValidationError(KfgpuError):
