@@ -6,6 +6,7 @@ A bundle is a directory::
     transform.json      the fitted feature transform (plain JSON)
     bundle.json         description: task, target, model family and config, hyperparameters,
                         input signature, label mapping, metrics, lineage
+    reference/          the training data's reference profile (drift checks need only new data)
     CHECKSUMS.sha256    sha256 of every other file, written last
 
 It is written into a temporary sibling directory and renamed into place only when complete,
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "CHECKSUMS_FILE",
     "DESCRIPTION_FILE",
+    "REFERENCE_DIR",
     "TRANSFORM_FILE",
     "WEIGHTS_FILE",
     "Bundle",
@@ -51,6 +54,7 @@ WEIGHTS_FILE = "model.safetensors"
 TRANSFORM_FILE = "transform.json"
 DESCRIPTION_FILE = "bundle.json"
 CHECKSUMS_FILE = "CHECKSUMS.sha256"
+REFERENCE_DIR = "reference"
 
 
 def _sha256(path: Path) -> str:
@@ -67,11 +71,16 @@ def write_bundle(
     state_dict: dict[str, torch.Tensor],
     transform: FittedTransform,
     description: dict[str, Any],
+    extras: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> Path:
     """Write a complete bundle at ``out_dir`` atomically.
 
     ``out_dir`` may not exist yet or be an empty directory (KFP pre-creates some output
     paths); anything else is refused rather than overwritten.
+
+    Args:
+        extras: subdirectory name -> a function that fills that (new) subdirectory, e.g.
+            ``{"reference": profile.save}``. Its files are checksummed like the rest.
     """
     from safetensors.torch import save_file
 
@@ -88,9 +97,13 @@ def write_bundle(
         transform.save(tmp / TRANSFORM_FILE)
         desc = {"format": BUNDLE_FORMAT, **description}
         (tmp / DESCRIPTION_FILE).write_text(json.dumps(desc, indent=2, sort_keys=True) + "\n")
+        for name, fill in sorted((extras or {}).items()):
+            sub = tmp / name
+            sub.mkdir()
+            fill(sub)
         lines = [
-            f"{_sha256(tmp / name)}  {name}\n"
-            for name in sorted((WEIGHTS_FILE, TRANSFORM_FILE, DESCRIPTION_FILE))
+            f"{_sha256(file)}  {file.relative_to(tmp).as_posix()}\n"
+            for file in sorted(p for p in tmp.rglob("*") if p.is_file())
         ]
         (tmp / CHECKSUMS_FILE).write_text("".join(lines))
         if out.exists():
@@ -123,6 +136,10 @@ def verify_bundle(path: str | os.PathLike[str]) -> dict[str, str]:
         digest, sep, name = line.partition("  ")
         if not sep or len(digest) != 64:
             raise BundleError(f"{CHECKSUMS_FILE} line {n} is malformed: {line!r}")
+        if name.startswith("/") or ".." in Path(name).parts:
+            raise BundleError(
+                f"{CHECKSUMS_FILE} line {n} names a path outside the bundle: {name!r}"
+            )
         recorded[name] = digest
     for required in (WEIGHTS_FILE, TRANSFORM_FILE, DESCRIPTION_FILE):
         if required not in recorded:

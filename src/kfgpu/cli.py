@@ -254,6 +254,118 @@ def _short(t: str) -> str:
     return t.split("@")[0].removeprefix("system.")
 
 
+@cli.command()
+@click.argument("reference")
+@click.argument("current")
+@click.option(
+    "--config",
+    "config_json",
+    metavar="JSON",
+    default="",
+    help='Drift settings, e.g. \'{"numeric_method": "psi", "drift_share": 0.3}\'.',
+)
+@click.option(
+    "--output-dir",
+    default="drift-report",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where drift.json and drift.html go.",
+)
+@click.option("--fail-on-drift", is_flag=True, help="Exit 3 when the dataset drifted.")
+def drift(
+    reference: str, current: str, config_json: str, output_dir: str, fail_on_drift: bool
+) -> None:
+    """Check CURRENT data for drift against REFERENCE.
+
+    REFERENCE is a model bundle (its training profile), a reference profile directory, or
+    a dataset; CURRENT is any data URI. Every row is counted, in bounded memory. Writes
+    drift.json and an HTML report (kfgpu's verdict plus Evidently's views on samples).
+    """
+    from kfgpu.validation.step import detect_drift_step
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result_path, report_path = out / "drift.json", out / "drift.html"
+    outcome = detect_drift_step(
+        reference_uri=_local_uri(reference),
+        current_uri=_local_uri(current),
+        result_path=str(result_path),
+        report_path=str(report_path),
+        config_json=config_json,
+    )
+    data = json.loads(result_path.read_text())
+    for col in data["columns"]:
+        mark = "DRIFT" if col["drifted"] else "ok"
+        click.echo(
+            f"  {mark:<5} {col['column']:<24} {col['method']:<14} "
+            f"{col['statistic']:>10.4g}  (threshold {col['threshold']:.4g})"
+        )
+    click.echo(outcome.summary)
+    click.echo(f"result: {result_path}\nreport: {report_path}")
+    if fail_on_drift and outcome.extra["dataset_drift"]:
+        raise SystemExit(3)
+
+
+@cli.command("validate")
+@click.argument("data")
+@click.option("--target", required=True, metavar="COLUMN", help="The label column.")
+@click.option(
+    "--schema",
+    "schema_uri",
+    default="",
+    metavar="JSON",
+    help="A pinned schema to check against (from an earlier run).",
+)
+@click.option(
+    "--reference",
+    "reference_uri",
+    default="",
+    metavar="URI",
+    help="A bundle, profile or dataset to compare with for train/serving skew.",
+)
+@click.option(
+    "--output-dir",
+    default="validation",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where schema, report and anomalies go.",
+)
+def validate_cmd(
+    data: str, target: str, schema_uri: str, reference_uri: str, output_dir: str
+) -> None:
+    """Validate DATA: infer (or check a pinned) schema and list every anomaly.
+
+    Writes schema.json (edit it and pin it with --schema or the pipeline's schema_uri),
+    anomalies.json and report.md. Exits 1 on error-level anomalies.
+    """
+    import tempfile
+
+    from kfgpu.validation.step import validate_data_step
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {n: out / n for n in ("schema.json", "anomalies.json", "report.md")}
+    try:
+        with tempfile.TemporaryDirectory(prefix="kfgpu-validate-") as tmp:
+            outcome = validate_data_step(
+                data_uri=_local_uri(data),
+                target=target,
+                dataset_path=str(Path(tmp) / "dataset.parquet"),
+                schema_path=str(paths["schema.json"]),
+                report_path=str(paths["report.md"]),
+                anomalies_path=str(paths["anomalies.json"]),
+                schema_uri=_local_uri(schema_uri) if schema_uri else "",
+                reference_uri=_local_uri(reference_uri) if reference_uri else "",
+            )
+    finally:
+        if paths["anomalies.json"].is_file():
+            for a in json.loads(paths["anomalies.json"].read_text())["anomalies"]:
+                where = a["column"] or "(table)"
+                click.echo(f"  {a['severity']:<7} {a['check']:<26} {where}: {a['message']}")
+    click.echo(outcome.summary)
+    click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
+
+
 @cli.group()
 def data() -> None:
     """Built-in data sets."""

@@ -14,6 +14,7 @@ the value that was wrong and how to fix it.
     │   ├── EmptyDataError         the table has no rows (or no usable columns)
     │   └── SchemaError            a column is missing or has the wrong type
     ├── ValidationError        validation found error-level anomalies (all listed)
+    ├── DriftDetected          the data drifted and the caller asked to fail on drift
     ├── TrainingError          training could not produce a model
     ├── BundleError            a model bundle is missing, incomplete or corrupt
     │   └── ChecksumError          a bundle file does not match its recorded checksum
@@ -29,6 +30,7 @@ __all__ = [
     "DataError",
     "DataFormatError",
     "DataNotFoundError",
+    "DriftDetected",
     "EmptyDataError",
     "KfgpuError",
     "PipelineError",
@@ -96,6 +98,10 @@ class ValidationError(KfgpuError):
     def __init__(self, message: str, anomalies: list[dict[str, object]] | None = None) -> None:
         super().__init__(message)
         self.anomalies = list(anomalies or [])
+
+
+class DriftDetected(KfgpuError):
+    """The current data drifted from the reference and the caller asked to fail on drift."""
 
 
 class TrainingError(KfgpuError):

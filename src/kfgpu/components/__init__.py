@@ -10,13 +10,21 @@ library step, and publishes the result.
 from __future__ import annotations
 
 from kfgpu.components.training import (
+    detect_drift,
     engineer_features,
     evaluate_model,
     train_model,
     validate_data,
 )
 
-__all__ = ["COMPONENTS", "engineer_features", "evaluate_model", "train_model", "validate_data"]
+__all__ = [
+    "COMPONENTS",
+    "detect_drift",
+    "engineer_features",
+    "evaluate_model",
+    "train_model",
+    "validate_data",
+]
 
 #: Every component, by name, in pipeline order: what ``kfgpu compile`` writes out.
 COMPONENTS = {
@@ -24,4 +32,5 @@ COMPONENTS = {
     "engineer_features": engineer_features,
     "train_model": train_model,
     "evaluate_model": evaluate_model,
+    "detect_drift": detect_drift,
 }

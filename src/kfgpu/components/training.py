@@ -20,7 +20,13 @@ from kfp.dsl import (
 
 from kfgpu._image import BASE_IMAGE, TRAIN_IMAGE
 
-__all__ = ["engineer_features", "evaluate_model", "train_model", "validate_data"]
+__all__ = [
+    "detect_drift",
+    "engineer_features",
+    "evaluate_model",
+    "train_model",
+    "validate_data",
+]
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -30,10 +36,12 @@ def validate_data(
     dataset: Output[Dataset],
     schema: Output[Artifact],
     report: Output[Markdown],
+    anomalies: Output[Artifact],
     metrics: Output[Metrics],
     task: str = "auto",
     max_null_fraction: float = 0.5,
     schema_uri: str = "",
+    reference_uri: str = "",
 ) -> NamedTuple("Outputs", [("task", str)]):  # noqa: UP006
     """Read raw tabular data, validate it, and hand on a fingerprinted Parquet copy.
 
@@ -47,12 +55,16 @@ def validate_data(
         target: the label column.
         task: ``auto``, ``classification`` or ``regression``.
         max_null_fraction: a feature with a higher share of missing values is reported.
-        schema_uri: a pinned schema JSON to check against; empty infers one.
+        schema_uri: a pinned schema JSON to check against (missing or extra columns, kind
+            changes, out-of-range values, unseen categories); empty infers one.
+        reference_uri: a model bundle, reference profile or dataset to compare with for
+            train/serving skew (reported as warnings); empty skips it.
 
     Returns:
         dataset: the data as Parquet, with its fingerprint (sha256, rows, schema) in metadata.
-        schema: the inferred (or pinned) schema as JSON.
-        report: a Markdown validation report.
+        schema: the inferred (or pinned) schema as JSON; edit and pin it with schema_uri.
+        report: a Markdown validation report (written on failure too).
+        anomalies: every anomaly as JSON (check, column, severity, message, value).
         metrics: row and column counts, warning count.
         task: the task inferred or confirmed: ``classification`` or ``regression``.
     """
@@ -66,9 +78,11 @@ def validate_data(
         dataset_path=dataset.path,
         schema_path=schema.path,
         report_path=report.path,
+        anomalies_path=anomalies.path,
         task=task,
         max_null_fraction=max_null_fraction,
         schema_uri=schema_uri,
+        reference_uri=reference_uri,
     )
     result.publish(metrics=metrics, dataset=dataset, schema=schema)
     return namedtuple("Outputs", ["task"])(result.extra["task"])
@@ -269,3 +283,52 @@ def evaluate_model(
     return namedtuple("Outputs", ["headline", "score"])(
         headline, float(result.metrics["test_" + headline])
     )
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def detect_drift(
+    reference: Input[Artifact],
+    current: Input[Dataset],
+    result: Output[Artifact],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    config_json: str = "",
+    fail_on_drift: bool = False,
+) -> NamedTuple("Outputs", [("dataset_drift", bool), ("drift_share", float)]):  # noqa: UP006
+    """Check current data for drift against a reference profile, over every row.
+
+    Per column: numeric by normalised Wasserstein distance (or KS, PSI), categorical by
+    Jensen-Shannon distance (or chi-squared), each with its threshold; the dataset drifts
+    when the share of drifted columns reaches drift_share. Computed from mergeable sketches
+    in bounded memory; the HTML report adds Evidently's drift and summary views on samples.
+
+    Args:
+        reference: a kfgpu model bundle (its training profile), a reference profile
+            directory, or a dataset to profile.
+        current: the data to check.
+        config_json: drift settings as JSON, e.g. ``{"numeric_method": "psi",
+            "columns": {"amount": {"method": "ks", "threshold": 0.01}}, "drift_share": 0.3}``.
+        fail_on_drift: fail the step (after writing its outputs) when the dataset drifted.
+
+    Returns:
+        result: the drift result as JSON (per column: method, statistic, threshold, verdict).
+        report: an HTML drift report for the Kubeflow UI.
+        metrics: drift share, drifted and total column counts.
+        dataset_drift: whether the dataset as a whole drifted.
+        drift_share: the share of columns that drifted.
+    """
+    from collections import namedtuple
+
+    from kfgpu.validation.step import detect_drift_step
+
+    outcome = detect_drift_step(
+        reference_uri=reference.path,
+        current_uri=current.path,
+        result_path=result.path,
+        report_path=report.path,
+        config_json=config_json,
+        fail_on_drift=fail_on_drift,
+    )
+    outcome.publish(metrics=metrics)
+    outputs = namedtuple("Outputs", ["dataset_drift", "drift_share"])
+    return outputs(bool(outcome.extra["dataset_drift"]), float(outcome.extra["drift_share"]))

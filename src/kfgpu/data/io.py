@@ -14,12 +14,14 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from kfgpu.data._atomic import atomic_local_file
 from kfgpu.errors import (
     ConfigError,
+    DataError,
     DataFormatError,
     DataNotFoundError,
     EmptyDataError,
@@ -60,6 +62,9 @@ _PARQUET_SUFFIXES = (".parquet", ".pq")
 _JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _SNIFF_BYTES = 8192
 _BUILTIN_SCHEME = "kfgpu://"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# pandas names the failing place as "line N" (1-based) or "row N" (0-based, header = row 0).
+_PANDAS_PLACE = re.compile(r"\b(line|row) (\d+)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -91,10 +96,47 @@ def _resolve(uri: str) -> tuple[Any, str]:
         ) from e
 
 
-def _format_error(uri: str, why: str) -> DataFormatError:
+def _format_error(uri: str, why: str, *, check: str, fix: str | None = None) -> DataFormatError:
+    """A :class:`DataFormatError` filed under anomaly ``check``; ``fix`` says what to do."""
+    if fix is None:
+        fix = f"pass a file in one of the supported formats: {SUPPORTED_FORMATS}"
     return DataFormatError(
-        f"data file {uri!r} is not a table kfgpu can read ({why}); pass a file in one of "
-        f"the supported formats: {SUPPORTED_FORMATS}"
+        f"data file {uri!r} is not a table kfgpu can read ({why}); {fix}", check=check
+    )
+
+
+def _encoding_error(uri: str, why: str, source: str = "latin1") -> DataFormatError:
+    return _format_error(
+        uri,
+        f"it is not UTF-8 text: {why}",
+        check="encoding",
+        fix=(
+            f"re-encode it as UTF-8, e.g. iconv -f {source} -t utf-8 IN > OUT "
+            "(use the encoding it was written in)"
+        ),
+    )
+
+
+def _parse_error(uri: str, kind: str, e: Exception) -> DataFormatError:
+    """The parser of ``kind`` (``"CSV"``, ``"JSON"``) failed; name the line when known."""
+    text = " ".join(str(e).split())
+    where = ""
+    lineno = getattr(e, "lineno", None)
+    if isinstance(lineno, int):
+        where = f" at line {lineno}"
+    elif m := _PANDAS_PLACE.search(text):
+        line = int(m.group(2)) + (1 if m.group(1) == "row" else 0)
+        where = f" at line {line}"
+    return _format_error(
+        uri,
+        f"the {kind} parser failed{where}: {text}",
+        check="parse",
+        fix=(
+            f"fix the file{where}: every row needs the header's number of fields and "
+            "every opening quote a closing one"
+            if kind == "CSV"
+            else f"fix the file{where} so each line (or the whole file) is valid JSON"
+        ),
     )
 
 
@@ -102,7 +144,8 @@ def _empty_error(uri: str, df: Any | None = None) -> EmptyDataError:
     what = "it is empty" if df is None else f"it has {df.shape[0]} rows and {df.shape[1]} columns"
     return EmptyDataError(
         f"data file {uri!r} holds no usable table ({what}); pass a file with a header "
-        f"and at least one data row"
+        f"and at least one data row",
+        check="empty",
     )
 
 
@@ -120,7 +163,8 @@ def _open(fs: Any, path: str, uri: str) -> Any:
     except (ImportError, ValueError) as e:
         raise DataFormatError(
             f"data file {uri!r} uses a compression this environment cannot read ({e}); "
-            f"install the codec package (e.g. 'zstandard' for .zst) or recompress it as .gz"
+            f"install the codec package (e.g. 'zstandard' for .zst) or recompress it as .gz",
+            check="decompress",
         ) from e
 
 
@@ -131,16 +175,33 @@ def _sniff(fs: Any, path: str, uri: str) -> bytes:
         with f:
             head = f.read(_SNIFF_BYTES)
     except Exception as e:  # any codec's "not compressed data" error (gzip, lzma, zstd ...)
-        raise _format_error(uri, f"cannot decompress or read it: {e}") from e
+        raise _read_failure(uri, path, e) from e
+    if head.startswith(_UTF16_BOMS):
+        raise _encoding_error(uri, "it starts with a UTF-16 byte-order mark", "utf-16")
     if b"\x00" in head:
-        raise _format_error(uri, "it contains NUL bytes, so it is binary, not text")
+        raise _format_error(
+            uri, "it contains NUL bytes, so it is binary, not text", check="binary_content"
+        )
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as e:
         # A multi-byte character cut at the sniff boundary is fine.
         if not (e.reason == "unexpected end of data" and len(head) == _SNIFF_BYTES):
-            raise _format_error(uri, f"it is not UTF-8 text: {e}") from e
+            raise _encoding_error(uri, str(e)) from e
     return head
+
+
+def _read_failure(uri: str, path: str, e: BaseException) -> DataFormatError:
+    """Reading the bytes failed: a decompression error when the path names a codec."""
+    if _split_suffix(path)[1] is not None:
+        return _format_error(
+            uri,
+            f"cannot decompress it: {e}",
+            check="decompress",
+            fix="check that the file really is compressed with the codec its suffix names, "
+            "or drop the compression suffix",
+        )
+    return _format_error(uri, f"cannot read it: {e}", check="unreadable")
 
 
 def _missing_columns_error(uri: str, missing: list[str], available: list[str]) -> SchemaError:
@@ -174,14 +235,17 @@ def _read_csv(fs: Any, path: str, uri: str, sep: str, columns: list[str] | None)
             df = pd.read_csv(f, sep=sep, usecols=columns, low_memory=False)
     except pd.errors.EmptyDataError as e:
         raise _empty_error(uri) from e
-    except (ValueError, OSError, EOFError) as e:
-        # ValueError covers pandas' ParserError and UnicodeDecodeError.
+    except UnicodeDecodeError as e:  # past the sniffed head
+        raise _encoding_error(uri, str(e)) from e
+    except (OSError, EOFError) as e:  # a truncated or corrupt compressed stream
+        raise _read_failure(uri, path, e) from e
+    except ValueError as e:  # pandas' ParserError, a bad usecols
         if columns is not None and "Usecols" in str(e):
             with _open(fs, path, uri) as f:
                 header = [str(c) for c in pd.read_csv(f, sep=sep, nrows=0).columns]
             missing = [c for c in columns if c not in header]
             raise _missing_columns_error(uri, missing, header) from e
-        raise _format_error(uri, f"the CSV parser failed: {e}") from e
+        raise _parse_error(uri, "CSV", e) from e
     if columns is not None:
         df = df[list(columns)]
     return df
@@ -201,17 +265,31 @@ def _read_json(fs: Any, path: str, uri: str, columns: list[str] | None) -> pd.Da
             with _open(fs, path, uri) as f:
                 records = json.load(f)
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-                raise _format_error(uri, "its top-level array does not hold only JSON objects")
+                raise _format_error(
+                    uri,
+                    "its top-level array does not hold only JSON objects",
+                    check="parse",
+                    fix="write the table as an array of objects or as JSON lines",
+                )
             df = pd.DataFrame.from_records(records)
         elif stripped.startswith(b"{"):
             with _open(fs, path, uri) as f:
                 df = pd.read_json(f, lines=True, dtype=False, convert_dates=False)
         else:
-            raise _format_error(uri, "it does not start with a JSON object or array")
+            raise _format_error(
+                uri,
+                "it does not start with a JSON object or array",
+                check="parse",
+                fix="write the table as an array of objects or as JSON lines",
+            )
     except DataFormatError:
         raise
-    except (ValueError, TypeError, OSError, EOFError) as e:
-        raise _format_error(uri, f"the JSON parser failed: {e}") from e
+    except UnicodeDecodeError as e:  # past the sniffed head
+        raise _encoding_error(uri, str(e)) from e
+    except (OSError, EOFError) as e:
+        raise _read_failure(uri, path, e) from e
+    except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+        raise _parse_error(uri, "JSON", e) from e
     return _select(df, columns, uri)
 
 
@@ -243,10 +321,10 @@ def _read_parquet(
                     raise _missing_columns_error(uri, missing, names)
                 table = pf.read(columns=columns)
         df = table.to_pandas()
-    except SchemaError:
+    except DataError:  # a missing column, an unavailable codec: already named
         raise
     except (pa.ArrowException, OSError, EOFError, ValueError) as e:
-        raise _format_error(uri, f"the Parquet reader failed: {e}") from e
+        raise _format_error(uri, f"the Parquet reader failed: {e}", check="parquet") from e
     if columns is not None:
         df = df[list(columns)]
     return df
@@ -329,9 +407,12 @@ def read_table(uri: str, *, columns: list[str] | None = None) -> pd.DataFrame:
     Raises:
         ConfigError: an unknown built-in data set or query key, or an fsspec scheme whose
             driver is not installed.
-        DataNotFoundError: nothing exists at ``uri``.
-        DataFormatError: the suffix is not supported or the content is not such a table.
-        EmptyDataError: the table has no rows or no columns.
+        DataNotFoundError: nothing exists at ``uri`` (``check`` ``not_found``).
+        DataFormatError: the suffix is not supported or the content is not such a table;
+            its ``check`` names why: ``unsupported_format``, ``binary_content`` (NUL
+            bytes), ``encoding`` (not UTF-8), ``parse`` (the CSV or JSON parser failed),
+            ``decompress`` or ``parquet``.
+        EmptyDataError: the table has no rows or no columns (``check`` ``empty``).
         SchemaError: a requested column does not exist.
     """
     if not isinstance(uri, str) or not uri:
@@ -350,12 +431,14 @@ def read_table(uri: str, *, columns: list[str] | None = None) -> pd.DataFrame:
             exists = fs.exists(path)
         except OSError as e:
             raise DataNotFoundError(
-                f"data file {uri!r} cannot be reached ({e}); check the URI and credentials"
+                f"data file {uri!r} cannot be reached ({e}); check the URI and credentials",
+                check="not_found",
             ) from e
         if not exists:
             raise DataNotFoundError(
                 f"data file {uri!r} does not exist; pass --data with a path or URI to a CSV, "
-                f"Parquet or JSON-lines file"
+                f"Parquet or JSON-lines file",
+                check="not_found",
             )
         df = _read_path(fs, path, uri, columns)
 
@@ -375,7 +458,9 @@ def read_parquet(uri: str, *, columns: list[str] | None = None) -> pd.DataFrame:
     """
     fs, path = _resolve(uri)
     if not fs.exists(path):
-        raise DataNotFoundError(f"Parquet data {uri!r} does not exist; did the upstream step run?")
+        raise DataNotFoundError(
+            f"Parquet data {uri!r} does not exist; did the upstream step run?", check="not_found"
+        )
     df = _read_parquet(fs, path, uri, columns, is_dir=fs.isdir(path))
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise _empty_error(uri, df)
@@ -390,7 +475,11 @@ def _read_path(fs: Any, path: str, uri: str, columns: list[str] | None) -> pd.Da
             raise _empty_error(uri)
         has_parquet = any(_split_suffix(p)[0] in _PARQUET_SUFFIXES for p in files)
         if suffix not in _PARQUET_SUFFIXES and not has_parquet:
-            raise _format_error(uri, "it is a directory holding no .parquet or .pq files")
+            raise _format_error(
+                uri,
+                "it is a directory holding no .parquet or .pq files",
+                check="unsupported_format",
+            )
         return _read_parquet(fs, path, uri, columns, is_dir=True)
     if suffix in _CSV_SUFFIXES:
         return _read_csv(fs, path, uri, _CSV_SUFFIXES[suffix], columns)
@@ -400,7 +489,8 @@ def _read_path(fs: Any, path: str, uri: str, columns: list[str] | None) -> pd.Da
         return _read_json(fs, path, uri, columns)
     raise DataFormatError(
         f"data file {uri!r} has suffix {suffix or '(none)'!r}, which kfgpu does not read; "
-        f"pass a file in one of the supported formats: {SUPPORTED_FORMATS}"
+        f"pass a file in one of the supported formats: {SUPPORTED_FORMATS}",
+        check="unsupported_format",
     )
 
 

@@ -38,6 +38,7 @@ def training(
     target: str = DEFAULT_TARGET,
     task: str = "auto",
     max_null_fraction: float = 0.5,
+    schema_uri: str = "",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     max_categories: int = 1000,
@@ -56,7 +57,11 @@ def training(
     mlflow_tracking_uri: str = "",
 ) -> TrainingOutputs:
     validated = validate_data(
-        data_uri=data_uri, target=target, task=task, max_null_fraction=max_null_fraction
+        data_uri=data_uri,
+        target=target,
+        task=task,
+        max_null_fraction=max_null_fraction,
+        schema_uri=schema_uri,
     ).set_display_name("validate data")
     features = engineer_features(
         dataset=validated.outputs["dataset"],

@@ -59,6 +59,16 @@ def train_model_step(
             },
             tags={f"kfgpu.{k}": str(v) for k, v in (lineage or {}).items()},
         )
+    # The training data's reference profile travels in the bundle: later drift and skew
+    # checks need only the new data.
+    from kfgpu.validation.profile import build_profile
+
+    label = [target] if task == "classification" else []
+    profile = build_profile(
+        [train_df[[*fitted.columns, target]]],
+        categorical=[*fitted.categorical, *label],
+        seed=cfg.seed,
+    )
     try:
         outcome = train_tabular(
             train_df,
@@ -71,6 +81,7 @@ def train_model_step(
             mlflow_uri=uri,
             mlflow_run_id=run_id,
             lineage=lineage,
+            extras={"reference": profile.save},
         )
     except BaseException:
         if run_id:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,7 @@ def train_tabular(
     mlflow_uri: str = "",
     mlflow_run_id: str = "",
     lineage: dict[str, Any] | None = None,
+    extras: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> TrainOutcome:
     """Fit a tabular model and write its bundle (on global rank 0).
 
@@ -347,6 +349,7 @@ def train_tabular(
             state_dict=best_state,
             transform=transform,
             description=description,
+            extras=extras,
         )
     return TrainOutcome(
         bundle_path=written,

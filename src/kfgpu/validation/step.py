@@ -1,21 +1,21 @@
-"""The validate_data step: read raw data, check it, and hand on a Parquet copy."""
+"""The validation steps: validate_data (read, check, hand on Parquet) and detect_drift."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kfgpu._step import StepResult, step
-from kfgpu.errors import DataError, KfgpuError
+from kfgpu.errors import DataError
 
-__all__ = ["validate_data_step"]
+if TYPE_CHECKING:
+    import pandas as pd
 
+    from kfgpu.validation.checks import Anomaly, ValidationResult
+    from kfgpu.validation.profile import ReferenceProfile
 
-def _write_failure_report(path: str, data_uri: str, error: KfgpuError) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(
-        f"# Data validation: FAILED\n\nSource: `{data_uri}`\n\n"
-        f"The data could not be read or used:\n\n> {error}\n"
-    )
+__all__ = ["detect_drift_step", "load_reference", "skew_anomalies", "validate_data_step"]
 
 
 @step("validate_data")
@@ -26,28 +26,37 @@ def validate_data_step(
     dataset_path: str,
     schema_path: str,
     report_path: str,
+    anomalies_path: str = "",
     task: str = "auto",
     max_null_fraction: float = 0.5,
     schema_uri: str = "",
+    reference_uri: str = "",
 ) -> StepResult:
     """Read ``data_uri``, validate it against an inferred or pinned schema, write outputs.
 
-    The Markdown report is written in every case, failure included; the Parquet copy only
-    when validation passed.
+    The Markdown report and the anomalies JSON are written in every case, failure
+    included (a file that cannot be read is itself an anomaly: ``not_found``,
+    ``encoding``, ``parse`` ...); the Parquet copy only when validation passed.
+
+    Args:
+        schema_uri: a pinned schema JSON to check against; empty infers one.
+        reference_uri: a bundle, profile or dataset to compare with for train/serving
+            skew (warnings); empty skips the comparison.
 
     Raises:
         DataError: the data cannot be read.
         ValidationError: error-level anomalies, every one listed in the message.
     """
+    from dataclasses import replace
+
     from kfgpu.data import artifact_metadata, read_table, write_parquet
     from kfgpu.validation.checks import validate
-    from kfgpu.validation.report import render_markdown
     from kfgpu.validation.schema import Schema
 
     try:
         df = read_table(data_uri)
     except DataError as e:
-        _write_failure_report(report_path, data_uri, e)
+        _write_reports(_unreadable(target, e), report_path, anomalies_path)
         raise
     pinned = Schema.read_json(schema_uri) if schema_uri else None
     result = validate(
@@ -57,8 +66,10 @@ def validate_data_step(
         task=task,  # type: ignore[arg-type]  # validate() names a bad value itself
         max_null_fraction=max_null_fraction,
     )
-    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report_path).write_text(render_markdown(result))
+    if reference_uri:
+        skew = skew_anomalies(df, reference_uri, target=target)
+        result = replace(result, anomalies=(*result.anomalies, *skew))
+    _write_reports(result, report_path, anomalies_path)
     result.schema.to_json(schema_path)
     result.raise_for_errors()
 
@@ -75,4 +86,161 @@ def validate_data_step(
             f"{n_err} errors, {n_warn} warnings"
         ),
         extra={"task": result.schema.task},
+    )
+
+
+def _unreadable(target: str, error: DataError) -> ValidationResult:
+    """A validation result holding the one error that stopped the data being read."""
+    from kfgpu.validation.checks import Anomaly, ValidationResult
+    from kfgpu.validation.schema import Schema
+
+    empty = Schema(columns=())
+    anomaly = Anomaly(None, error.check, "error", " ".join(str(error).split()), None)
+    return ValidationResult(
+        schema=empty, statistics=empty, anomalies=(anomaly,), target=target, task=None
+    )
+
+
+def _write_reports(result: ValidationResult, report_path: str, anomalies_path: str) -> None:
+    from kfgpu.validation.report import render_markdown
+
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_path).write_text(render_markdown(result))
+    if anomalies_path:
+        data = {k: v for k, v in result.to_dict().items() if k not in ("schema", "statistics")}
+        Path(anomalies_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(anomalies_path).write_text(
+            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        )
+
+
+def skew_anomalies(df: pd.DataFrame, reference_uri: str, *, target: str) -> list[Anomaly]:
+    """Train/serving skew: one warning per feature whose distribution differs from the
+    reference (a bundle's training profile, a saved profile, or another dataset)."""
+    from kfgpu.validation.checks import Anomaly
+    from kfgpu.validation.drift import DriftConfig, detect_drift
+    from kfgpu.validation.profile import build_profile
+
+    reference = load_reference(reference_uri)
+    shared = [c for c in reference.columns if c in df.columns and c != target]
+    if not shared:
+        return [
+            Anomaly(
+                None,
+                "train_serving_skew",
+                "warning",
+                f"no column of reference {reference_uri!r} is in this data; cannot compare",
+                None,
+            )
+        ]
+    categorical = [c for c in reference.categorical_columns() if c in shared]
+    current = build_profile([df[shared]], categorical=categorical, sample_rows=0)
+    result = detect_drift(reference.select(shared), current, DriftConfig())
+    return [
+        Anomaly(
+            col.column,
+            "train_serving_skew",
+            "warning",
+            f"distribution differs from the reference ({col.method} {col.statistic:.3g}, "
+            f"threshold {col.threshold:.3g}); check that serving computes this feature as "
+            "training did",
+            round(float(col.statistic), 6),
+        )
+        for col in result.columns
+        if col.drifted
+    ]
+
+
+def load_reference(uri: str) -> ReferenceProfile:
+    """A reference profile from a model bundle, a saved profile, or raw data.
+
+    Args:
+        uri: a kfgpu model bundle directory (its ``reference/`` profile, checksums verified),
+            a profile directory (``profile.json`` + ``sample.parquet``) or its
+            ``profile.json``, or any data URI ``read_table`` accepts (profiled in chunks).
+    """
+    from kfgpu.bundle import DESCRIPTION_FILE, REFERENCE_DIR, verify_bundle
+    from kfgpu.errors import BundleError
+    from kfgpu.validation.profile import ReferenceProfile, profile_source
+
+    path = Path(uri)
+    if "://" not in uri and path.is_dir() and (path / DESCRIPTION_FILE).is_file():
+        verify_bundle(path)
+        if not (path / REFERENCE_DIR / "profile.json").is_file():
+            raise BundleError(
+                f"model bundle {uri!r} holds no reference profile (written before kfgpu 0.1.1?); "
+                "retrain, or pass the training data as the reference instead"
+            )
+        return ReferenceProfile.load(path / REFERENCE_DIR)
+    if "://" not in uri and path.is_dir() and (path / "profile.json").is_file():
+        return ReferenceProfile.load(path)
+    if "://" not in uri and path.name == "profile.json" and path.is_file():
+        return ReferenceProfile.load(path.parent)
+    return profile_source(uri)
+
+
+def _current_sample(uri: str, rows: int, seed: int) -> pd.DataFrame:
+    """A uniform sample of at most ``rows`` rows, for the Evidently half of the report."""
+    from kfgpu.data import read_table
+
+    df = read_table(uri)
+    return df.sample(n=min(rows, len(df)), random_state=seed) if len(df) > rows else df
+
+
+@step("detect_drift")
+def detect_drift_step(
+    *,
+    reference_uri: str,
+    current_uri: str,
+    result_path: str,
+    report_path: str,
+    config_json: str = "",
+    sample_rows: int = 5000,
+    fail_on_drift: bool = False,
+) -> StepResult:
+    """Compare current data with a reference profile; write the JSON result and HTML report.
+
+    Both outputs are written before a drift failure is raised.
+
+    Raises:
+        ConfigError: a bad drift config, or columns that cannot be compared.
+        DriftDetected: ``fail_on_drift`` and the dataset drifted.
+    """
+    import json
+
+    from kfgpu.errors import ConfigError, DriftDetected
+    from kfgpu.validation.drift import DriftConfig, detect_drift
+    from kfgpu.validation.drift_report import render_drift_html
+    from kfgpu.validation.profile import profile_source
+
+    try:
+        config = DriftConfig.from_dict(json.loads(config_json)) if config_json else DriftConfig()
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"drift config is not JSON ({e}); give e.g. "
+            '\'{"numeric_method": "psi", "columns": {"amount": {"method": "ks"}}}\''
+        ) from e
+    reference = load_reference(reference_uri)
+    current = profile_source(current_uri, categorical=reference.categorical_columns())
+    result = detect_drift(reference, current, config)
+    data = result.to_dict()
+    Path(result_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(result_path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    sample = (
+        _current_sample(current_uri, sample_rows, seed=0) if reference.sample is not None else None
+    )
+    Path(report_path).write_text(
+        render_drift_html(data, reference_sample=reference.sample, current_sample=sample)
+    )
+    if fail_on_drift and result.dataset_drift:
+        raise DriftDetected(result.summary())
+    return StepResult(
+        metrics={
+            "drift_share": result.drift_share,
+            "drifted_columns": float(result.n_drifted),
+            "columns": float(result.n_columns),
+            "dataset_drift": float(result.dataset_drift),
+        },
+        summary=result.summary(),
+        extra={"dataset_drift": result.dataset_drift, "drift_share": result.drift_share},
     )

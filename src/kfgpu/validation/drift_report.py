@@ -1,0 +1,98 @@
+"""The human drift report: kfgpu's full-data verdict on top of Evidently's report.
+
+The verdict table comes from :func:`kfgpu.validation.drift.detect_drift` over every row
+(sketches). Evidently's DataDriftPreset and DataSummaryPreset need raw rows, so they run on
+the reference profile's reservoir sample and a sample of the current data; the page says
+so, and how large each sample was.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["render_drift_html"]
+
+_STYLE = (
+    "#kfgpu-drift{font-family:system-ui,sans-serif;margin:16px 24px;color:#222}"
+    "#kfgpu-drift table{border-collapse:collapse;margin:8px 0}"
+    "#kfgpu-drift th,#kfgpu-drift td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "#kfgpu-drift td:first-child,#kfgpu-drift th:first-child{text-align:left}"
+    "#kfgpu-drift .drift{color:#b3261e;font-weight:bold}#kfgpu-drift .ok{color:#0a7d2c}"
+)
+
+
+def _verdict_section(result: dict[str, Any], sample_note: str) -> str:
+    e = html.escape
+    verdict = "DRIFT" if result["dataset_drift"] else "no drift"
+    cls = "drift" if result["dataset_drift"] else "ok"
+    rows = []
+    for col in result["columns"]:
+        mark = "drift" if col["drifted"] else "ok"
+        rows.append(
+            f"<tr><td>{e(str(col['column']))}</td><td>{e(col['kind'])}</td>"
+            f"<td>{e(col['method'])}</td><td>{col['statistic']:.4g}</td>"
+            f"<td>{col['threshold']:.4g}</td><td class='{mark}'>{'yes' if col['drifted'] else 'no'}"
+            "</td></tr>"
+        )
+    notes = "".join(f"<li>{e(n)}</li>" for n in [*result.get("notes", []), sample_note] if n)
+    return (
+        f"<section id='kfgpu-drift'><style>{_STYLE}</style>"
+        f"<h1>Drift: <span class='{cls}'>{verdict}</span></h1>"
+        f"<p>{result['n_drifted']} of {result['n_columns']} columns drifted "
+        f"(share {result['drift_share']:.2f}; dataset drift when at least "
+        f"{result['drift_share_threshold']:.2f}). Reference rows: {result['reference_rows']}, "
+        f"current rows: {result['current_rows']}; every row counted.</p>"
+        "<table><tr><th>column</th><th>kind</th><th>method</th><th>statistic</th>"
+        f"<th>threshold</th><th>drifted</th></tr>{''.join(rows)}</table>"
+        f"<ul>{notes}</ul></section>"
+    )
+
+
+def render_drift_html(
+    result: dict[str, Any],
+    *,
+    reference_sample: pd.DataFrame | None,
+    current_sample: pd.DataFrame | None,
+) -> str:
+    """One page: the kfgpu verdict, then Evidently's drift and summary report on samples.
+
+    Args:
+        result: :meth:`DriftResult.to_dict` of the full-data check.
+        reference_sample: rows sampled from the reference (the profile's reservoir).
+        current_sample: rows sampled from the current data.
+    """
+    if reference_sample is None or current_sample is None or not len(reference_sample):
+        note = "Evidently's report is absent: the reference profile holds no row sample."
+        return f"<!doctype html><html><head><meta charset='utf-8'></head><body>{_verdict_section(result, note)}</body></html>\n"
+    columns = [c for c in reference_sample.columns if c in current_sample.columns]
+    note = (
+        f"The Evidently report below is computed on samples: {len(reference_sample)} "
+        f"reference rows (the profile's uniform reservoir sample) and {len(current_sample)} "
+        "current rows (a uniform sample); the verdict above is computed on all rows."
+    )
+    from evidently import Report
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    snapshot = Report([DataDriftPreset(), DataSummaryPreset()]).run(
+        current_data=current_sample[columns].reset_index(drop=True),
+        reference_data=reference_sample[columns].reset_index(drop=True),
+    )
+    page = _snapshot_html(snapshot)
+    section = _verdict_section(result, note)
+    if "<body>" in page:
+        return page.replace("<body>", "<body>" + section, 1)
+    return section + page
+
+
+def _snapshot_html(snapshot: Any) -> str:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="kfgpu-evidently-") as tmp:
+        path = Path(tmp) / "report.html"
+        snapshot.save_html(str(path))
+        return path.read_text(encoding="utf-8")
