@@ -18,6 +18,7 @@ from kfgpu.validation.checks import (
     CheckContext,
     Severity,
     TaskOption,
+    ValidationOptions,
     ValidationResult,
     validate,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Severity",
     "TaskKind",
     "TaskOption",
+    "ValidationOptions",
     "ValidationResult",
     "infer_schema",
     "infer_task",

@@ -168,8 +168,9 @@ def test_memory_filesystem(frame: pd.DataFrame) -> None:
         pd.testing.assert_frame_equal(read_table(f"{root}/t.csv"), frame)
         pd.testing.assert_frame_equal(read_table(f"{root}/t.parquet"), frame)
         pd.testing.assert_frame_equal(read_table(f"{root}/t.jsonl.gz"), frame)
-        with pytest.raises(DataNotFoundError, match=re.escape("gone.csv")):
+        with pytest.raises(DataNotFoundError, match=re.escape("gone.csv")) as info:
             read_table(f"{root}/gone.csv")
+        assert info.value.check == "not_found"
     finally:
         fsspec.filesystem("memory").rm(root.removeprefix("memory://"), recursive=True)
 
@@ -191,6 +192,7 @@ def test_missing_file(tmp_path: Path) -> None:
         read_table(str(path))
     assert isinstance(info.value, FileNotFoundError)
     assert isinstance(info.value, DataError)
+    assert info.value.check == "not_found"
 
 
 def test_unknown_suffix(tmp_path: Path) -> None:
@@ -201,93 +203,150 @@ def test_unknown_suffix(tmp_path: Path) -> None:
     msg = str(info.value)
     for fmt in (".csv", ".parquet", ".jsonl"):
         assert fmt in msg
+    assert info.value.check == "unsupported_format"
 
 
 def test_nul_bytes(tmp_path: Path) -> None:
     path = tmp_path / "binary.csv"
     path.write_bytes(b"a,b\n1,\x002\n")
-    with pytest.raises(DataFormatError, match=re.escape("binary.csv")):
+    with pytest.raises(DataFormatError, match=re.escape("binary.csv")) as info:
         read_table(str(path))
+    assert info.value.check == "binary_content"
 
 
 def test_png_named_csv(tmp_path: Path) -> None:
     path = tmp_path / "image.csv"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
-    with pytest.raises(DataFormatError, match=r"image\.csv.*\.parquet"):
+    with pytest.raises(DataFormatError, match=r"image\.csv.*\.parquet") as info:
         read_table(str(path))
+    assert info.value.check == "binary_content"
 
 
 def test_non_utf8_text(tmp_path: Path) -> None:
     path = tmp_path / "latin.jsonl"
     path.write_bytes(b'{"a": "\xff\xfe caf\xe9"}\n')
-    with pytest.raises(DataFormatError, match=re.escape("latin.jsonl")):
+    with pytest.raises(DataFormatError, match=re.escape("latin.jsonl")) as info:
         read_table(str(path))
+    assert info.value.check == "encoding"
+    assert "iconv -f latin1 -t utf-8" in str(info.value)
+
+
+def test_non_utf8_after_the_sniffed_head(tmp_path: Path) -> None:
+    """A latin-1 byte past the first 8 KiB is still an encoding error, not a parse error."""
+    path = tmp_path / "late.csv"
+    path.write_bytes(b"a,b\n" + b"1,x\n" * 5000 + "2,Z\u00fcrich\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match="UTF-8") as info:
+        read_table(str(path))
+    assert info.value.check == "encoding"
+
+
+def test_utf16_text_is_an_encoding_error(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_bytes("a,b\n1,2\n".encode("utf-16"))
+    with pytest.raises(DataFormatError, match="iconv -f utf-16") as info:
+        read_table(str(path))
+    assert info.value.check == "encoding"
 
 
 def test_text_named_parquet(tmp_path: Path) -> None:
     path = tmp_path / "fake.parquet"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(DataFormatError, match=re.escape("fake.parquet")):
+    with pytest.raises(DataFormatError, match=re.escape("fake.parquet")) as info:
         read_table(str(path))
+    assert info.value.check == "parquet"
 
 
 def test_bad_gzip(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv.gz"
     path.write_bytes(b"a,b\n1,2\n")
-    with pytest.raises(DataFormatError, match=re.escape("bad.csv.gz")):
+    with pytest.raises(DataFormatError, match=re.escape("bad.csv.gz")) as info:
         read_table(str(path))
+    assert info.value.check == "decompress"
+
+
+def test_truncated_gzip_past_the_head(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv.gz"
+    data = gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * 7) for i in range(20000)))
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFormatError, match=re.escape("cut.csv.gz")) as info:
+        read_table(str(path))
+    assert info.value.check == "decompress"
 
 
 def test_malformed_csv(tmp_path: Path) -> None:
     path = tmp_path / "ragged.csv"
     path.write_text("a,b\n1,2\n3,4,5,6\n")
-    with pytest.raises(DataFormatError, match=re.escape("ragged.csv")):
+    with pytest.raises(DataFormatError, match=re.escape("ragged.csv")) as info:
         read_table(str(path))
+    assert info.value.check == "parse"
+    assert "at line 3" in str(info.value)
+
+
+def test_unterminated_quote_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text('a,b\n1,2\n3,"open\n4,5\n')
+    with pytest.raises(DataFormatError, match="at line 3") as info:
+        read_table(str(path))
+    assert info.value.check == "parse"
 
 
 def test_malformed_json(tmp_path: Path) -> None:
     path = tmp_path / "broken.jsonl"
     path.write_text('{"a": 1}\n{"a": \n')
-    with pytest.raises(DataFormatError, match=re.escape("broken.jsonl")):
+    with pytest.raises(DataFormatError, match=re.escape("broken.jsonl")) as info:
         read_table(str(path))
+    assert info.value.check == "parse"
+
+
+def test_malformed_json_array_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('[{"a": 1},\n{"a": }]\n')
+    with pytest.raises(DataFormatError, match="at line 2") as info:
+        read_table(str(path))
+    assert info.value.check == "parse"
 
 
 def test_json_array_of_scalars(tmp_path: Path) -> None:
     path = tmp_path / "scalars.json"
     path.write_text(json.dumps([1, 2, 3]))
-    with pytest.raises(DataFormatError, match=re.escape("scalars.json")):
+    with pytest.raises(DataFormatError, match=re.escape("scalars.json")) as info:
         read_table(str(path))
+    assert info.value.check == "parse"
 
 
 def test_directory_without_parquet(tmp_path: Path) -> None:
     d = tmp_path / "csvs"
     d.mkdir()
     (d / "a.csv").write_text("a\n1\n")
-    with pytest.raises(DataFormatError, match="csvs"):
+    with pytest.raises(DataFormatError, match="csvs") as info:
         read_table(str(d))
+    assert info.value.check == "unsupported_format"
 
 
 @pytest.mark.parametrize("content", ["", "a,b,c\n", "\n\n"])
 def test_empty_csv(tmp_path: Path, content: str) -> None:
     path = tmp_path / "empty.csv"
     path.write_text(content)
-    with pytest.raises(EmptyDataError, match=re.escape("empty.csv")):
+    with pytest.raises(EmptyDataError, match=re.escape("empty.csv")) as info:
         read_table(str(path))
+    assert info.value.check == "empty"
 
 
 @pytest.mark.parametrize("name", ["empty.jsonl", "empty.json"])
 def test_empty_json(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_text("[]" if name.endswith(".json") else "")
-    with pytest.raises(EmptyDataError, match=re.escape(name)):
+    with pytest.raises(EmptyDataError, match=re.escape(name)) as info:
         read_table(str(path))
+    assert info.value.check == "empty"
 
 
 def test_empty_parquet(tmp_path: Path, frame: pd.DataFrame) -> None:
     path = tmp_path / "empty.parquet"
     frame.iloc[:0].to_parquet(path, index=False)
-    with pytest.raises(EmptyDataError, match=re.escape("empty.parquet")):
+    with pytest.raises(EmptyDataError, match=re.escape("empty.parquet")) as info:
         read_table(str(path))
+    assert info.value.check == "empty"
 
 
 def test_unknown_scheme_is_config_error() -> None:
@@ -425,5 +484,6 @@ def test_zstd_without_codec_is_not_read_raw(tmp_path: Path) -> None:
     """A .zst file is decompressed or refused, never parsed as plain text."""
     path = tmp_path / "plain.csv.zst"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(DataFormatError, match=re.escape("plain.csv.zst")):
+    with pytest.raises(DataFormatError, match=re.escape("plain.csv.zst")) as info:
         read_table(str(path))
+    assert info.value.check == "decompress"
