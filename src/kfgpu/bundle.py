@@ -71,7 +71,7 @@ def write_bundle(
     state_dict: dict[str, torch.Tensor],
     transform: FittedTransform,
     description: dict[str, Any],
-    extras: Mapping[str, Callable[[Path], None]] | None = None,
+    extras: Mapping[str, Callable[[Path], object]] | None = None,
 ) -> Path:
     """Write a complete bundle at ``out_dir`` atomically.
 

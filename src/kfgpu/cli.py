@@ -296,9 +296,10 @@ def drift(
     data = json.loads(result_path.read_text())
     for col in data["columns"]:
         mark = "DRIFT" if col["drifted"] else "ok"
+        stat = "n/a" if col["statistic"] is None else f"{col['statistic']:.4g}"
         click.echo(
             f"  {mark:<5} {col['column']:<24} {col['method']:<14} "
-            f"{col['statistic']:>10.4g}  (threshold {col['threshold']:.4g})"
+            f"{stat:>10}  (threshold {col['threshold']:.4g})"
         )
     click.echo(outcome.summary)
     click.echo(f"result: {result_path}\nreport: {report_path}")

@@ -436,7 +436,7 @@ def read_table(uri: str, *, columns: list[str] | None = None) -> pd.DataFrame:
             ) from e
         if not exists:
             raise DataNotFoundError(
-                f"data file {uri!r} does not exist; pass --data with a path or URI to a CSV, "
+                f"data file {uri!r} does not exist; give the path or URI of a CSV, "
                 f"Parquet or JSON-lines file",
                 check="not_found",
             )

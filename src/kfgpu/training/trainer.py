@@ -161,7 +161,7 @@ def train_tabular(
     mlflow_uri: str = "",
     mlflow_run_id: str = "",
     lineage: dict[str, Any] | None = None,
-    extras: Mapping[str, Callable[[Path], None]] | None = None,
+    extras: Mapping[str, Callable[[Path], object]] | None = None,
 ) -> TrainOutcome:
     """Fit a tabular model and write its bundle (on global rank 0).
 

@@ -25,6 +25,11 @@ _STYLE = (
 )
 
 
+def _num(value: float | None) -> str:
+    """A statistic for the table; JSON null (not finite: e.g. an empty side) shows as such."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def _verdict_section(result: dict[str, Any], sample_note: str) -> str:
     e = html.escape
     verdict = "DRIFT" if result["dataset_drift"] else "no drift"
@@ -34,7 +39,7 @@ def _verdict_section(result: dict[str, Any], sample_note: str) -> str:
         mark = "drift" if col["drifted"] else "ok"
         rows.append(
             f"<tr><td>{e(str(col['column']))}</td><td>{e(col['kind'])}</td>"
-            f"<td>{e(col['method'])}</td><td>{col['statistic']:.4g}</td>"
+            f"<td>{e(col['method'])}</td><td>{_num(col['statistic'])}</td>"
             f"<td>{col['threshold']:.4g}</td><td class='{mark}'>{'yes' if col['drifted'] else 'no'}"
             "</td></tr>"
         )
@@ -65,14 +70,19 @@ def render_drift_html(
         reference_sample: rows sampled from the reference (the profile's reservoir).
         current_sample: rows sampled from the current data.
     """
-    if reference_sample is None or current_sample is None or not len(reference_sample):
+    if (
+        reference_sample is None
+        or current_sample is None
+        or not len(reference_sample)
+        or not len(current_sample)
+    ):
         note = "Evidently's report is absent: the reference profile holds no row sample."
         return f"<!doctype html><html><head><meta charset='utf-8'></head><body>{_verdict_section(result, note)}</body></html>\n"
     columns = [c for c in reference_sample.columns if c in current_sample.columns]
     note = (
         f"The Evidently report below is computed on samples: {len(reference_sample)} "
         f"reference rows (the profile's uniform reservoir sample) and {len(current_sample)} "
-        "current rows (a uniform sample); the verdict above is computed on all rows."
+        "current rows (a uniform reservoir sample); the verdict above counts all rows."
     )
     from evidently import Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset

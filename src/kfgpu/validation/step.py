@@ -179,14 +179,6 @@ def load_reference(uri: str) -> ReferenceProfile:
     return profile_source(uri)
 
 
-def _current_sample(uri: str, rows: int, seed: int) -> pd.DataFrame:
-    """A uniform sample of at most ``rows`` rows, for the Evidently half of the report."""
-    from kfgpu.data import read_table
-
-    df = read_table(uri)
-    return df.sample(n=min(rows, len(df)), random_state=seed) if len(df) > rows else df
-
-
 @step("detect_drift")
 def detect_drift_step(
     *,
@@ -221,16 +213,30 @@ def detect_drift_step(
             '\'{"numeric_method": "psi", "columns": {"amount": {"method": "ks"}}}\''
         ) from e
     reference = load_reference(reference_uri)
-    current = profile_source(current_uri, categorical=reference.categorical_columns())
-    result = detect_drift(reference, current, config)
+    current = profile_source(
+        current_uri,
+        columns=list(reference.columns),
+        categorical=[c for c in reference.categorical_columns()],
+        sample_rows=sample_rows,
+    )
+    absent = [c for c in reference.columns if c not in current.columns]
+    if len(absent) == len(reference.columns):
+        raise ConfigError(
+            f"current data {current_uri!r} has none of the reference columns "
+            f"{list(reference.columns)[:10]}; compare data of the same kind"
+        )
+    result = detect_drift(
+        reference.select([c for c in reference.columns if c not in absent]), current, config
+    )
     data = result.to_dict()
+    if absent:
+        # Typically the label, which serving data does not carry; said, never hidden.
+        data["notes"] = [*data.get("notes", []), f"not in the current data, not compared: {absent}"]
+        data["absent_columns"] = absent
     Path(result_path).parent.mkdir(parents=True, exist_ok=True)
     Path(result_path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    sample = (
-        _current_sample(current_uri, sample_rows, seed=0) if reference.sample is not None else None
-    )
     Path(report_path).write_text(
-        render_drift_html(data, reference_sample=reference.sample, current_sample=sample)
+        render_drift_html(data, reference_sample=reference.sample, current_sample=current.sample)
     )
     if fail_on_drift and result.dataset_drift:
         raise DriftDetected(result.summary())

@@ -136,6 +136,8 @@ def test_categorical_merge_and_stringify() -> None:
     b = CategoricalCounts().add(pd.Series(["2", "3"]))
     a.merge(b)
     assert a.counts == {"1": 1, "2": 3, "3": 1} and a.null_count == 1
+    cat = pd.Series(pd.Categorical(["x", "x", None], categories=["x", "unused"]))
+    assert CategoricalCounts().add(cat).counts == {"x": 2}
     with pytest.raises(ConfigError, match="max_values"):
         CategoricalCounts(max_values=0)
 
