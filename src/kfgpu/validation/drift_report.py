@@ -9,6 +9,7 @@ so, and how large each sample was.
 from __future__ import annotations
 
 import html
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -84,14 +85,19 @@ def render_drift_html(
         f"reference rows (the profile's uniform reservoir sample) and {len(current_sample)} "
         "current rows (a uniform reservoir sample); the verdict above counts all rows."
     )
-    from evidently import Report
-    from evidently.presets import DataDriftPreset, DataSummaryPreset
+    with warnings.catch_warnings():
+        # Evidently 0.7 and its web stack (litestar, numpy.core) emit deprecation notices
+        # about their own internals on import and run; they say nothing about this report.
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", category)
+        from evidently import Report
+        from evidently.presets import DataDriftPreset, DataSummaryPreset
 
-    snapshot = Report([DataDriftPreset(), DataSummaryPreset()]).run(
-        current_data=current_sample[columns].reset_index(drop=True),
-        reference_data=reference_sample[columns].reset_index(drop=True),
-    )
-    page = _snapshot_html(snapshot)
+        snapshot = Report([DataDriftPreset(), DataSummaryPreset()]).run(
+            current_data=current_sample[columns].reset_index(drop=True),
+            reference_data=reference_sample[columns].reset_index(drop=True),
+        )
+        page = _snapshot_html(snapshot)
     section = _verdict_section(result, note)
     if "<body>" in page:
         return page.replace("<body>", "<body>" + section, 1)

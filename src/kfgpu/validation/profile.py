@@ -973,6 +973,37 @@ def _profile_chunk(
     return ReferenceProfile(n, columns, sample, sample_rows, seed, relative_accuracy)
 
 
+def _select_columns(
+    frames: Iterable[pd.DataFrame], wanted: list[str], categorical: Sequence[str] | None
+) -> tuple[Iterator[pd.DataFrame], list[str] | None]:
+    """Keep the wanted columns the first chunk has; later chunks must have them too."""
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        return iter(()), None if categorical is None else list(categorical)
+    keep = [c for c in wanted if c in first.columns]
+    if not keep:
+        raise SchemaError(
+            f"the data has none of the columns {wanted[:10]} (it has "
+            f"{[str(c) for c in first.columns][:10]}); compare data of the same kind"
+        )
+    if categorical is not None:
+        categorical = [c for c in categorical if c in keep]
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        yield first[keep]
+        for i, frame in enumerate(it, start=1):
+            missing = [c for c in keep if c not in frame.columns]
+            if missing:
+                raise SchemaError(
+                    f"chunk {i} lacks column(s) {missing} that the first chunk had; every "
+                    "chunk of one table needs the same columns"
+                )
+            yield frame[keep]
+
+    return chunks(), None if categorical is None else list(categorical)
+
+
 def build_profile(
     frames: Iterable[pd.DataFrame] | pd.DataFrame,
     *,
@@ -1017,8 +1048,7 @@ def build_profile(
     if isinstance(frames, pd.DataFrame):
         frames = [frames]
     if columns is not None:
-        wanted = [str(c) for c in columns]
-        frames = (f[[c for c in wanted if c in f.columns]] for f in frames)
+        frames, categorical = _select_columns(frames, [str(c) for c in columns], categorical)
     exclude = [str(c) for c in exclude]
     profile: ReferenceProfile | None = None
     kinds: dict[str, ColumnKind] = {}
