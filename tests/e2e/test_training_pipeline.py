@@ -92,7 +92,13 @@ def test_bundle_describes_itself_and_verifies(run: LocalRun, tmp_path: Path) -> 
     bundle = run.output_path("model")
     assert bundle is not None
     digests = verify_bundle(bundle)
-    assert set(digests) == {"model.safetensors", "transform.json", "bundle.json"}
+    assert set(digests) == {
+        "model.safetensors",
+        "transform.json",
+        "bundle.json",
+        "reference/profile.json",
+        "reference/sample.parquet",
+    }
     desc = read_description(bundle)
     assert desc["task"] == "classification"
     assert desc["labels"]["classes"] == [0, 1]
@@ -101,6 +107,12 @@ def test_bundle_describes_itself_and_verifies(run: LocalRun, tmp_path: Path) -> 
     assert "amount" in names and "merchant_category" in names and "is_fraud" not in names
     assert len(desc["lineage"]["data_fingerprint"]) == 64
     assert desc["lineage"]["mlflow_run_id"]
+    # The training split's reference profile travels in the bundle, label included.
+    from kfgpu.validation.step import load_reference
+
+    reference = load_reference(str(bundle))
+    assert reference.rows == desc["training"]["train_rows"]
+    assert {"amount", "merchant_category", "is_fraud"} <= set(reference.columns)
     # A bundle with a flipped byte must be refused.
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
