@@ -332,7 +332,12 @@ def drift(
     help="Where schema, report and anomalies go.",
 )
 def validate_cmd(
-    data: str, target: str, schema_uri: str, reference_uri: str, output_dir: str
+    data: str,
+    target: str,
+    schema_uri: str,
+    reference_uri: str,
+    leakage_threshold: float,
+    output_dir: str,
 ) -> None:
     """Validate DATA: infer (or check a pinned) schema and list every anomaly.
 
@@ -357,6 +362,7 @@ def validate_cmd(
                 anomalies_path=str(paths["anomalies.json"]),
                 schema_uri=_local_uri(schema_uri) if schema_uri else "",
                 reference_uri=_local_uri(reference_uri) if reference_uri else "",
+                leakage_threshold=leakage_threshold,
             )
     finally:
         if paths["anomalies.json"].is_file():

@@ -40,6 +40,8 @@ def validate_data(
     metrics: Output[Metrics],
     task: str = "auto",
     max_null_fraction: float = 0.5,
+    max_unseen_fraction: float = 0.0,
+    leakage_threshold: float = 0.99,
     schema_uri: str = "",
     reference_uri: str = "",
 ) -> NamedTuple("Outputs", [("task", str)]):  # noqa: UP006
@@ -55,6 +57,11 @@ def validate_data(
         target: the label column.
         task: ``auto``, ``classification`` or ``regression``.
         max_null_fraction: a feature with a higher share of missing values is reported.
+        max_unseen_fraction: against a pinned schema, the share of a categorical column's
+            values outside its domain above which a warning is reported.
+        leakage_threshold: a single feature that predicts the target on held-out rows with
+            at least this balanced accuracy (R² for regression) stops the step as label
+            leakage; 1.0 or more turns the check off.
         schema_uri: a pinned schema JSON to check against (missing or extra columns, kind
             changes, out-of-range values, unseen categories); empty infers one.
         reference_uri: a model bundle, reference profile or dataset to compare with for
@@ -81,6 +88,8 @@ def validate_data(
         anomalies_path=anomalies.path,
         task=task,
         max_null_fraction=max_null_fraction,
+        max_unseen_fraction=max_unseen_fraction,
+        leakage_threshold=leakage_threshold,
         schema_uri=schema_uri,
         reference_uri=reference_uri,
     )

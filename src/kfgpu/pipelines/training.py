@@ -38,6 +38,7 @@ def training(
     target: str = DEFAULT_TARGET,
     task: str = "auto",
     max_null_fraction: float = 0.5,
+    leakage_threshold: float = 0.99,
     schema_uri: str = "",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -61,6 +62,7 @@ def training(
         target=target,
         task=task,
         max_null_fraction=max_null_fraction,
+        leakage_threshold=leakage_threshold,
         schema_uri=schema_uri,
     ).set_display_name("validate data")
     features = engineer_features(

@@ -873,8 +873,9 @@ def check_label_leakage(ctx: CheckContext) -> list[Anomaly]:
                 "error",
                 f"feature {name!r} alone predicts target {ctx.target!r} with {label} "
                 f"{score:.4f} on held-out rows (leakage_threshold={threshold:g}); if it is "
-                "derived from the label or recorded after it, remove the column; else raise "
-                "leakage_threshold",
+                "derived from the label or recorded after it, remove the column; if it is a "
+                "legitimate feature, set leakage_threshold above the score (1.0 turns it off; "
+                "kfgpu run --param leakage_threshold=1.0)",
                 {"score": round(score, 6), "metric": metric},
             )
         )

@@ -29,6 +29,8 @@ def validate_data_step(
     anomalies_path: str = "",
     task: str = "auto",
     max_null_fraction: float = 0.5,
+    max_unseen_fraction: float = 0.0,
+    leakage_threshold: float = 0.99,
     schema_uri: str = "",
     reference_uri: str = "",
 ) -> StepResult:
@@ -65,6 +67,8 @@ def validate_data_step(
         schema=pinned,
         task=task,  # type: ignore[arg-type]  # validate() names a bad value itself
         max_null_fraction=max_null_fraction,
+        max_unseen_fraction=max_unseen_fraction,
+        leakage_threshold=leakage_threshold,
     )
     if reference_uri:
         skew = skew_anomalies(df, reference_uri, target=target)
