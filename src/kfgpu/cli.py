@@ -325,6 +325,14 @@ def drift(
     help="A bundle, profile or dataset to compare with for train/serving skew.",
 )
 @click.option(
+    "--leakage-threshold",
+    default=0.99,
+    show_default=True,
+    type=float,
+    help="Held-out balanced accuracy (R² for regression) of one feature alone that counts "
+    "as label leakage; 1.0 turns the check off.",
+)
+@click.option(
     "--output-dir",
     default="validation",
     show_default=True,
