@@ -20,11 +20,14 @@ def split_frame(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
+    time_column: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Split rows into train, validation and test.
 
     Rows whose target is missing are dropped first. Classification splits are stratified
-    so a rare class (2% fraud) lands in every split.
+    so a rare class (2% fraud) lands in every split. With ``time_column``, the split is by
+    time instead: the latest rows are the test split, the ones before them validation, so
+    no future row informs training (leakage through time).
 
     Raises:
         ConfigError: a fraction is outside (0, 1) or the two leave no training rows.
@@ -41,6 +44,8 @@ def split_frame(
             "of rows for training; lower one of them"
         )
     df = df[df[target].notna()].reset_index(drop=True)
+    if time_column:
+        return _split_by_time(df, time_column, val_fraction, test_fraction)
     if len(df) < 10:
         raise DataError(
             f"only {len(df)} rows with a non-missing target {target!r}; need at least 10 to "
@@ -77,4 +82,37 @@ def split_frame(
         train.reset_index(drop=True),
         val.reset_index(drop=True),
         test.reset_index(drop=True),
+    )
+
+
+def _split_by_time(
+    df: pd.DataFrame, time_column: str, val_fraction: float, test_fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    import pandas as pd
+
+    from kfgpu.errors import SchemaError
+
+    if time_column not in df.columns:
+        raise SchemaError(
+            f"time_column {time_column!r} is not a column; pass one of {list(df.columns)[:20]}"
+        )
+    col = df[time_column]
+    if not (pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_numeric_dtype(col)):
+        col = pd.to_datetime(col, utc=True, errors="coerce")
+    if col.isna().any():
+        raise DataError(
+            f"time_column {time_column!r} has {int(col.isna().sum())} missing or unparseable "
+            "value(s); a time split needs a time for every row"
+        )
+    if len(df) < 10:
+        raise DataError(f"only {len(df)} rows; need at least 10 to split by time")
+    order = col.argsort(kind="stable").to_numpy()
+    ordered = df.iloc[order].reset_index(drop=True)
+    n_test = max(1, round(len(df) * test_fraction))
+    n_val = max(1, round(len(df) * val_fraction))
+    n_train = len(df) - n_val - n_test
+    return (
+        ordered.iloc[:n_train].reset_index(drop=True),
+        ordered.iloc[n_train : n_train + n_val].reset_index(drop=True),
+        ordered.iloc[n_train + n_val :].reset_index(drop=True),
     )

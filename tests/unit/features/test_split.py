@@ -113,3 +113,35 @@ def test_too_few_rows() -> None:
     df = pd.DataFrame({"x": np.arange(9.0), "y": np.arange(9.0)})
     with pytest.raises(DataError, match="9 rows"):
         split_frame(df, "y", task="regression")
+
+
+def test_time_split_puts_the_latest_rows_last() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from kfgpu.features.split import split_frame
+
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2026-01-01", periods=200, freq="h", tz="UTC")
+    df = pd.DataFrame(
+        {"ts": rng.permutation(times), "x": rng.normal(size=200), "y": rng.integers(0, 2, 200)}
+    )
+    train, val, test = split_frame(
+        df, "y", task="classification", val_fraction=0.1, test_fraction=0.2, time_column="ts"
+    )
+    assert (len(train), len(val), len(test)) == (140, 20, 40)
+    assert train["ts"].max() < val["ts"].min() <= val["ts"].max() < test["ts"].min()
+
+
+def test_time_split_refuses_missing_times() -> None:
+    import pandas as pd
+    import pytest
+
+    from kfgpu.errors import DataError, SchemaError
+    from kfgpu.features.split import split_frame
+
+    df = pd.DataFrame({"ts": ["2026-01-01"] * 19 + ["not a date"], "y": [0, 1] * 10})
+    with pytest.raises(DataError, match="unparseable"):
+        split_frame(df, "y", task="classification", time_column="ts")
+    with pytest.raises(SchemaError, match="time_column 'when'"):
+        split_frame(df, "y", task="classification", time_column="when")
