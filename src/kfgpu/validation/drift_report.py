@@ -83,7 +83,9 @@ def render_drift_html(
     note = (
         f"The Evidently report below is computed on samples: {len(reference_sample)} "
         f"reference rows (the profile's uniform reservoir sample) and {len(current_sample)} "
-        "current rows (a uniform reservoir sample); the verdict above counts all rows."
+        "current rows (a uniform reservoir sample); the verdict above counts all rows. "
+        "Evidently picks its own test per column and sees only the samples, so its counts "
+        "can differ from kfgpu's; the verdict above is the one the pipeline acts on."
     )
     with warnings.catch_warnings():
         # Evidently 0.7 and its web stack (litestar, numpy.core) emit deprecation notices
