@@ -42,7 +42,7 @@ def parts() -> tuple[dict[str, torch.Tensor], FittedTransform, dict[str, Any]]:
     df = fraud(500, seed=1)
     ft = fit_transform(df, infer_feature_spec(df, LABEL_COLUMN))
     config = tabular_mlp_config(
-        n_numeric=len(ft.numeric),
+        n_numeric=ft.n_dense,
         cardinalities=ft.cardinalities,
         hidden_sizes=(16,),
         dropout=0.1,

@@ -106,17 +106,22 @@ def engineer_features(
     validation: Output[Dataset],
     test: Output[Dataset],
     transform: Output[Artifact],
+    spec: Output[Artifact],
+    profile: Output[Artifact],
+    report: Output[Markdown],
     metrics: Output[Metrics],
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
     max_categories: int = 1000,
-    feature_spec_json: str = "",
+    feature_spec: str = "",
+    time_column: str = "",
 ) -> None:
-    """Split the data (seeded, stratified for classification) and fit the feature transform.
+    """Split the data, fit the feature transform on the training split, and write the
+    model-ready training and validation splits.
 
-    The transform is fitted on the training split only and travels into the model bundle,
-    so serving applies exactly what training fitted.
+    The fitted transform (plain JSON) travels into the model bundle and the served model
+    applies the same tensor ops, so training and serving cannot disagree.
 
     Args:
         dataset: validated Parquet data.
@@ -125,14 +130,20 @@ def engineer_features(
         val_fraction: share of rows for validation.
         test_fraction: share of rows held out for evaluation.
         seed: seeds the split.
-        max_categories: most frequent values kept per categorical column.
-        feature_spec_json: a feature spec as JSON; empty infers one from the data.
+        max_categories: most frequent values kept per categorical column (inferred spec).
+        feature_spec: a feature spec as JSON or YAML text, or a path to a .json/.yaml file;
+            empty infers one from the training split.
+        time_column: split by this column's time (latest rows held out) instead of a
+            seeded, stratified random split.
 
     Returns:
-        train: the training split (raw columns, Parquet).
-        validation: the validation split.
-        test: the held-out split.
+        train: the transformed training split (dense and embedding-index columns + target).
+        validation: the transformed validation split.
+        test: the raw held-out split, as serving would receive it.
         transform: the fitted transform as JSON.
+        spec: the feature spec used (given or inferred), as JSON.
+        profile: the training data's reference profile, for drift checks.
+        report: what was done to each column, as Markdown.
         metrics: split sizes and feature counts.
     """
     from kfgpu.features.step import engineer_features_step
@@ -145,13 +156,18 @@ def engineer_features(
         val_path=validation.path,
         test_path=test.path,
         transform_path=transform.path,
+        spec_path=spec.path,
+        profile_path=profile.path,
+        report_path=report.path,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
         max_categories=max_categories,
-        feature_spec_json=feature_spec_json,
+        feature_spec=feature_spec,
+        time_column=time_column,
     )
-    result.publish(metrics=metrics, train=train, validation=validation, test=test, transform=transform
+    result.publish(
+        metrics=metrics, train=train, validation=validation, test=test, transform=transform
     )
 
 
@@ -160,6 +176,7 @@ def train_model(
     train: Input[Dataset],
     validation: Input[Dataset],
     transform: Input[Artifact],
+    profile: Input[Artifact],
     target: str,
     task: str,
     model: Output[Model],
@@ -186,9 +203,10 @@ def train_model(
     is tracked in MLflow when a tracking URI is given or ``MLFLOW_TRACKING_URI`` is set.
 
     Args:
-        train: the training split.
-        validation: the validation split (early stopping, best weights).
-        transform: the fitted feature transform.
+        train: the transformed training split.
+        validation: the transformed validation split (early stopping, best weights).
+        transform: the fitted feature transform (goes into the bundle).
+        profile: the training data's reference profile (goes into the bundle).
         target: the label column.
         task: ``classification`` or ``regression``.
         max_epochs: upper bound on epochs.
@@ -216,6 +234,7 @@ def train_model(
         train_path=train.path,
         val_path=validation.path,
         transform_path=transform.path,
+        profile_path=profile.path,
         target=target,
         task=task,
         bundle_path=model.path,

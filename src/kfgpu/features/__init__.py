@@ -1,32 +1,56 @@
-"""Feature engineering: a declarative spec, fitted once, exported into the served model."""
+"""Feature engineering: a declarative spec, fitted once, exported into the served model.
+
+Importing this package is cheap (no NumPy, pandas or torch): the spec classes load
+eagerly, everything else on first use.
+"""
 
 from __future__ import annotations
 
-from kfgpu.features.transform import (
+from typing import Any
+
+from kfgpu.features.spec import (
+    CategoricalSpec,
+    CrossSpec,
+    DatetimeSpec,
     FeatureSpec,
-    FittedTransform,
-    fit_transform,
+    NumericSpec,
     infer_feature_spec,
+    infer_feature_spec_from_schema,
 )
 
 __all__ = [
+    "CategoricalSpec",
+    "CrossSpec",
+    "DatetimeSpec",
     "FeatureSpec",
+    "FeatureStats",
     "FittedTransform",
+    "NumericSpec",
     "engineer_features_step",
+    "fit_source",
+    "fit_stats",
     "fit_transform",
     "infer_feature_spec",
+    "infer_feature_spec_from_schema",
     "split_frame",
 ]
 
+_LAZY = {
+    "FeatureStats": "kfgpu.features.stats",
+    "FittedTransform": "kfgpu.features.transform",
+    "engineer_features_step": "kfgpu.features.step",
+    "fit_source": "kfgpu.features.transform",
+    "fit_stats": "kfgpu.features.stats",
+    "fit_transform": "kfgpu.features.transform",
+    "split_frame": "kfgpu.features.split",
+}
 
-def __getattr__(name: str) -> object:
-    # Deferred: the step pulls in pandas, scikit-learn and the data layer.
-    if name == "engineer_features_step":
-        from kfgpu.features.step import engineer_features_step
 
-        return engineer_features_step
-    if name == "split_frame":
-        from kfgpu.features.split import split_frame
+def __getattr__(name: str) -> Any:
+    # Deferred: these pull in NumPy and pandas (the step also the data layer).
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kfgpu.features' has no attribute {name!r}")
+    import importlib
 
-        return split_frame
-    raise AttributeError(name)
+    return getattr(importlib.import_module(module), name)

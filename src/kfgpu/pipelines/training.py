@@ -43,6 +43,8 @@ def training(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     max_categories: int = 1000,
+    feature_spec: str = "",
+    time_column: str = "",
     max_epochs: int = 20,
     batch_size: int = 1024,
     learning_rate: float = 0.001,
@@ -73,11 +75,14 @@ def training(
         test_fraction=test_fraction,
         seed=seed,
         max_categories=max_categories,
+        feature_spec=feature_spec,
+        time_column=time_column,
     ).set_display_name("engineer features")
     trained = train_model(
         train=features.outputs["train"],
         validation=features.outputs["validation"],
         transform=features.outputs["transform"],
+        profile=features.outputs["profile"],
         target=target,
         task=validated.outputs["task"],
         max_epochs=max_epochs,

@@ -16,6 +16,7 @@ def train_model_step(
     val_path: str,
     transform_path: str,
     target: str,
+    profile_path: str = "",
     task: str,
     bundle_path: str,
     config: dict[str, Any],
@@ -24,11 +25,15 @@ def train_model_step(
 ) -> StepResult:
     """Train with ``config`` (a :class:`TrainConfig` as a dict) and write the bundle.
 
+    ``train_path`` and ``val_path`` hold transformed splits (from engineer_features);
+    ``profile_path`` a reference profile directory copied into the bundle.
+
     Raises:
         ConfigError: invalid settings.
         TrainingError: the data cannot train a model, or training diverged.
     """
     import os
+    import shutil
 
     from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
@@ -59,15 +64,12 @@ def train_model_step(
             },
             tags={f"kfgpu.{k}": str(v) for k, v in (lineage or {}).items()},
         )
-    # The training data's reference profile travels in the bundle: later drift and skew
-    # checks need only the new data.
-    from kfgpu.validation.profile import build_profile
-
-    label = [target] if task == "classification" else []
-    profile = build_profile(
-        [train_df[[*fitted.columns, target]]],
-        categorical=[*fitted.categorical, *label],
-        seed=cfg.seed,
+    # The training data's reference profile (from engineer_features) travels in the
+    # bundle: later drift and skew checks need only the new data.
+    extras = (
+        {"reference": lambda d: shutil.copytree(profile_path, d, dirs_exist_ok=True)}
+        if profile_path
+        else {}
     )
     try:
         outcome = train_tabular(
@@ -81,7 +83,8 @@ def train_model_step(
             mlflow_uri=uri,
             mlflow_run_id=run_id,
             lineage=lineage,
-            extras={"reference": profile.save},
+            extras=extras,
+            transformed=True,
         )
     except BaseException:
         if run_id:

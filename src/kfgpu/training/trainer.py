@@ -116,6 +116,21 @@ def encode_labels(
     return labels, encode_reg
 
 
+def _model_inputs(df: pd.DataFrame, transform: FittedTransform) -> tuple[Any, Any]:
+    """Dense and embedding arrays from a transformed split (engineer_features' output)."""
+    import numpy as np
+
+    missing = [c for c in (*transform.dense_names, *transform.emb_names) if c not in df.columns]
+    if missing:
+        raise TrainingError(
+            f"the training split lacks transformed feature column(s) {missing[:5]}; it must be "
+            "engineer_features' output for this transform"
+        )
+    dense = df[list(transform.dense_names)].to_numpy(dtype=np.float32)
+    emb = df[list(transform.emb_names)].to_numpy(dtype=np.int64).reshape(len(df), -1)
+    return np.ascontiguousarray(dense), np.ascontiguousarray(emb)
+
+
 def _network_state(checkpoint: str) -> tuple[dict[str, Any], int]:
     """The network's weights and the (1-based) epoch of a Lightning weights checkpoint."""
     import torch
@@ -162,6 +177,7 @@ def train_tabular(
     mlflow_run_id: str = "",
     lineage: dict[str, Any] | None = None,
     extras: Mapping[str, Callable[[Path], object]] | None = None,
+    transformed: bool = False,
 ) -> TrainOutcome:
     """Fit a tabular model and write its bundle (on global rank 0).
 
@@ -193,7 +209,10 @@ def train_tabular(
     labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
 
     def tensors(df: pd.DataFrame) -> tuple[torch.Tensor, ...]:
-        x, c = transform.transform(df)
+        if transformed:
+            x, c = _model_inputs(df, transform)
+        else:
+            x, c = transform.transform(df)
         y = torch.from_numpy(encode(df[target]))
         return torch.from_numpy(x), torch.from_numpy(c), y
 
@@ -207,7 +226,7 @@ def train_tabular(
         )
     n_outputs = len(labels["classes"]) if task == "classification" else 1
     family_config = tabular_mlp_config(
-        n_numeric=len(transform.numeric),
+        n_numeric=transform.n_dense,
         cardinalities=transform.cardinalities,
         hidden_sizes=config.hidden_sizes,
         dropout=config.dropout,
@@ -305,11 +324,7 @@ def train_tabular(
         "model": {"family": config.model_family, "config": family_config},
         "hyperparameters": config.to_dict(),
         "signature": {
-            "inputs": [{"name": c, "kind": "numeric"} for c in transform.numeric]
-            + [
-                {"name": c, "kind": "categorical", "vocabulary_size": len(v)}
-                for c, v in zip(transform.categorical, transform.vocabularies, strict=True)
-            ],
+            "inputs": transform.input_signature(),
             "outputs": (
                 [{"name": "prediction"}] + [{"name": f"proba_{c}"} for c in labels["classes"]]
                 if task == "classification"

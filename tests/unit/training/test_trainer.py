@@ -121,7 +121,7 @@ def test_regression_learns_a_linear_target(tmp_path: Path) -> None:
     effect = df["g"].map({"x": -2.0, "y": 0.0, "z": 2.0}).to_numpy()
     df["target"] = 100.0 + 4.0 * df["a"] - 1.5 * df["b"] + effect + rng.normal(0, 0.5, n)
     train, val, test = df.iloc[:2000], df.iloc[2000:2500], df.iloc[2500:]
-    ft = fit_transform(train, FeatureSpec(numeric=("a", "b"), categorical=("g",)))
+    ft = fit_transform(train, FeatureSpec.from_dict({"numeric": ["a", "b"], "categorical": ["g"]}))
     out = _train(
         train, val, ft, "target", "regression", tmp_path / "reg", max_epochs=15, learning_rate=1e-2
     )

@@ -109,7 +109,7 @@ def test_reference_from_a_bundle_is_verified(tmp_path: Path) -> None:
     df = fraud(2000, seed=4)
     fitted = fit_transform(df, infer_feature_spec(df, "is_fraud"))
     cfg = tabular_mlp_config(
-        n_numeric=len(fitted.numeric),
+        n_numeric=fitted.n_dense,
         cardinalities=fitted.cardinalities,
         hidden_sizes=(8,),
         dropout=0.0,
