@@ -21,9 +21,11 @@ __all__ = [
     "datetime_part_codes",
     "datetime_values",
     "hash_codes",
+    "hashed_codes",
     "numeric_values",
     "require_columns",
     "signed_log1p",
+    "vocabulary_codes",
     "year_range",
 ]
 
@@ -103,6 +105,41 @@ def category_strings(col: pd.Series, fill: str | None = None) -> np.ndarray:
     if mask.any():
         out[mask] = fill
     return out
+
+
+def _factorized(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Row codes (-1 = missing) and each distinct value as the string ``astype(str)`` gives.
+
+    Distinct values are few; converting them, not every row, is what keeps categorical
+    columns fast (a pandas ``category`` column factorizes without touching its rows).
+    """
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    return np.asarray(codes), [str(u) for u in uniques]
+
+
+def vocabulary_codes(col: pd.Series, index: pd.Index, fill: str | None) -> np.ndarray:
+    """``1 + position in the vocabulary`` per row (0 = unseen); missing rows take ``fill``'s
+    code (0 when ``fill`` is None). Same result as looking up ``category_strings``."""
+    codes, keys = _factorized(col)
+    lut = index.get_indexer(pd.Index(keys, dtype=object)).astype(np.int64) + 1
+    fill_code = (
+        int(index.get_indexer(pd.Index([fill], dtype=object))[0] + 1) if fill is not None else 0
+    )
+    if not len(lut):
+        return np.full(len(codes), fill_code, dtype=np.int64)
+    return np.where(codes >= 0, lut[np.maximum(codes, 0)], fill_code)
+
+
+def hashed_codes(col: pd.Series, buckets: int, fill: str | None) -> np.ndarray:
+    """:func:`hash_codes` of ``category_strings(col, fill)``, hashing each distinct value once."""
+    codes, keys = _factorized(col)
+    lut = hash_codes(np.asarray(keys, dtype=object), buckets)
+    fill_code = (
+        int(hash_codes(np.asarray([fill], dtype=object), buckets)[0]) if fill is not None else 0
+    )
+    if not len(lut):
+        return np.full(len(codes), fill_code, dtype=np.int64)
+    return np.where(codes >= 0, lut[np.maximum(codes, 0)], fill_code)
 
 
 def hash_codes(strings: np.ndarray, buckets: int) -> np.ndarray:

@@ -25,7 +25,6 @@ import pandas as pd
 
 from kfgpu.errors import ConfigError, EmptyDataError
 from kfgpu.features._frame import (
-    category_strings,
     datetime_values,
     numeric_values,
     require_columns,
@@ -35,7 +34,7 @@ from kfgpu.features._frame import (
 from kfgpu.features.spec import CategoricalSpec, FeatureSpec, NumericSpec
 from kfgpu.validation.profile import DEFAULT_RELATIVE_ACCURACY, CategoricalCounts, NumericSketch
 
-__all__ = ["STATS_VERSION", "FeatureStats", "categorical_cap", "fit_stats"]
+__all__ = ["STATS_VERSION", "FeatureStats", "categorical_cap", "fit_stats", "needs_quantiles"]
 
 STATS_VERSION = 1
 
@@ -72,9 +71,10 @@ class FeatureStats:
         self.years: dict[str, tuple[int, int] | None] = {}
         for name, s in spec.columns.items():
             if isinstance(s, NumericSpec):
-                self.numeric[name] = NumericSketch(relative_accuracy)
+                self.numeric[name] = NumericSketch(relative_accuracy, quantiles=needs_quantiles(s))
                 if s.scale == "log1p":
-                    self.log1p[name] = NumericSketch(relative_accuracy)
+                    # Only its mean and std are used (quantile clips act on raw values).
+                    self.log1p[name] = NumericSketch(relative_accuracy, quantiles=False)
             elif isinstance(s, CategoricalSpec):
                 self.categorical[name] = CategoricalCounts(categorical_cap(s))
             else:
@@ -96,7 +96,9 @@ class FeatureStats:
             if name in self.log1p:
                 self.log1p[name].add(signed_log1p(x).astype("float64"))
         for name, counts in self.categorical.items():
-            counts.add(pd.Series(category_strings(df[name]), dtype=object))
+            # value_counts on the column itself, keys stringified after: the same strings
+            # category_strings gives row by row, at the cost of the distinct values only.
+            counts.add(df[name])
         for name, seen in self.years.items():
             rng = year_range(datetime_values(df, name))
             if rng is not None:
@@ -186,6 +188,17 @@ class FeatureStats:
         return f"FeatureStats(rows={self.rows}, columns={list(self.spec.columns)})"
 
 
+def needs_quantiles(spec: NumericSpec) -> bool:
+    """Whether fitting ``spec`` needs quantiles (median, IQR, quantile clips or buckets) or
+    only the exact count, mean, std, min and max."""
+    return (
+        spec.impute == "median"
+        or spec.scale == "robust"
+        or spec.clip_quantiles is not None
+        or (spec.bucketize > 0 and spec.boundaries is None)
+    )
+
+
 def fit_stats(
     frames: pd.DataFrame | Iterable[pd.DataFrame],
     spec: FeatureSpec,
@@ -199,7 +212,15 @@ def fit_stats(
         SchemaError: a spec column is missing or a numeric column holds non-numbers.
     """
     stats = FeatureStats(spec, relative_accuracy=relative_accuracy)
-    chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
+    if isinstance(frames, pd.DataFrame):
+        # One big frame is read in slices (views): the per-column temporaries of a
+        # 5-million-row table would otherwise all be alive at once.
+        step = 262_144
+        chunks: Iterable[pd.DataFrame] = (
+            frames.iloc[i : i + step] for i in range(0, max(len(frames), 1), step)
+        )
+    else:
+        chunks = frames
     for chunk in chunks:
         stats.update(chunk)
     if stats.rows == 0:

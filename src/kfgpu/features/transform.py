@@ -547,12 +547,12 @@ class FittedTransform:
         import numpy as np
 
         from kfgpu.features._frame import (
-            category_strings,
             datetime_part_codes,
             datetime_values,
-            hash_codes,
+            hashed_codes,
             numeric_values,
             require_columns,
+            vocabulary_codes,
         )
 
         require_columns(df, self.input_columns)
@@ -567,11 +567,10 @@ class FittedTransform:
             p = self.params[name]
             if isinstance(s, CategoricalSpec):
                 assert isinstance(p, CategoricalParams)
-                strings = category_strings(df[name], p.fill)
                 if s.encode == "hashing":
-                    codes[:, j] = hash_codes(strings, s.hash_buckets)
+                    codes[:, j] = hashed_codes(df[name], s.hash_buckets, p.fill)
                 else:
-                    codes[:, j] = self._vocab_index[name].get_indexer(strings) + 1
+                    codes[:, j] = vocabulary_codes(df[name], self._vocab_index[name], p.fill)
                 j += 1
             elif isinstance(s, DatetimeSpec):
                 assert isinstance(p, DatetimeParams)
@@ -600,12 +599,21 @@ class FittedTransform:
         card = np.asarray(lay.code_card, dtype=np.int64)
         codes = np.where((codes < 0) | (codes >= card), 0, codes)
         missing = ~np.isfinite(num)
-        x = np.where(missing, np.asarray(lay.fill, f32), num)
-        x = np.minimum(np.maximum(x, np.asarray(lay.lo, f32)), np.asarray(lay.hi, f32))
-        t = np.where(np.asarray(lay.log, bool), np.sign(x) * np.log1p(np.abs(x)), x)
-        y = (t - np.asarray(lay.center, f32)) / np.asarray(lay.scale, f32)
+        # In place, on one float32 copy, and only where a step applies: the same arithmetic
+        # as the torch module, without a temporary per step and column.
+        y = np.array(num, dtype=f32, copy=True)
+        np.copyto(y, np.broadcast_to(np.asarray(lay.fill, f32), y.shape), where=missing)
+        lo, hi = np.asarray(lay.lo, f32), np.asarray(lay.hi, f32)
+        if np.isfinite(lo).any() or np.isfinite(hi).any():
+            np.clip(y, lo, hi, out=y)
+        log_cols = np.flatnonzero(np.asarray(lay.log, bool))
+        if log_cols.size:
+            part = y[:, log_cols]
+            y[:, log_cols] = np.sign(part) * np.log1p(np.abs(part))
+        y -= np.asarray(lay.center, f32)
+        y /= np.asarray(lay.scale, f32)
         clip = np.asarray(lay.outclip, f32)
-        y = np.minimum(np.maximum(y, -clip), clip)
+        np.clip(y, -clip, clip, out=y)
         ind = missing[:, list(lay.indicator_cols)].astype(f32)
         base = np.concatenate([y, ind], axis=1)[:, list(lay.dense_perm)]
 
@@ -647,9 +655,24 @@ class FittedTransform:
         emb = np.stack(emb_cols, axis=1) if emb_cols else np.zeros((n, 0), dtype=np.int64)
         return dense, emb
 
-    def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The offline path: raw frame -> ``(dense, emb)``."""
-        return self.transform_arrays(*self.raw_arrays(df))
+    def transform(
+        self, df: pd.DataFrame, *, chunk_rows: int = 262_144
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The offline path: raw frame -> ``(dense, emb)``.
+
+        Large frames are processed ``chunk_rows`` at a time into preallocated outputs, so
+        the intermediates never exceed one chunk's worth of memory.
+        """
+        import numpy as np
+
+        if len(df) <= chunk_rows:
+            return self.transform_arrays(*self.raw_arrays(df))
+        dense = np.empty((len(df), self.n_dense), dtype=np.float32)
+        emb = np.empty((len(df), len(self.cardinalities)), dtype=np.int64)
+        for start in range(0, len(df), chunk_rows):
+            sl = slice(start, start + chunk_rows)
+            dense[sl], emb[sl] = self.transform_arrays(*self.raw_arrays(df.iloc[sl]))
+        return dense, emb
 
     # ---- the served back half: torch ---------------------------------------------------
     def to_module(self) -> torch.nn.Module:

@@ -115,9 +115,15 @@ class NumericSketch:
     Args:
         relative_accuracy: ``a`` in ``(0, 1)``; quantiles are within ``a`` (relative) of
             the exact order statistic.
+        quantiles: keep the bins; False keeps only the exact counts and moments (a feature
+            that is mean-imputed and standardised needs no quantile, and skipping the bins
+            makes :meth:`add` several times faster).
     """
 
-    def __init__(self, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY) -> None:
+    def __init__(
+        self, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY, *, quantiles: bool = True
+    ) -> None:
+        self.quantiles = bool(quantiles)
         self.relative_accuracy = _check_accuracy(relative_accuracy)
         self.gamma = (1.0 + self.relative_accuracy) / (1.0 - self.relative_accuracy)
         self._log_gamma = math.log(self.gamma)
@@ -168,6 +174,8 @@ class NumericSketch:
         mean_b = s_b / n_b
         m2_b = float(np.dot(x - mean_b, x - mean_b))
         self._merge_moments(n_b, s_b, m2_b, float(x.min()), float(x.max()))
+        if not self.quantiles:
+            return self
 
         # One log per value: k = ceil(log|x| / log gamma).
         ax = np.abs(x)
@@ -215,6 +223,11 @@ class NumericSketch:
         Returns:
             ``self``, for chaining.
         """
+        if self.quantiles and not other.quantiles:
+            raise ConfigError(
+                "cannot merge a moments-only numeric sketch into one that keeps quantiles; "
+                "build both with the same `quantiles` setting"
+            )
         if not math.isclose(self.relative_accuracy, other.relative_accuracy, rel_tol=1e-12):
             raise ConfigError(
                 f"cannot merge numeric sketches with relative_accuracy="
@@ -297,6 +310,9 @@ class NumericSketch:
     def quantile(self, q: float | Sequence[float] | np.ndarray) -> Any:
         """Quantile(s) of the finite values, within relative accuracy ``a``.
 
+        Raises:
+            ConfigError: the sketch keeps moments only (``quantiles=False``).
+
         The returned value is within ``a * |x|`` of ``x``, the exact order statistic of rank
         ``floor(q * (count - 1))`` (``numpy.quantile(..., method="lower")``), and always
         within ``[min, max]``.
@@ -311,6 +327,11 @@ class NumericSketch:
         Raises:
             ConfigError: a ``q`` outside ``[0, 1]``.
         """
+        if not self.quantiles:
+            raise ConfigError(
+                "this numeric sketch keeps moments only (quantiles=False); build it with "
+                "quantiles=True to ask for quantiles"
+            )
         qa = np.asarray(q, dtype=np.float64)
         if np.any(~((qa >= 0.0) & (qa <= 1.0))):
             raise ConfigError(f"quantile q={q!r} is outside [0, 1]; pass values in [0, 1]")
@@ -339,7 +360,7 @@ class NumericSketch:
         return np.unique(np.concatenate([b.lower, b.upper]))
 
     def cdf(self, x: Any) -> Any:
-        """Fraction of the finite values ``<= x``.
+        """Fraction of the finite values ``<= x`` (not for a moments-only sketch).
 
         Exact at bin edges (:meth:`edges`), linear inside a bin, non-decreasing in ``x``.
 
@@ -363,6 +384,7 @@ class NumericSketch:
         pk = np.flatnonzero(self.pos_counts)
         nk = np.flatnonzero(self.neg_counts)
         return {
+            **({} if self.quantiles else {"quantiles": False}),
             "relative_accuracy": self.relative_accuracy,
             "count": self.count,
             "null_count": self.null_count,
@@ -387,7 +409,7 @@ class NumericSketch:
             ConfigError: a key is missing or a value has the wrong shape.
         """
         try:
-            s = cls(float(data["relative_accuracy"]))
+            s = cls(float(data["relative_accuracy"]), quantiles=bool(data.get("quantiles", True)))
             s.count = int(data["count"])
             s.null_count = int(data["null_count"])
             s.pos_inf_count = int(data["pos_inf_count"])

@@ -127,3 +127,24 @@ def test_all_missing_datetime_has_no_years() -> None:
     assert st.years["ts"] is None
     ft = FittedTransform.from_stats(spec, st)
     assert ft.cardinalities == (2,)
+
+
+def test_quantiles_are_kept_only_where_the_spec_needs_them() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from kfgpu.features import FeatureSpec
+    from kfgpu.features.stats import fit_stats
+
+    df = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100.0), "c": np.arange(100.0)})
+    spec = FeatureSpec.from_dict(
+        {
+            "columns": {
+                "a": {"type": "numeric"},
+                "b": {"type": "numeric", "impute": "median"},
+                "c": {"type": "numeric", "bucketize": 4},
+            }
+        }
+    )
+    stats = fit_stats(df, spec)
+    assert [stats.numeric[k].quantiles for k in "abc"] == [False, True, True]

@@ -254,3 +254,24 @@ def test_profile_source_formats(tmp_path: Path, fmt: str) -> None:
         == (ref.columns["k"].numeric.to_dict()["pos_counts"])
     )
     assert p.columns["x"].numeric.count == 3_000
+
+
+def test_moments_only_sketch_keeps_exact_moments_and_refuses_quantiles() -> None:
+    import numpy as np
+    import pytest
+
+    from kfgpu.errors import ConfigError
+    from kfgpu.validation.profile import NumericSketch
+
+    x = np.random.default_rng(3).lognormal(size=5000)
+    x[:7] = np.nan
+    full, light = NumericSketch().add(x), NumericSketch(quantiles=False).add(x)
+    assert (light.count, light.null_count) == (full.count, full.null_count) == (4993, 7)
+    assert light.mean == pytest.approx(np.nanmean(x)) and light.std == pytest.approx(full.std)
+    with pytest.raises(ConfigError, match="moments only"):
+        light.quantile(0.5)
+    again = NumericSketch.from_dict(light.to_dict())
+    assert again.quantiles is False and again.to_dict() == light.to_dict()
+    with pytest.raises(ConfigError, match="moments-only"):
+        NumericSketch().merge(light)
+    assert NumericSketch(quantiles=False).merge(full).count == full.count
