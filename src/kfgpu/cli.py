@@ -47,6 +47,10 @@ def _local_uri(value: str) -> str:
     return str(Path(value).expanduser().resolve())
 
 
+#: Pipeline parameters that may name a local file.
+_PATH_PARAMS = ("data_uri", "schema_uri", "feature_spec")
+
+
 def _parse_params(items: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
@@ -136,6 +140,10 @@ def run(
             click.echo(f"{name:<26} {kind:<8} default {default!r}")
         return
     raw = _parse_params(params)
+    for name in _PATH_PARAMS:
+        # Steps run as subprocesses; a relative path the user typed must survive that.
+        if name in raw and raw[name] and "://" not in raw[name] and Path(raw[name]).exists():
+            raw[name] = _local_uri(raw[name])
     if data is not None:
         if not target:
             raise ConfigError("--data needs --target COLUMN naming the label column")
