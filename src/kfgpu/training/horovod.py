@@ -1,0 +1,470 @@
+"""Data-parallel training with Horovod: a plain PyTorch loop under ``horovodrun``.
+
+Lightning 2.x has no Horovod strategy, so this is its own loop with
+``hvd.DistributedOptimizer``. Every worker reads the whole split (tabular data fits in host
+memory) and trains on its shard of it (:class:`~kfgpu.training.data.InMemoryBatches` with
+Horovod's rank and size); gradients are averaged across workers by allreduce. Rank 0 writes
+the same bundle that :func:`~kfgpu.training.trainer.train_tabular` writes, with
+``training.strategy = "horovod"``.
+
+Differences from the Lightning path, on purpose:
+
+* ``batch_size`` is per worker, and is lowered (not below 16) so that each worker's epoch has
+  at least 10 steps of its shard.
+* The learning rate is ``learning_rate * world_size``: the effective batch is ``batch_size *
+  world_size`` rows, and Horovod's convention (Goyal et al., "Accurate, Large Minibatch SGD")
+  scales the rate linearly with it. The bundle records the rate used as
+  ``training.learning_rate``; ``hyperparameters.learning_rate`` stays the configured one.
+* ``devices`` and ``strategy`` of :class:`~kfgpu.training.config.TrainConfig` are not used:
+  ``horovodrun -np N`` sets the number of workers. Checkpointing (``checkpoint_dir``) is not
+  supported and is refused.
+
+Run it as::
+
+    horovodrun -np 2 -H localhost:2 --gloo python -m kfgpu.training.horovod \\
+        --train train.parquet --val val.parquet --transform transform.json \\
+        --target is_fraud --task classification --bundle out/bundle --config '{"max_epochs": 5}'
+
+Horovod is not a dependency of kfgpu: it must be built against the installed torch
+(``scripts/install-horovod``), or run in the Horovod image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfgpu.errors import ConfigError, KfgpuError, TrainingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from kfgpu.features.transform import FittedTransform
+    from kfgpu.training.config import TrainConfig
+
+__all__ = ["main", "train_horovod"]
+
+_INSTALL_HINT = (
+    "Horovod is not installed (or not built with PyTorch support): run scripts/install-horovod "
+    "to build it against the installed torch, or run in the kfgpu Horovod image"
+)
+
+
+def _import_horovod() -> Any:
+    """``horovod.torch``, or a ConfigError saying how to get it."""
+    try:
+        import horovod.torch as hvd
+    except ImportError as e:
+        raise ConfigError(f"{_INSTALL_HINT} ({e})") from e
+    return hvd
+
+
+def _split_tensors(
+    df: pd.DataFrame, transform: FittedTransform, target: str, encode: Any, *, transformed: bool
+) -> tuple[torch.Tensor, ...]:
+    """``(numeric, codes, y)`` from a transformed split, or from a raw one via the transform.
+
+    Which one is said, not guessed: transformed column names often equal raw ones."""
+    import torch
+
+    from kfgpu.training.trainer import _model_inputs
+
+    if transformed:
+        x, c = _model_inputs(df, transform)
+    else:
+        x, c = transform.transform(df)
+    return torch.from_numpy(x), torch.from_numpy(c), torch.from_numpy(encode(df[target]))
+
+
+def train_horovod(
+    train_path: str,
+    val_path: str,
+    transform_path: str,
+    target: str,
+    task: str,
+    bundle_path: str,
+    config: TrainConfig,
+    profile_path: str = "",
+    fp16_compression: bool = False,
+    transformed: bool = True,
+) -> dict[str, Any]:
+    """Train on every Horovod worker; rank 0 writes the bundle at ``bundle_path``.
+
+    Call it in each process that ``horovodrun`` starts (``python -m kfgpu.training.horovod``
+    does). ``train_path`` and ``val_path`` are Parquet splits: engineer_features' transformed
+    output, or raw splits with ``transformed=False``; ``profile_path`` a reference profile directory copied into the bundle.
+    ``fp16_compression`` sends gradients over the wire in fp16 (half the bytes).
+
+    Returns:
+        ``rank``, ``world_size``, ``bundle_path`` (``None`` on ranks other than 0),
+        ``metrics``, ``epochs_run``, ``best_epoch`` and ``seconds``.
+
+    Raises:
+        ConfigError: Horovod is missing, or the settings cannot run on this machine.
+        TrainingError: the data cannot train a model, or the loss diverged.
+    """
+    if task not in ("classification", "regression"):
+        raise ConfigError(f"task={task!r} is invalid: use 'classification' or 'regression'")
+    if getattr(config, "checkpoint_dir", ""):
+        raise ConfigError(
+            "checkpoint_dir is not supported by Horovod training (it neither writes nor resumes "
+            "checkpoints); leave it empty, or train with the Lightning strategies"
+        )
+    hvd = _import_horovod()
+
+    import torch
+    from torch.nn import functional as F
+
+    from kfgpu import __version__
+    from kfgpu.bundle import write_bundle
+    from kfgpu.data import read_parquet
+    from kfgpu.features.transform import FittedTransform
+    from kfgpu.training.data import InMemoryBatches
+    from kfgpu.training.families import build_network, tabular_mlp_config
+    from kfgpu.training.trainer import (
+        MIN_STEPS_PER_EPOCH,
+        _validation_metrics,
+        effective_batch_size,
+        encode_labels,
+        resolve_accelerator,
+    )
+
+    hvd.init()
+    rank, world_size = int(hvd.rank()), int(hvd.size())
+    accelerator = resolve_accelerator(config)
+    if accelerator == "gpu":
+        torch.cuda.set_device(int(hvd.local_rank()))
+        device = torch.device("cuda", int(hvd.local_rank()))
+        torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
+        torch.backends.cudnn.allow_tf32 = not config.deterministic
+    else:
+        # One thread per worker: N workers on N cores, not N x N threads fighting over them.
+        torch.set_num_threads(1)
+        device = torch.device("cpu")
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(config.seed)
+
+    def say(message: str) -> None:
+        if rank == 0:
+            print(message, flush=True)
+
+    transform = FittedTransform.load(transform_path)
+    train_df = read_parquet(train_path)
+    val_df = read_parquet(val_path)
+    for name, df in (("training", train_df), ("validation", val_df)):
+        if target not in df.columns:
+            raise TrainingError(f"the {name} split has no target column {target!r}")
+    labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
+    train_t = _split_tensors(train_df, transform, target, encode, transformed=transformed)
+    val_t = _split_tensors(val_df, transform, target, encode, transformed=transformed)
+
+    rows_per_rank = len(train_df) // world_size
+    if rows_per_rank < 1:
+        raise TrainingError(
+            f"{len(train_df)} training rows cannot be shared among {world_size} workers"
+        )
+    batch_size = effective_batch_size(config.batch_size, rows_per_rank)
+    if batch_size != config.batch_size:
+        say(
+            f"batch_size {config.batch_size} would give under {MIN_STEPS_PER_EPOCH} steps per "
+            f"epoch on {rows_per_rank} training rows per worker; using {batch_size}"
+        )
+    pin = accelerator == "gpu"
+    batches = InMemoryBatches(
+        train_t,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=config.seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin,
+    )
+    # Validation: each worker scores every world_size-th row; sums are allreduced.
+    val_shard = tuple(t[rank::world_size].to(device, non_blocking=pin) for t in val_t)
+
+    n_outputs = len(labels["classes"]) if task == "classification" else 1
+    family_config = tabular_mlp_config(
+        n_numeric=transform.n_dense,
+        cardinalities=transform.cardinalities,
+        hidden_sizes=config.hidden_sizes,
+        dropout=config.dropout,
+        n_outputs=n_outputs,
+    )
+    network = build_network(config.model_family, family_config).to(device)
+    learning_rate = config.learning_rate * world_size
+    opt: Any = torch.optim.AdamW(
+        network.parameters(), lr=learning_rate, weight_decay=config.weight_decay
+    )
+    # Every worker starts from rank 0's weights and optimiser state.
+    hvd.broadcast_parameters(network.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    opt = hvd.DistributedOptimizer(
+        opt,
+        named_parameters=network.named_parameters(),
+        compression=hvd.Compression.fp16 if fp16_compression else hvd.Compression.none,
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.max_epochs))
+
+    autocast_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(config.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "16-mixed")
+
+    def loss_of(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        if task == "classification":
+            return F.cross_entropy(out.float(), y, reduction=reduction)
+        return F.mse_loss(out.float().squeeze(1), y, reduction=reduction)
+
+    def forward(numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(
+            device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+        ):
+            out: torch.Tensor = network(numeric, codes)
+        return out
+
+    def validation_loss() -> float:
+        numeric, codes, y = val_shard
+        network.eval()
+        with torch.inference_mode():
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            for start in range(0, len(y), 65536):
+                sl = slice(start, start + 65536)
+                total += loss_of(forward(numeric[sl], codes[sl]), y[sl], "sum").double()
+        sums = torch.stack([total.cpu(), torch.tensor(float(len(y)), dtype=torch.float64)])
+        sums = hvd.allreduce(sums, op=hvd.Sum, name="val_loss")
+        return float(sums[0] / sums[1])
+
+    best_loss = math.inf
+    best_epoch = 0
+    best_state: dict[str, torch.Tensor] = {}
+    stale = 0
+    epochs_run = 0
+    global_step = 0
+    t0 = time.perf_counter()
+    for epoch in range(1, config.max_epochs + 1):
+        network.train()
+        train_sum = 0.0
+        train_steps = 0
+        for numeric, codes, y in batches:
+            numeric = numeric.to(device, non_blocking=pin)
+            codes = codes.to(device, non_blocking=pin)
+            y = y.to(device, non_blocking=pin)
+            opt.zero_grad()
+            loss = loss_of(forward(numeric, codes), y)
+            scaler.scale(loss).backward()
+            # Horovod's pattern for clipping and loss scaling: finish the allreduce first,
+            # then step without a second synchronisation.
+            opt.synchronize()
+            if config.gradient_clip_val > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(network.parameters(), config.gradient_clip_val)
+            with opt.skip_synchronize():
+                scaler.step(opt)
+            scaler.update()
+            train_sum += float(loss.detach())
+            train_steps += 1
+            global_step += 1
+        sched.step()
+        epochs_run = epoch
+        train_loss = float(
+            hvd.allreduce(
+                torch.tensor([train_sum / max(1, train_steps)]), op=hvd.Average, name="train_loss"
+            )[0]
+        )
+        val_loss = validation_loss()
+        say(
+            f"epoch {epoch}/{config.max_epochs}: train_loss {train_loss:.4f} "
+            f"val_loss {val_loss:.4f}"
+        )
+        # val_loss is the same on every worker (allreduced), so all stop together.
+        if math.isfinite(val_loss) and val_loss < best_loss:
+            best_loss, best_epoch, stale = val_loss, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+        else:
+            stale += 1
+            if 0 < config.early_stopping_patience <= stale:
+                say(f"early stop: no better val_loss for {stale} epoch(s)")
+                break
+    seconds = time.perf_counter() - t0
+    if not best_state:
+        raise TrainingError(
+            "no epoch produced a finite validation loss (training diverged); lower "
+            f"learning_rate (now {config.learning_rate}, x{world_size} workers) or use "
+            "precision='32-true'"
+        )
+
+    result: dict[str, Any] = {
+        "rank": rank,
+        "world_size": world_size,
+        "bundle_path": None,
+        "metrics": {"val_loss": best_loss},
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "seconds": round(seconds, 3),
+    }
+    if rank == 0:
+        network.load_state_dict(best_state)
+        # Scored on the whole validation split in fp32, as train_tabular does.
+        metrics = _validation_metrics(network, tuple(t.to(device) for t in val_t), task=task)
+        if not math.isfinite(metrics["val_loss"]):
+            raise TrainingError(
+                f"the best weights give a validation loss of {metrics['val_loss']}; lower "
+                f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
+            )
+        description = _description(
+            version=__version__,
+            task=task,
+            target=target,
+            config=config,
+            family_config=family_config,
+            transform=transform,
+            labels=labels,
+            metrics=metrics,
+            training={
+                "strategy": "horovod",
+                "epochs_run": epochs_run,
+                "best_epoch": best_epoch,
+                "global_step": global_step,
+                "resumed_from": None,
+                "seconds": round(seconds, 3),
+                "accelerator": accelerator,
+                "devices": int(hvd.local_size()),
+                "nodes": int(hvd.cross_size()),
+                "world_size": world_size,
+                "train_rows": len(train_df),
+                "batch_size": batch_size,
+                "val_rows": len(val_df),
+                "learning_rate": learning_rate,
+                "gradient_compression": "fp16" if fp16_compression else "none",
+            },
+        )
+        extras = (
+            {"reference": lambda d: shutil.copytree(profile_path, d, dirs_exist_ok=True)}
+            if profile_path
+            else {}
+        )
+        written = write_bundle(
+            bundle_path,
+            state_dict=best_state,
+            transform=transform,
+            description=description,
+            extras=extras,
+        )
+        result.update(bundle_path=str(written), metrics=metrics)
+    # No worker leaves before rank 0 has written the bundle.
+    hvd.allreduce(torch.zeros(1), name="bundle_written")
+    return result
+
+
+def _description(
+    *,
+    version: str,
+    task: str,
+    target: str,
+    config: TrainConfig,
+    family_config: dict[str, Any],
+    transform: FittedTransform,
+    labels: dict[str, Any],
+    metrics: dict[str, float],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """bundle.json's content, laid out as :func:`~kfgpu.training.trainer.train_tabular`'s."""
+    description: dict[str, Any] = {
+        "kfgpu_version": version,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": task,
+        "target": target,
+        "model": {"family": config.model_family, "config": family_config},
+        "hyperparameters": config.to_dict(),
+        "signature": {
+            "inputs": transform.input_signature(),
+            "outputs": (
+                [{"name": "prediction"}] + [{"name": f"proba_{c}"} for c in labels["classes"]]
+                if task == "classification"
+                else [{"name": "prediction"}]
+            ),
+        },
+        "metrics": metrics,
+        "training": training,
+        "lineage": {
+            "code_version": version,
+            "mlflow_run_id": None,
+            "mlflow_tracking_uri": None,
+        },
+    }
+    if task == "classification":
+        description["labels"] = labels
+    else:
+        description["target_scaling"] = {
+            "mean": labels["target_mean"],
+            "scale": labels["target_scale"],
+        }
+    return description
+
+
+def _parse_config(value: str) -> TrainConfig:
+    from kfgpu.training.config import TrainConfig
+
+    text = value.strip()
+    if not text.startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"--config {value!r} is neither a JSON object nor a JSON file")
+        text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError("--config must be a JSON object of TrainConfig settings")
+    return TrainConfig.from_dict(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of one Horovod worker; rank 0 prints the result as one JSON line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kfgpu.training.horovod",
+        description="Train a tabular model with Horovod (run under horovodrun).",
+    )
+    parser.add_argument("--train", required=True, help="training split (Parquet)")
+    parser.add_argument("--val", required=True, help="validation split (Parquet)")
+    parser.add_argument("--transform", required=True, help="fitted transform (transform.json)")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--task", required=True, choices=["classification", "regression"])
+    parser.add_argument("--bundle", required=True, help="output bundle directory")
+    parser.add_argument("--config", default="{}", help="TrainConfig as JSON, or a JSON file")
+    parser.add_argument("--profile", default="", help="reference profile directory")
+    parser.add_argument("--fp16-compression", action="store_true", help="send gradients in fp16")
+    parser.add_argument(
+        "--raw", action="store_true", help="the splits are raw rows, not engineer_features' output"
+    )
+    args = parser.parse_args(argv)
+    try:
+        result = train_horovod(
+            args.train,
+            args.val,
+            args.transform,
+            args.target,
+            args.task,
+            args.bundle,
+            _parse_config(args.config),
+            profile_path=args.profile,
+            fp16_compression=args.fp16_compression,
+            transformed=not args.raw,
+        )
+    except KfgpuError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    if result["rank"] == 0:
+        print(json.dumps(result, sort_keys=True), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
