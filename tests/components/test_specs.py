@@ -40,6 +40,7 @@ def test_every_input_and_output_is_documented(name: str) -> None:
 def test_component_names_are_verb_phrases(name: str) -> None:
     verb = name.split("_")[0]
     assert verb in {"validate", "engineer", "train", "evaluate", "tune", "deploy", "detect",
+                    "launch",
                     "register", "batch", "predict", "monitor"}
 
 

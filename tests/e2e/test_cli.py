@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from tests.conftest import run_kfgpu
 
 pytestmark = pytest.mark.slow

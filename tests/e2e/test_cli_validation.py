@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import run_kfgpu
 
 from kfgpu.data import fraud, write_parquet
+from tests.conftest import run_kfgpu
 
 pytestmark = pytest.mark.slow
 

@@ -9,6 +9,7 @@ library step, and publishes the result.
 
 from __future__ import annotations
 
+from kfgpu.components.launch import launch_training
 from kfgpu.components.training import (
     detect_drift,
     engineer_features,
@@ -22,6 +23,7 @@ __all__ = [
     "detect_drift",
     "engineer_features",
     "evaluate_model",
+    "launch_training",
     "train_model",
     "validate_data",
 ]
@@ -31,6 +33,7 @@ COMPONENTS = {
     "validate_data": validate_data,
     "engineer_features": engineer_features,
     "train_model": train_model,
+    "launch_training": launch_training,
     "evaluate_model": evaluate_model,
     "detect_drift": detect_drift,
 }

@@ -193,6 +193,8 @@ def train_model(
     strategy: str = "auto",
     seed: int = 0,
     early_stopping_patience: int = 3,
+    checkpoint_dir: str = "",
+    checkpoint_every_n_steps: int = 0,
     mlflow_tracking_uri: str = "",
     pipeline_run: str = "",
 ) -> None:
@@ -221,6 +223,11 @@ def train_model(
         strategy: ``auto``, ``ddp`` or ``ddp_spawn``.
         seed: seeds weights and shuffling.
         early_stopping_patience: epochs without improvement before stopping; 0 is off.
+        checkpoint_dir: a directory that outlives a retry (a mounted volume); with it the
+            step checkpoints there, resumes from its last checkpoint when retried, and on
+            SIGTERM (preemption) saves and fails without a bundle so the retry resumes.
+            Empty: no resume.
+        checkpoint_every_n_steps: also checkpoint every N optimiser steps (0: epoch ends).
         mlflow_tracking_uri: MLflow tracking URI; empty uses ``MLFLOW_TRACKING_URI``.
         pipeline_run: the pipeline run's id, recorded in the bundle's lineage.
 
@@ -251,6 +258,8 @@ def train_model(
             "strategy": strategy,
             "seed": seed,
             "early_stopping_patience": early_stopping_patience,
+            "checkpoint_dir": checkpoint_dir,
+            "checkpoint_every_n_steps": checkpoint_every_n_steps,
         },
         mlflow_tracking_uri=mlflow_tracking_uri,
         lineage={

@@ -56,6 +56,8 @@ def training(
     devices: int = 1,
     strategy: str = "auto",
     early_stopping_patience: int = 3,
+    checkpoint_dir: str = "",
+    checkpoint_every_n_steps: int = 0,
     seed: int = 0,
     mlflow_tracking_uri: str = "",
 ) -> TrainingOutputs:
@@ -97,9 +99,13 @@ def training(
         strategy=strategy,
         seed=seed,
         early_stopping_patience=early_stopping_patience,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every_n_steps=checkpoint_every_n_steps,
         mlflow_tracking_uri=mlflow_tracking_uri,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("train model")
+    # A preempted pod fails after saving a checkpoint; the retry resumes from it.
+    trained.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
     # DDP workers share tensors through /dev/shm; the container default (64 MiB) is too small.
     kubernetes.empty_dir_mount(
         trained, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="8Gi"

@@ -57,6 +57,20 @@ class TrainConfig:
         early_stopping_patience: epochs without a better validation loss before stopping;
             0 turns early stopping off.
         gradient_clip_val: clip the gradient norm to this; 0 turns clipping off.
+        checkpoint_dir: the run's checkpoint location: a local or mounted directory that
+            outlives a retry of the step (a PVC, or the run's artifact bucket through a
+            FUSE mount); not a ``s3://``-style URL. Empty: checkpoints go to a
+            temporary directory and a re-run starts over. Set: a full-state ``last.ckpt``
+            (weights, optimiser, scheduler, loop and data-order state) is written there
+            atomically at each epoch end and every ``checkpoint_every_n_steps`` steps, the
+            best epoch's weights to ``best.ckpt``; a run that finds ``last.ckpt`` resumes
+            from it; on SIGTERM the run saves ``last.ckpt`` at the next step boundary and
+            raises :class:`~kfgpu.errors.TrainingError` (``preempted: ...``) without
+            writing a bundle, so a retry resumes.
+        checkpoint_every_n_steps: also write ``last.ckpt`` every this many optimiser steps;
+            0 writes it at epoch ends only. Needs ``checkpoint_dir``.
+        num_nodes: nodes of a multi-node run (set by the launch_training component; each
+            node runs ``devices`` processes).
     """
 
     model_family: str = "tabular_mlp"
@@ -74,6 +88,9 @@ class TrainConfig:
     deterministic: bool = False
     early_stopping_patience: int = 3
     gradient_clip_val: float = 0.0
+    checkpoint_dir: str = ""
+    checkpoint_every_n_steps: int = 0
+    num_nodes: int = 1
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> ConfigError:
@@ -95,12 +112,34 @@ class TrainConfig:
             raise bad("weight_decay", "use 0 or a positive number")
         if not (0.0 <= self.dropout < 1.0):
             raise bad("dropout", "use a value in [0, 1)")
+        if self.num_nodes < 1:
+            raise bad("num_nodes", "use 1 or more nodes")
         if self.devices == 0 or self.devices < -1:
             raise bad("devices", "use a positive count, or -1 for every visible device")
         if self.early_stopping_patience < 0:
             raise bad("early_stopping_patience", "use 0 (off) or a positive number of epochs")
         if not (self.gradient_clip_val >= 0 and math.isfinite(self.gradient_clip_val)):
             raise bad("gradient_clip_val", "use 0 (off) or a positive norm")
+        if not isinstance(self.checkpoint_dir, str):
+            raise bad("checkpoint_dir", "give a directory path, or '' for none")
+        if "://" in self.checkpoint_dir:
+            raise bad(
+                "checkpoint_dir",
+                "give a local or mounted directory (a PVC, or a bucket mounted with a FUSE "
+                "driver): checkpoints are renamed into place there, which object stores "
+                "cannot do atomically",
+            )
+        if (
+            isinstance(self.checkpoint_every_n_steps, bool)
+            or not isinstance(self.checkpoint_every_n_steps, int)
+            or self.checkpoint_every_n_steps < 0
+        ):
+            raise bad("checkpoint_every_n_steps", "use 0 (epoch ends only) or a positive count")
+        if self.checkpoint_every_n_steps and not self.checkpoint_dir:
+            raise bad(
+                "checkpoint_every_n_steps",
+                "set checkpoint_dir too (step checkpoints without a directory are never resumed)",
+            )
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise bad("hidden_sizes", "give positive layer widths such as (256, 256)")
 
@@ -118,4 +157,7 @@ class TrainConfig:
         d = dict(d)
         if "hidden_sizes" in d:
             d["hidden_sizes"] = parse_int_list(d["hidden_sizes"], field="hidden_sizes")
+        every = d.get("checkpoint_every_n_steps")
+        if isinstance(every, float) and every.is_integer():
+            d["checkpoint_every_n_steps"] = int(every)  # JSON through KFP can turn 5 into 5.0
         return cls(**d)

@@ -21,11 +21,19 @@ class InMemoryBatches:
     Args:
         tensors: equal-length tensors, sliced together.
         batch_size: rows per batch.
-        shuffle: permute rows each epoch (seeded by ``seed + epoch``).
+        shuffle: permute rows each epoch (seeded by ``seed + epoch``). Under a trainer,
+            :meth:`set_epoch` is called with the trainer's epoch at each epoch start, so the
+            order depends on the epoch number only, not on how often this was iterated
+            (a resumed run sees the batches the uninterrupted run would have seen); used
+            alone, each full iteration advances ``epoch`` by one.
         seed: base seed of the permutation.
         rank, world_size: this process's shard under data parallelism. Every rank gets
             the same number of batches, so collective ops never wait on a finished rank.
         pin_memory: pin batches for faster, non-blocking host-to-GPU copies.
+
+    It is resumable mid-epoch (Lightning's ``state_dict``/``load_state_dict`` protocol): the
+    state records the epoch being iterated and the batches served so far, and the first
+    iteration after :meth:`load_state_dict` skips those batches of that epoch's order.
     """
 
     def __init__(
@@ -50,24 +58,54 @@ class InMemoryBatches:
         self.world_size = world_size
         self.pin_memory = pin_memory
         self.epoch = 0
+        self._iter_epoch = 0
+        self._served = 0
+        self._resume: tuple[int, int] | None = None
         self._per_rank = n // world_size if world_size > 1 else n
 
     def __len__(self) -> int:
         return (self._per_rank + self.batch_size - 1) // self.batch_size
 
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s order on the next iteration (the trainer's current epoch)."""
+        self.epoch = int(epoch)
+        if self._resume is None:
+            # Not iterated yet: a checkpoint now records the start of that epoch.
+            self._iter_epoch, self._served = self.epoch, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the current iteration stands: its epoch and the batches served so far."""
+        return {"epoch": self._iter_epoch, "served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume: the next iteration continues ``state``'s epoch after its served batches."""
+        epoch, served = int(state["epoch"]), int(state["served"])
+        if served >= len(self):
+            # That epoch was wholly served: the next iteration is the next epoch, from its start.
+            self.epoch, self._resume = epoch + 1, None
+        else:
+            self.epoch, self._resume = epoch, (epoch, served)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.tensors[0])
+        epoch = self.epoch
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            g = torch.Generator().manual_seed(self.seed + epoch)
             index = torch.randperm(n, generator=g)
         else:
             index = torch.arange(n)
-        self.epoch += 1
+        skip = 0
+        if self._resume is not None and self._resume[0] == epoch:
+            skip = self._resume[1]
+        self._resume = None
+        self._iter_epoch, self._served = epoch, skip
+        self.epoch = epoch + 1
         if self.world_size > 1:
             index = index[: self._per_rank * self.world_size][self.rank :: self.world_size]
-        for start in range(0, len(index), self.batch_size):
+        for start in range(skip * self.batch_size, len(index), self.batch_size):
             idx = index[start : start + self.batch_size]
             batch = tuple(t[idx] for t in self.tensors)
             if self.pin_memory:
                 batch = tuple(b.pin_memory() for b in batch)
+            self._served += 1
             yield batch

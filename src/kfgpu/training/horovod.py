@@ -437,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transform", required=True, help="fitted transform (transform.json)")
     parser.add_argument("--target", required=True)
     parser.add_argument("--task", required=True, choices=["classification", "regression"])
-    parser.add_argument("--bundle", required=True, help="output bundle directory")
+    parser.add_argument(
+        "--bundle", required=True, help="output bundle directory, or a URI rank 0 uploads it to"
+    )
     parser.add_argument("--config", default="{}", help="TrainConfig as JSON, or a JSON file")
     parser.add_argument("--profile", default="", help="reference profile directory")
     parser.add_argument("--fp16-compression", action="store_true", help="send gradients in fp16")
@@ -445,19 +447,32 @@ def main(argv: list[str] | None = None) -> int:
         "--raw", action="store_true", help="the splits are raw rows, not engineer_features' output"
     )
     args = parser.parse_args(argv)
+    import tempfile
+    from pathlib import Path
+
+    from kfgpu.training.distributed import _fetch, copy_tree
+
     try:
-        result = train_horovod(
-            args.train,
-            args.val,
-            args.transform,
-            args.target,
-            args.task,
-            args.bundle,
-            _parse_config(args.config),
-            profile_path=args.profile,
-            fp16_compression=args.fp16_compression,
-            transformed=not args.raw,
-        )
+        # Inside an MPIJob the artifacts are object-storage URIs: small ones are fetched,
+        # the bundle is written locally and uploaded by rank 0.
+        with tempfile.TemporaryDirectory(prefix="kfgpu-hvd-") as tmp:
+            remote_bundle = "://" in args.bundle
+            bundle = str(Path(tmp) / "bundle") if remote_bundle else args.bundle
+            result = train_horovod(
+                args.train,
+                args.val,
+                _fetch(args.transform, Path(tmp)),
+                args.target,
+                args.task,
+                bundle,
+                _parse_config(args.config),
+                profile_path=_fetch(args.profile, Path(tmp)) if args.profile else "",
+                fp16_compression=args.fp16_compression,
+                transformed=not args.raw,
+            )
+            if remote_bundle and result["rank"] == 0:
+                copy_tree(bundle, args.bundle)
+                result["bundle_path"] = args.bundle
     except KfgpuError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
 import time
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint
 from torch import nn
 from torch.nn import functional as F
 
 from kfgpu.training.data import InMemoryBatches
 
-__all__ = ["EpochPrinter", "TabularDataModule", "TabularTask"]
+__all__ = ["EpochPrinter", "Preempted", "RunCheckpoint", "TabularDataModule", "TabularTask"]
 
 
 class TabularTask(pl.LightningModule):
@@ -69,9 +77,17 @@ class TabularTask(pl.LightningModule):
                 batch_size=len(y),
             )
 
+    def on_train_epoch_start(self) -> None:
+        # The data order follows the trainer's epoch (seed + epoch), not the loader's own
+        # count of iterations: a run resumed from a checkpoint sees the same batches.
+        loader = self.trainer.train_dataloader
+        if isinstance(loader, InMemoryBatches):
+            loader.set_epoch(self.current_epoch)
+
     def on_train_epoch_end(self) -> None:
-        # Reported as a metric so it reaches the launching process under every strategy.
+        # Reported as metrics so they reach the launching process under every strategy.
         self.log("epochs_run", float(self.current_epoch + 1), sync_dist=True)
+        self.log("steps_run", float(self.global_step), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(
@@ -126,7 +142,11 @@ class EpochPrinter(pl.Callback):
 
     def __init__(self, max_epochs: int) -> None:
         self.max_epochs = max_epochs
-        self._t0 = 0.0
+        self._t0 = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A run resumed mid-epoch starts without on_train_epoch_start.
+        self._t0 = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -138,10 +158,124 @@ class EpochPrinter(pl.Callback):
         metrics = " ".join(
             f"{k}={float(v):.4f}"
             for k, v in sorted(trainer.callback_metrics.items())
-            if k != "epochs_run"
+            if k not in ("epochs_run", "steps_run")
         )
         seconds = time.perf_counter() - self._t0
         print(
             f"epoch {trainer.current_epoch + 1}/{self.max_epochs} {metrics} ({seconds:.1f}s)",
             flush=True,
         )
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM after saving ``last.ckpt`` at ``global_step``."""
+
+    def __init__(self, global_step: int, path: str) -> None:
+        super().__init__(f"preempted: checkpoint saved at step {global_step} ({path})")
+        self.global_step = global_step
+        self.path = path
+
+
+class RunCheckpoint(Checkpoint):
+    """Full-state ``last.ckpt`` at epoch ends and every ``every_n_steps`` steps; stop on SIGTERM.
+
+    The file is written beside itself and renamed over ``last.ckpt``, so it is always a whole
+    checkpoint. The epoch-end save runs at ``on_train_epoch_end``, after the epoch's
+    validation and after the best-weights ``ModelCheckpoint`` and ``EarlyStopping`` have
+    updated their state there (monitoring callbacks run last, checkpoint callbacks last of
+    all, in list order: list this one after the ``ModelCheckpoint``), so that state resumes.
+
+    SIGTERM (a pod's preemption notice) only sets a flag. At the next step boundary the run
+    saves ``last.ckpt`` and raises :class:`Preempted`; when the signal lands in an epoch's
+    last step or its validation, the boundary is the epoch end, after validation, so a
+    resumed run never restarts half-way through an epoch's validation. Under several
+    processes rank 0's flag is shared every step, so all ranks stop on the same step.
+    Lightning's own SIGTERM handling (2.6) saves nothing: it raises ``SIGTERMException`` at
+    the next batch end, or mid-validation, so this handler replaces it during ``fit``.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike[str], every_n_steps: int = 0) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_n_steps = every_n_steps
+        self.signalled = False
+        self.saved_step = -1
+        self._trainer: pl.Trainer | None = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ddp_spawn pickles callbacks into its workers; the trainer does not travel.
+        state = self.__dict__.copy()
+        state["_trainer"] = None
+        return state
+
+    def handle_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGTERM handler: note the request and pass it on to training processes."""
+        self.signalled = True
+        print("SIGTERM received: saving a checkpoint at the next step boundary", flush=True)
+        pids = {p.pid for p in multiprocessing.active_children() if p.pid is not None}
+        launcher = self._trainer.strategy.launcher if self._trainer is not None else None
+        pids |= {p.pid for p in getattr(launcher, "procs", []) if getattr(p, "pid", None)}
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Lightning's checkpoint leaves out the random state that dropout draws from; without
+        # it a resumed run drops other units than the uninterrupted one. (Rank 0's state: under
+        # several processes every rank resumes with it.)
+        state: dict[str, Any] = {"torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "torch_rng" in state_dict:
+            torch.set_rng_state(state_dict["torch_rng"])
+        if "cuda_rng" in state_dict and torch.cuda.is_available():
+            states = state_dict["cuda_rng"]
+            if len(states) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(states)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._trainer = trainer
+        # Lightning registers its own SIGTERM handler when fit starts; this one replaces it
+        # until fit ends, when Lightning restores the handler that was there before fit.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.handle_sigterm)
+
+    def _stop_requested(self, trainer: pl.Trainer) -> bool:
+        if trainer.world_size > 1:
+            return bool(trainer.strategy.reduce_boolean_decision(self.signalled, all=False))
+        return self.signalled
+
+    def save(self, trainer: pl.Trainer) -> None:
+        partial = self.dirpath / f".last.ckpt.partial-{os.getpid()}"
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, self.last_path)
+        trainer.strategy.barrier("RunCheckpoint.save")
+        self.saved_step = trainer.global_step
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # the epoch-end save follows this epoch's validation and bookkeeping
+        stop = self._stop_requested(trainer)
+        if stop or (self.every_n_steps and trainer.global_step % self.every_n_steps == 0):
+            self.save(trainer)
+        if stop:
+            raise Preempted(trainer.global_step, str(self.last_path))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer)
+        if self._stop_requested(trainer):
+            raise Preempted(trainer.global_step, str(self.last_path))

@@ -28,9 +28,15 @@ def train_model_step(
     ``train_path`` and ``val_path`` hold transformed splits (from engineer_features);
     ``profile_path`` a reference profile directory copied into the bundle.
 
+    With ``config["checkpoint_dir"]`` set (a directory that a retry of this step sees
+    again: a mounted volume), training resumes from its ``last.ckpt``; on SIGTERM the step
+    saves it and fails with ``TrainingError("preempted: ...")`` (exit status 1) without a
+    bundle, so a retry resumes.
+
     Raises:
         ConfigError: invalid settings.
-        TrainingError: the data cannot train a model, or training diverged.
+        TrainingError: the data cannot train a model, or training diverged, or the step
+            was preempted (the message starts with ``preempted:``).
     """
     import os
     import shutil
@@ -99,6 +105,7 @@ def train_model_step(
             **outcome.metrics,
             "epochs_run": float(outcome.epochs_run),
             "best_epoch": float(outcome.best_epoch),
+            "global_step": float(outcome.description["training"]["global_step"]),
             "train_seconds": outcome.seconds,
         },
         metadata={

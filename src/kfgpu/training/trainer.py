@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +18,7 @@ from kfgpu.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pytorch_lightning as pl
     import torch
 
     from kfgpu.features.transform import FittedTransform
@@ -141,6 +146,31 @@ def _network_state(checkpoint: str) -> tuple[dict[str, Any], int]:
     return state, int(ckpt.get("epoch", -1)) + 1
 
 
+def _checkpoint_position(path: str) -> tuple[int, int]:
+    """The (0-based) epoch and the global step a full Lightning checkpoint was saved at.
+
+    ``(-1, -1)`` when the file does not load as plain tensors and containers: Lightning's
+    own load, on resume, then says what is wrong with it.
+    """
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return int(ckpt.get("epoch", -1)), int(ckpt.get("global_step", -1))
+    except Exception:
+        return -1, -1
+
+
+def _preempted(run_ckpt: Any) -> TrainingError:
+    step = run_ckpt.saved_step
+    if step < 0 and run_ckpt.last_path.is_file():
+        # Under ddp_spawn the workers saved it: this process reads the step from the file.
+        step = _checkpoint_position(str(run_ckpt.last_path))[1]
+    return TrainingError(
+        f"preempted: checkpoint saved at step {step} in {run_ckpt.last_path}; re-run to resume"
+    )
+
+
 def _validation_metrics(
     network: torch.nn.Module, val: tuple[torch.Tensor, ...], *, task: str
 ) -> dict[str, float]:
@@ -178,12 +208,20 @@ def train_tabular(
     lineage: dict[str, Any] | None = None,
     extras: Mapping[str, Callable[[Path], object]] | None = None,
     transformed: bool = False,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> TrainOutcome:
     """Fit a tabular model and write its bundle (on global rank 0).
 
+    With ``config.checkpoint_dir`` set, the run checkpoints there and resumes from its
+    ``last.ckpt`` when one exists (see :class:`TrainConfig`). ``callbacks`` are added to
+    the Lightning trainer's own.
+
     Raises:
         ConfigError: the settings cannot run on this machine.
-        TrainingError: the data cannot train a model, or the loss diverged.
+        TrainingError: the data cannot train a model, or the loss diverged; or, with
+            ``checkpoint_dir`` set, the process received SIGTERM: the message starts with
+            ``preempted:``, ``last.ckpt`` holds the state to resume from, and no bundle
+            was written (a retry of the step resumes).
     """
     import pytorch_lightning as pl
     import torch
@@ -193,6 +231,8 @@ def train_tabular(
     from kfgpu.training.families import build_network, tabular_mlp_config
     from kfgpu.training.lightning import (
         EpochPrinter,
+        Preempted,
+        RunCheckpoint,
         TabularDataModule,
         TabularTask,
     )
@@ -247,11 +287,11 @@ def train_tabular(
         seed=config.seed,
         pin_memory=accelerator == "gpu",
     )
-    callbacks: list[pl.Callback] = [EpochPrinter(config.max_epochs)]
+    run_callbacks: list[pl.Callback] = [EpochPrinter(config.max_epochs), *callbacks]
     if config.early_stopping_patience > 0:
         from pytorch_lightning.callbacks import EarlyStopping
 
-        callbacks.append(
+        run_callbacks.append(
             EarlyStopping("val_loss", patience=config.early_stopping_patience, mode="min")
         )
     logger: Any = False
@@ -263,11 +303,35 @@ def train_tabular(
 
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    with tempfile.TemporaryDirectory(prefix="kfgpu-train-") as scratch:
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="kfgpu-train-"))
+        ckpt_dir = config.checkpoint_dir or scratch
+        resume_from: str | None = None
+        run_ckpt: RunCheckpoint | None = None
+        if config.checkpoint_dir:
+            os.makedirs(ckpt_dir, exist_ok=True)
+            run_ckpt = RunCheckpoint(ckpt_dir, config.checkpoint_every_n_steps)
+            if run_ckpt.last_path.is_file():
+                resume_from = str(run_ckpt.last_path)
+                epoch, step = _checkpoint_position(resume_from)
+                print(
+                    f"resumed from {resume_from}: epoch {epoch} (0-based), global step {step}",
+                    flush=True,
+                )
+            else:
+                # A best.ckpt without last.ckpt is from an unrelated, earlier run.
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(ckpt_dir, "best.ckpt"))
+            for partial in Path(ckpt_dir).glob(".last.ckpt.partial-*"):
+                # Left by a process killed mid-write; last.ckpt itself is always whole.
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
         # The best epoch's weights go through a checkpoint file, not process memory, so they
-        # survive every strategy: ddp_spawn workers hand the path back to this process.
+        # survive every strategy: ddp_spawn workers hand the path back to this process. With
+        # a checkpoint_dir the file sits beside last.ckpt, whose callback state points at it,
+        # so the best epoch so far survives a resume.
         best = ModelCheckpoint(
-            dirpath=scratch,
+            dirpath=ckpt_dir,
             filename="best",
             monitor="val_loss",
             mode="min",
@@ -275,14 +339,17 @@ def train_tabular(
             save_weights_only=True,
             enable_version_counter=False,
         )
+        # Checkpoint callbacks run last, in list order: run_ckpt after best.
+        ckpt_callbacks: list[pl.Callback] = [best] + ([run_ckpt] if run_ckpt else [])
         trainer = pl.Trainer(
             accelerator=accelerator,
             devices=config.devices,
+            num_nodes=config.num_nodes,
             strategy=config.strategy,
             precision=config.precision,
             max_epochs=config.max_epochs,
             logger=logger,
-            callbacks=[best, *callbacks],
+            callbacks=[*ckpt_callbacks, *run_callbacks],
             enable_progress_bar=False,
             enable_model_summary=False,
             deterministic=config.deterministic,
@@ -291,21 +358,51 @@ def train_tabular(
             num_sanity_val_steps=0,
             log_every_n_steps=50,
         )
+        if run_ckpt is not None:
+            # In this process until fit registers its own: under ddp_spawn this process
+            # only waits, and passes the signal on to the workers.
+            previous = signal.getsignal(signal.SIGTERM)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, run_ckpt.handle_sigterm)
+                stack.callback(signal.signal, signal.SIGTERM, previous)
         t0 = time.perf_counter()
-        trainer.fit(module, datamodule=data)
+        try:
+            with warnings.catch_warnings():
+                # Resuming into the run's own checkpoint directory is the point of it.
+                warnings.filterwarnings(
+                    "ignore", message=r".*Checkpoint directory .* exists and is not empty.*"
+                )
+                trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+        except BaseException as e:
+            # (BaseException: Lightning's own SIGTERMException is a SystemExit.)
+            if run_ckpt is not None and (isinstance(e, Preempted) or run_ckpt.signalled):
+                raise _preempted(run_ckpt) from e
+            raise
         seconds = time.perf_counter() - t0
+        if run_ckpt is not None and run_ckpt.signalled:
+            # SIGTERM after the last epoch's checkpoint: the run is complete, but the pod
+            # is going away; do not start writing a bundle now.
+            raise _preempted(run_ckpt)
         if not best.best_model_path or not os.path.exists(best.best_model_path):
             raise TrainingError(
                 "no epoch produced a finite validation loss (training diverged); lower "
                 f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
             )
         best_state: dict[str, torch.Tensor] = {}
-        best_epoch = epochs_run = -1
+        best_epoch = epochs_run = global_step = -1
         metrics: dict[str, float] = {}
         if trainer.is_global_zero:
             best_state, best_epoch = _network_state(best.best_model_path)
             # callback_metrics come back from ddp_spawn workers; the trainer's counters do not.
-            epochs_run = int(trainer.callback_metrics.get("epochs_run", torch.tensor(-1.0)))
+            # (A run resumed from a finished checkpoint trains no epoch and logs neither.)
+            epochs_run = int(
+                trainer.callback_metrics.get(
+                    "epochs_run", torch.tensor(float(trainer.current_epoch))
+                )
+            )
+            global_step = int(
+                trainer.callback_metrics.get("steps_run", torch.tensor(float(trainer.global_step)))
+            )
             network.load_state_dict(best_state)
             # Scored here, in this process, on the weights that go into the bundle: under
             # ddp_spawn the workers' own figures never come back.
@@ -335,6 +432,8 @@ def train_tabular(
         "training": {
             "epochs_run": epochs_run,
             "best_epoch": best_epoch,
+            "global_step": global_step,
+            "resumed_from": resume_from,
             "seconds": round(seconds, 3),
             "accelerator": accelerator,
             "devices": trainer.num_devices,

@@ -33,6 +33,12 @@ from kfgpu.training.config import TrainConfig, parse_int_list
         ("gradient_clip_val", float("nan")),
         ("hidden_sizes", ()),
         ("hidden_sizes", (64, 0)),
+        ("checkpoint_every_n_steps", -1),
+        ("checkpoint_every_n_steps", 2.5),
+        ("checkpoint_every_n_steps", True),
+        ("checkpoint_every_n_steps", 10),  # without a checkpoint_dir
+        ("checkpoint_dir", None),
+        ("checkpoint_dir", "s3://bucket/run/ckpt"),
     ],
 )
 def test_invalid_setting_names_the_field(field: str, value: object) -> None:
@@ -53,6 +59,8 @@ def test_invalid_setting_names_the_field(field: str, value: object) -> None:
         ("early_stopping_patience", 0),
         ("gradient_clip_val", 0.0),
         ("hidden_sizes", (1,)),
+        ("checkpoint_dir", "/mnt/run/ckpt"),
+        ("checkpoint_every_n_steps", 0),
     ],
 )
 def test_valid_edge_values_are_accepted(field: str, value: object) -> None:
@@ -90,3 +98,12 @@ def test_parse_int_list() -> None:
     assert parse_int_list((4, 2), field="h") == (4, 2)
     with pytest.raises(ConfigError, match=r"^widths="):
         parse_int_list("a,b", field="widths")
+
+
+def test_checkpoint_settings() -> None:
+    cfg = TrainConfig.from_dict({"checkpoint_dir": "/x", "checkpoint_every_n_steps": 50.0})
+    assert cfg.checkpoint_every_n_steps == 50 and isinstance(cfg.checkpoint_every_n_steps, int)
+    assert TrainConfig().checkpoint_dir == "" and TrainConfig().checkpoint_every_n_steps == 0
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="set checkpoint_dir"):
+        TrainConfig(checkpoint_every_n_steps=5)

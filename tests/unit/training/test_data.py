@@ -77,3 +77,49 @@ def test_two_ranks_get_disjoint_equal_shards(n: int, shuffle: bool) -> None:
 def test_mismatched_lengths_rejected() -> None:
     with pytest.raises(ValueError, match="same number of rows"):
         InMemoryBatches((torch.zeros(3), torch.zeros(4)), batch_size=2, shuffle=False)
+
+
+def test_set_epoch_fixes_the_order_whatever_was_iterated_before() -> None:
+    a = InMemoryBatches(_tensors(50), batch_size=8, shuffle=True, seed=3)
+    b = InMemoryBatches(_tensors(50), batch_size=8, shuffle=True, seed=3)
+    for _ in range(3):
+        _epoch(a)  # a has been iterated three times, b never
+    a.set_epoch(5)
+    b.set_epoch(5)
+    assert _epoch(a) == _epoch(b)
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+@pytest.mark.parametrize("served", [0, 1, 3])
+def test_load_state_dict_resumes_mid_epoch(world_size: int, served: int) -> None:
+    def make(rank: int) -> InMemoryBatches:
+        return InMemoryBatches(
+            _tensors(50), batch_size=4, shuffle=True, seed=1, rank=rank, world_size=world_size
+        )
+
+    for rank in range(world_size):
+        ref = make(rank)
+        ref.set_epoch(2)
+        expected = _epoch(ref)
+        first = make(rank)
+        first.set_epoch(2)
+        it = iter(first)
+        seen = [b[1].tolist() for _, b in zip(range(served), it, strict=False)]
+        state = first.state_dict()
+        assert state == {"epoch": 2, "served": served}
+        resumed = make(rank)
+        resumed.load_state_dict(state)
+        rest = _epoch(resumed)
+        assert [i for batch in seen for i in batch] + rest == expected
+        # Only that one iteration skips: the next epoch is whole.
+        assert len(_epoch(resumed)) == len(expected)
+
+
+def test_load_state_dict_of_a_finished_epoch_starts_the_next() -> None:
+    a = InMemoryBatches(_tensors(20), batch_size=4, shuffle=True, seed=0)
+    a.set_epoch(4)
+    _epoch(a)
+    b = InMemoryBatches(_tensors(20), batch_size=4, shuffle=True, seed=0)
+    b.load_state_dict(a.state_dict())
+    assert b.epoch == 5
+    assert len(_epoch(b)) == 20

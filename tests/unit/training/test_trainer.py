@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file
 
@@ -156,6 +157,78 @@ def test_bf16_mixed_trains_on_cpu(
     proba = load_bundle(out.bundle_path).predict_raw(test.drop(columns=[LABEL_COLUMN]))
     assert proba.dtype == np.float32
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+class LinearOutputDtypes(pl.Callback):
+    """Records the dtype of the network's first Linear layer's output in training steps."""
+
+    def __init__(self) -> None:
+        self.dtypes: list[torch.dtype] = []
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        linear = next(m for m in pl_module.modules() if isinstance(m, torch.nn.Linear))
+
+        def hook(module: torch.nn.Module, args: object, output: torch.Tensor) -> None:
+            if pl_module.training:
+                self.dtypes.append(output.dtype)
+
+        self._handle = linear.register_forward_hook(hook)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)]
+)
+def test_precision_reaches_the_training_step(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    precision: str,
+    dtype: torch.dtype,
+) -> None:
+    """bf16-mixed on CPU really trains under autocast: Linear layers compute in bfloat16."""
+    train, val, _, ft = fraud_splits
+    probe = LinearOutputDtypes()
+    out = train_tabular(
+        train,
+        val,
+        transform=ft,
+        target=LABEL_COLUMN,
+        task="classification",
+        config=TrainConfig(**{**SMALL, "max_epochs": 1, "precision": precision}),  # type: ignore[arg-type]
+        bundle_path=None,
+        callbacks=[probe],
+    )
+    assert len(probe.dtypes) == out.description["training"]["global_step"]  # one per step
+    assert set(probe.dtypes) == {dtype}
+    assert np.isfinite(out.metrics["val_loss"])
+
+
+def test_checkpoint_dir_resumes_and_keeps_its_best(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In-process: a second run on a finished checkpoint_dir resumes and trains no more."""
+    train, val, _, ft = fraud_splits
+    ckpt = tmp_path / "ckpt"
+    first = _train(
+        train, val, ft, LABEL_COLUMN, "classification", tmp_path / "b1", checkpoint_dir=str(ckpt)
+    )
+    assert {p.name for p in ckpt.iterdir()} == {"last.ckpt", "best.ckpt"}
+    assert "resumed from" not in capsys.readouterr().out
+    again = _train(
+        train, val, ft, LABEL_COLUMN, "classification", tmp_path / "b2", checkpoint_dir=str(ckpt)
+    )
+    assert f"resumed from {ckpt / 'last.ckpt'}: epoch 2 (0-based)" in capsys.readouterr().out
+    assert (
+        again.description["training"]["global_step"] == first.description["training"]["global_step"]
+    )
+    assert again.description["training"]["resumed_from"] == str(ckpt / "last.ckpt")
+    assert again.best_epoch == first.best_epoch
+    assert again.metrics["val_loss"] == first.metrics["val_loss"]
 
 
 def test_no_bundle_path_writes_nothing(

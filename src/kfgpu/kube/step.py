@@ -1,0 +1,179 @@
+"""The launch_training step: render a multi-node job, run it, hand on its verified bundle."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+from kfgpu._step import StepResult, step
+from kfgpu.errors import BundleError, ConfigError
+
+if TYPE_CHECKING:
+    from kfgpu.kube.jobs import JobKind
+
+__all__ = ["launch_training_step", "training_command"]
+
+
+def training_command(
+    *,
+    kind: str,
+    train_uri: str,
+    val_uri: str,
+    transform_uri: str,
+    profile_uri: str,
+    target: str,
+    task: str,
+    staging_uri: str,
+    config: dict[str, Any],
+    fp16_compression: bool = False,
+) -> list[str]:
+    """The command every training process runs (Horovod's is started by the MPI launcher)."""
+    common = [
+        "--train",
+        train_uri,
+        "--val",
+        val_uri,
+        "--transform",
+        transform_uri,
+        "--target",
+        target,
+        "--task",
+        task,
+    ]
+    if profile_uri:
+        common += ["--profile", profile_uri]
+    if kind == "MPIJob":
+        # Horovod reads local files: the MPI launcher starts one process per slot.
+        return [
+            "horovodrun",
+            "--gloo" if not config.get("devices") else "--mpi",
+            "python",
+            "-m",
+            "kfgpu.training.horovod",
+            *common,
+            "--bundle",
+            staging_uri,
+            "--config",
+            json.dumps(config),
+            *(["--fp16-compression"] if fp16_compression else []),
+        ]
+    return [
+        "python",
+        "-m",
+        "kfgpu.training.distributed",
+        *common,
+        "--bundle-uri",
+        staging_uri,
+        "--config",
+        json.dumps(config),
+    ]
+
+
+@step("launch_training")
+def launch_training_step(
+    *,
+    train_uri: str,
+    val_uri: str,
+    transform_uri: str,
+    profile_uri: str,
+    target: str,
+    task: str,
+    bundle_path: str,
+    staging_uri: str,
+    config: dict[str, Any],
+    kind: str = "PyTorchJob",
+    name: str = "kfgpu-train",
+    namespace: str = "kubeflow",
+    image: str = "",
+    num_nodes: int = 1,
+    gpus_per_node: int = 1,
+    gpu_type: str = "",
+    timeout_s: int = 86_400,
+    poll_s: float = 10.0,
+    api_client: Any = None,
+) -> StepResult:
+    """Run training as a TrainJob, PyTorchJob or MPIJob and copy its bundle to ``bundle_path``.
+
+    The job's rank 0 uploads the bundle to ``staging_uri``; this step downloads it and
+    verifies its checksums, so the KFP output is complete or absent.
+
+    Raises:
+        ConfigError: a bad kind or shape.
+        TrainingError: the job failed (naming the rank that failed first), timed out or
+            was cancelled.
+        BundleError: the job succeeded but left no complete bundle.
+    """
+    from kfgpu._image import HOROVOD_IMAGE, TRAIN_IMAGE
+    from kfgpu.bundle import verify_bundle
+    from kfgpu.kube.jobs import LaunchConfig, render
+    from kfgpu.kube.launcher import launch
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.distributed import copy_tree
+
+    if kind not in ("TrainJob", "PyTorchJob", "MPIJob"):
+        raise ConfigError(f"kind={kind!r} is invalid: use 'TrainJob', 'PyTorchJob' or 'MPIJob'")
+    run_config = {
+        **config,
+        "accelerator": "gpu" if gpus_per_node > 0 else "cpu",
+        "devices": max(gpus_per_node, 1),
+        "num_nodes": num_nodes,
+        "strategy": "ddp" if num_nodes * max(gpus_per_node, 1) > 1 else "auto",
+    }
+    TrainConfig.from_dict(run_config)  # refuse a bad config here, not in every pod
+    command = training_command(
+        kind=kind,
+        train_uri=train_uri,
+        val_uri=val_uri,
+        transform_uri=transform_uri,
+        profile_uri=profile_uri,
+        target=target,
+        task=task,
+        staging_uri=staging_uri,
+        config=run_config,
+    )
+    cfg = LaunchConfig(
+        name=name,
+        namespace=namespace,
+        image=image or (HOROVOD_IMAGE if kind == "MPIJob" else TRAIN_IMAGE),
+        command=command,
+        num_nodes=num_nodes,
+        gpus_per_node=gpus_per_node,
+        gpu_type=gpu_type or None,
+    )
+    job_kind = cast("JobKind", kind)
+    job = render(cfg, job_kind)
+    result = launch(
+        job,
+        kind=job_kind,
+        namespace=namespace,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        api_client=api_client,
+    )
+    result.raise_for_status(f"{kind} {name}")
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(staging_uri)
+    if not fs.exists(root):
+        raise BundleError(
+            f"{kind} {name} succeeded but left no bundle at {staging_uri!r}; check rank 0's log"
+        )
+    copy_tree(staging_uri, bundle_path)
+    verify_bundle(bundle_path)
+    return StepResult(
+        metrics={
+            "job_seconds": result.seconds,
+            "nodes": float(num_nodes),
+            "gpus_per_node": float(gpus_per_node),
+        },
+        metadata={
+            "model": {
+                "framework": "pytorch",
+                "format": "kfgpu-bundle/1",
+                "launched_as": kind,
+                "nodes": num_nodes,
+            }
+        },
+        summary=f"{kind} {name}: {num_nodes} x {gpus_per_node} GPU(s), {result.seconds:.0f}s",
+        extra={"conditions": result.conditions},
+    )
