@@ -20,7 +20,14 @@ from torch.nn import functional as F
 
 from kfgpu.training.data import InMemoryBatches
 
-__all__ = ["EpochPrinter", "Preempted", "RunCheckpoint", "TabularDataModule", "TabularTask"]
+__all__ = [
+    "EpochPrinter",
+    "Preempted",
+    "RunCheckpoint",
+    "TabularDataModule",
+    "TabularTask",
+    "Throughput",
+]
 
 
 class TabularTask(pl.LightningModule):
@@ -44,6 +51,14 @@ class TabularTask(pl.LightningModule):
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
         self._val_sums: list[torch.Tensor] = []
+
+    def setup(self, stage: str) -> None:
+        # Several CPU processes on one machine each default to every core's worth of
+        # intra-op threads: oversubscribed, they run slower together than one alone.
+        trainer = self.trainer
+        if trainer.world_size > 1 and self.device.type == "cpu":
+            local = max(1, int(getattr(trainer, "num_devices", 1)))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         return self.network(numeric, codes)
@@ -137,6 +152,60 @@ class TabularDataModule(pl.LightningDataModule):
         return self._batches(self.val, shuffle=False)
 
 
+class Throughput(pl.Callback):
+    """Per-run training report: samples/s, step time and the data-stall fraction.
+
+    The training loop's time is measured from each epoch's start to its last batch's end
+    (validation excluded); the stall is the time between one batch's end and the next
+    one's start (fetching and moving the batch). Logged as metrics so they reach MLflow
+    and, through ``callback_metrics``, the launching process under every strategy.
+    """
+
+    KEYS = ("throughput_samples_per_s", "step_time_ms", "data_stall_fraction")
+
+    def __init__(self) -> None:
+        self.loop_s = self.stall_s = 0.0
+        self.steps = self.samples = 0
+        self._start = self._epoch_end = 0.0
+        self._last: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = self._last = time.perf_counter()
+        self._epoch_end = self._start
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._last is not None:
+            self.stall_s += time.perf_counter() - self._last
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self._last = self._epoch_end = time.perf_counter()
+        self.steps += 1
+        self.samples += len(batch[-1])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.loop_s += self._epoch_end - self._start
+        self._last = None
+        if self.steps == 0 or self.loop_s <= 0:
+            return
+        world = max(1, trainer.world_size)
+        figures = {
+            "throughput_samples_per_s": self.samples * world / self.loop_s,
+            "step_time_ms": 1000.0 * self.loop_s / self.steps,
+            "data_stall_fraction": self.stall_s / self.loop_s,
+        }
+        for key, value in figures.items():
+            pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=True)
+
+
 class EpochPrinter(pl.Callback):
     """One line per epoch on rank 0: progress that reads well in a KFP log."""
 
@@ -158,7 +227,7 @@ class EpochPrinter(pl.Callback):
         metrics = " ".join(
             f"{k}={float(v):.4f}"
             for k, v in sorted(trainer.callback_metrics.items())
-            if k not in ("epochs_run", "steps_run")
+            if k not in ("epochs_run", "steps_run", *Throughput.KEYS)
         )
         seconds = time.perf_counter() - self._t0
         print(

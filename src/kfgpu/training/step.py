@@ -107,6 +107,7 @@ def train_model_step(
             "best_epoch": float(outcome.best_epoch),
             "global_step": float(outcome.description["training"]["global_step"]),
             "train_seconds": outcome.seconds,
+            **outcome.description["training"].get("report", {}),
         },
         metadata={
             "model": {

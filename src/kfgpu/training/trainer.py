@@ -235,6 +235,7 @@ def train_tabular(
         RunCheckpoint,
         TabularDataModule,
         TabularTask,
+        Throughput,
     )
 
     if task not in ("classification", "regression"):
@@ -287,7 +288,11 @@ def train_tabular(
         seed=config.seed,
         pin_memory=accelerator == "gpu",
     )
-    run_callbacks: list[pl.Callback] = [EpochPrinter(config.max_epochs), *callbacks]
+    run_callbacks: list[pl.Callback] = [
+        EpochPrinter(config.max_epochs),
+        Throughput(),
+        *callbacks,
+    ]
     if config.early_stopping_patience > 0:
         from pytorch_lightning.callbacks import EarlyStopping
 
@@ -441,6 +446,13 @@ def train_tabular(
             "train_rows": len(train_df),
             "batch_size": batch_size,
             "val_rows": len(val_df),
+            # samples/s over all ranks, mean step time and the share of the training loop
+            # spent waiting for batches, from the last epoch's running totals.
+            "report": {
+                key: round(float(trainer.callback_metrics[key]), 6)
+                for key in Throughput.KEYS
+                if key in trainer.callback_metrics
+            },
         },
         "lineage": {
             **(lineage or {}),

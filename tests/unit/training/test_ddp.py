@@ -57,6 +57,8 @@ def test_ddp_spawn_on_two_cpu_processes_writes_one_bundle(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["training"]["world_size"] == 2
+    # The run report comes back from the spawned workers too.
+    assert result["training"]["report"]["throughput_samples_per_s"] > 0
     assert result["training"]["epochs_run"] == 2
     assert 1 <= result["training"]["best_epoch"] <= 2
     assert 0 < result["metrics"]["val_loss"] < 0.69  # below chance-level cross-entropy

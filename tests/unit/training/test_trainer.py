@@ -293,3 +293,13 @@ def test_encode_labels() -> None:
     reg, encode_reg = encode_labels(pd.Series([1.0, 3.0]), [], task="regression")
     assert reg == {"target_mean": 2.0, "target_scale": 1.0}
     assert encode_reg(pd.Series([2.0, 4.0])).tolist() == [0.0, 2.0]
+
+
+def test_run_report_has_throughput_step_time_and_stall(classifier: TrainOutcome) -> None:
+    report = classifier.description["training"]["report"]
+    assert set(report) == {"throughput_samples_per_s", "step_time_ms", "data_stall_fraction"}
+    train_rows = classifier.description["training"]["train_rows"]
+    assert report["throughput_samples_per_s"] > 1000
+    assert 0 < report["step_time_ms"] < 10_000
+    assert 0.0 <= report["data_stall_fraction"] < 1.0
+    assert train_rows > 0
