@@ -50,6 +50,8 @@ class TabularTask(pl.LightningModule):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
+        self._loss_sum = torch.zeros(())
+        self._loss_rows = 0
         self._val_sums: list[torch.Tensor] = []
 
     def setup(self, stage: str) -> None:
@@ -71,9 +73,10 @@ class TabularTask(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         numeric, codes, y = batch
         loss = self._loss(self(numeric, codes), y)
-        self.log(
-            "train_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y)
-        )
+        # Summed here and logged once per epoch: Lightning's per-step logging machinery
+        # costs more than a small model's step (the raw-loop benchmark in bench/ shows it).
+        self._loss_sum = self._loss_sum + loss.detach() * len(y)
+        self._loss_rows += len(y)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
@@ -98,8 +101,12 @@ class TabularTask(pl.LightningModule):
         loader = self.trainer.train_dataloader
         if isinstance(loader, InMemoryBatches):
             loader.set_epoch(self.current_epoch)
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_rows = 0
 
     def on_train_epoch_end(self) -> None:
+        if self._loss_rows:
+            self.log("train_loss", self._loss_sum / self._loss_rows, sync_dist=True)
         # Reported as metrics so they reach the launching process under every strategy.
         self.log("epochs_run", float(self.current_epoch + 1), sync_dist=True)
         self.log("steps_run", float(self.global_step), sync_dist=True)
