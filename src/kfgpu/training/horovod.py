@@ -122,7 +122,6 @@ def train_horovod(
     import torch
     from torch.nn import functional as F
 
-    from kfgpu import __version__
     from kfgpu.bundle import write_bundle
     from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
@@ -131,6 +130,7 @@ def train_horovod(
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
         _validation_metrics,
+        bundle_description,
         effective_batch_size,
         encode_labels,
         resolve_accelerator,
@@ -317,8 +317,7 @@ def train_horovod(
                 f"the best weights give a validation loss of {metrics['val_loss']}; lower "
                 f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
             )
-        description = _description(
-            version=__version__,
+        description = bundle_description(
             task=task,
             target=target,
             config=config,
@@ -343,6 +342,7 @@ def train_horovod(
                 "learning_rate": learning_rate,
                 "gradient_compression": "fp16" if fp16_compression else "none",
             },
+            lineage={"mlflow_run_id": None, "mlflow_tracking_uri": None},
         )
         extras = (
             {"reference": lambda d: shutil.copytree(profile_path, d, dirs_exist_ok=True)}
@@ -360,52 +360,6 @@ def train_horovod(
     # No worker leaves before rank 0 has written the bundle.
     hvd.allreduce(torch.zeros(1), name="bundle_written")
     return result
-
-
-def _description(
-    *,
-    version: str,
-    task: str,
-    target: str,
-    config: TrainConfig,
-    family_config: dict[str, Any],
-    transform: FittedTransform,
-    labels: dict[str, Any],
-    metrics: dict[str, float],
-    training: dict[str, Any],
-) -> dict[str, Any]:
-    """bundle.json's content, laid out as :func:`~kfgpu.training.trainer.train_tabular`'s."""
-    description: dict[str, Any] = {
-        "kfgpu_version": version,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "task": task,
-        "target": target,
-        "model": {"family": config.model_family, "config": family_config},
-        "hyperparameters": config.to_dict(),
-        "signature": {
-            "inputs": transform.input_signature(),
-            "outputs": (
-                [{"name": "prediction"}] + [{"name": f"proba_{c}"} for c in labels["classes"]]
-                if task == "classification"
-                else [{"name": "prediction"}]
-            ),
-        },
-        "metrics": metrics,
-        "training": training,
-        "lineage": {
-            "code_version": version,
-            "mlflow_run_id": None,
-            "mlflow_tracking_uri": None,
-        },
-    }
-    if task == "classification":
-        description["labels"] = labels
-    else:
-        description["target_scaling"] = {
-            "mean": labels["target_mean"],
-            "scale": labels["target_scale"],
-        }
-    return description
 
 
 def _parse_config(value: str) -> TrainConfig:

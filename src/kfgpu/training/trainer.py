@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TrainOutcome",
+    "bundle_description",
     "effective_batch_size",
     "encode_labels",
     "resolve_accelerator",
@@ -119,6 +120,50 @@ def encode_labels(
         return ((s.to_numpy(dtype=np.float64) - mean) / std).astype(np.float32)
 
     return labels, encode_reg
+
+
+def bundle_description(
+    *,
+    task: str,
+    target: str,
+    config: TrainConfig,
+    family_config: dict[str, Any],
+    transform: FittedTransform,
+    labels: dict[str, Any],
+    metrics: dict[str, float],
+    training: dict[str, Any],
+    lineage: dict[str, Any],
+) -> dict[str, Any]:
+    """bundle.json's content: one layout for every trainer (Lightning, Horovod)."""
+    from kfgpu import __version__
+
+    description: dict[str, Any] = {
+        "kfgpu_version": __version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": task,
+        "target": target,
+        "model": {"family": config.model_family, "config": family_config},
+        "hyperparameters": config.to_dict(),
+        "signature": {
+            "inputs": transform.input_signature(),
+            "outputs": (
+                [{"name": "prediction"}] + [{"name": f"proba_{c}"} for c in labels["classes"]]
+                if task == "classification"
+                else [{"name": "prediction"}]
+            ),
+        },
+        "metrics": metrics,
+        "training": training,
+        "lineage": {**lineage, "code_version": __version__},
+    }
+    if task == "classification":
+        description["labels"] = labels
+    else:
+        description["target_scaling"] = {
+            "mean": labels["target_mean"],
+            "scale": labels["target_scale"],
+        }
+    return description
 
 
 def _model_inputs(df: pd.DataFrame, transform: FittedTransform) -> tuple[Any, Any]:
@@ -226,7 +271,6 @@ def train_tabular(
     import pytorch_lightning as pl
     import torch
 
-    from kfgpu import __version__
     from kfgpu.bundle import write_bundle
     from kfgpu.training.families import build_network, tabular_mlp_config
     from kfgpu.training.lightning import (
@@ -418,23 +462,15 @@ def train_tabular(
                     f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
                 )
 
-    description: dict[str, Any] = {
-        "kfgpu_version": __version__,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "task": task,
-        "target": target,
-        "model": {"family": config.model_family, "config": family_config},
-        "hyperparameters": config.to_dict(),
-        "signature": {
-            "inputs": transform.input_signature(),
-            "outputs": (
-                [{"name": "prediction"}] + [{"name": f"proba_{c}"} for c in labels["classes"]]
-                if task == "classification"
-                else [{"name": "prediction"}]
-            ),
-        },
-        "metrics": metrics,
-        "training": {
+    description = bundle_description(
+        task=task,
+        target=target,
+        config=config,
+        family_config=family_config,
+        transform=transform,
+        labels=labels,
+        metrics=metrics,
+        training={
             "epochs_run": epochs_run,
             "best_epoch": best_epoch,
             "global_step": global_step,
@@ -454,20 +490,12 @@ def train_tabular(
                 if key in trainer.callback_metrics
             },
         },
-        "lineage": {
+        lineage={
             **(lineage or {}),
-            "code_version": __version__,
             "mlflow_run_id": mlflow_run_id or None,
             "mlflow_tracking_uri": mlflow_uri or None,
         },
-    }
-    if task == "classification":
-        description["labels"] = labels
-    else:
-        description["target_scaling"] = {
-            "mean": labels["target_mean"],
-            "scale": labels["target_scale"],
-        }
+    )
     written: Path | None = None
     if trainer.is_global_zero and bundle_path is not None:
         written = write_bundle(
