@@ -96,7 +96,7 @@ def _progress_printer(stream: Any) -> Any:
     "data",
     metavar="URI",
     help="CSV, Parquet or JSON-lines path or URI "
-    "(s3://, gs://, ...), or kfgpu://fraud / kfgpu://breast_cancer. "
+    "(s3://, gs://, ...), or kfgpu://fraud, kfgpu://breast_cancer, kfgpu://digits. "
     "Default: the embedded synthetic fraud data.",
 )
 @click.option("--target", metavar="COLUMN", help="The label column (required with --data).")

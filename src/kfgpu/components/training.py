@@ -181,6 +181,7 @@ def train_model(
     task: str,
     model: Output[Model],
     metrics: Output[Metrics],
+    model_family: str = "tabular_mlp",
     max_epochs: int = 20,
     batch_size: int = 1024,
     learning_rate: float = 0.001,
@@ -211,6 +212,8 @@ def train_model(
         profile: the training data's reference profile (goes into the bundle).
         target: the label column.
         task: ``classification`` or ``regression``.
+        model_family: ``tabular_mlp``, or ``small_cnn`` for images given one column per
+            pixel (``pixel_<i>``, e.g. ``kfgpu://digits``).
         max_epochs: upper bound on epochs.
         batch_size: rows per step per device.
         learning_rate: AdamW learning rate.
@@ -246,6 +249,7 @@ def train_model(
         task=task,
         bundle_path=model.path,
         config={
+            "model_family": model_family,
             "max_epochs": max_epochs,
             "batch_size": batch_size,
             "learning_rate": learning_rate,

@@ -53,6 +53,7 @@ COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
 _CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
 BUILTIN_DATASETS: dict[str, tuple[str, ...]] = {
     "breast_cancer": (),
+    "digits": (),
     "fraud": ("drift", "rows", "seed"),
 }
 """Built-in data sets (``kfgpu://NAME``) and the query keys each accepts."""
@@ -356,6 +357,8 @@ def _read_builtin(uri: str, columns: list[str] | None) -> pd.DataFrame:
 
     if name == "breast_cancer":
         df = _breast_cancer()
+    elif name == "digits":
+        df = _digits()
     else:
         from kfgpu.data.synthetic import fraud
 
@@ -384,6 +387,18 @@ def _breast_cancer() -> pd.DataFrame:
     df = df.rename(columns={"target": "label"})
     df.columns = [str(c).strip().lower().replace(" ", "_") for c in df.columns]
     df["label"] = df["label"].astype("int64")
+    return df
+
+
+def _digits() -> pd.DataFrame:
+    """scikit-learn's bundled handwritten digits: 1,797 images of 8x8 grey levels (0-16),
+    one column per pixel (``pixel_<row*8+col>``), the label in ``digit``."""
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    df = pd.DataFrame(bunch.data, columns=[f"pixel_{i}" for i in range(bunch.data.shape[1])])
+    df["digit"] = bunch.target.astype("int64")
     return df
 
 

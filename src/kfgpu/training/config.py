@@ -96,6 +96,10 @@ class TrainConfig:
         def bad(name: str, fix: str) -> ConfigError:
             return ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
 
+        from kfgpu.training.families import FAMILIES
+
+        if self.model_family not in FAMILIES:
+            raise bad("model_family", f"use one of {list(FAMILIES)}")
         if self.precision not in _PRECISIONS:
             raise bad("precision", f"use one of {list(_PRECISIONS)}")
         if self.accelerator not in _ACCELERATORS:

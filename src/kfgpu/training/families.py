@@ -17,7 +17,18 @@ from kfgpu.errors import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["build_network", "default_embedding_dim", "register_family", "tabular_mlp_config"]
+__all__ = [
+    "FAMILIES",
+    "build_network",
+    "default_embedding_dim",
+    "family_config",
+    "register_family",
+    "small_cnn_config",
+    "tabular_mlp_config",
+]
+
+#: The families kfgpu ships; :func:`register_family` adds more at run time.
+FAMILIES = ("small_cnn", "tabular_mlp")
 
 _FAMILIES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 
@@ -68,7 +79,84 @@ def tabular_mlp_config(
     }
 
 
+def small_cnn_config(
+    *,
+    dense_names: tuple[str, ...],
+    cardinalities: tuple[int, ...],
+    hidden_sizes: tuple[int, ...],
+    dropout: float,
+    n_outputs: int,
+    pixel_prefix: str = "pixel_",
+    channels: int = 1,
+) -> dict[str, Any]:
+    """The recorded config of a :class:`~kfgpu.training.network.SmallCNN`.
+
+    Pixels are the dense features named ``<pixel_prefix><i>`` (``i`` the flat position in
+    a ``channels x side x side`` image, row-major); the image side is the smallest square
+    holding the largest ``i``.
+
+    Raises:
+        ConfigError: no dense feature is named like a pixel.
+    """
+    base = tabular_mlp_config(
+        n_numeric=len(dense_names),
+        cardinalities=cardinalities,
+        hidden_sizes=hidden_sizes,
+        dropout=dropout,
+        n_outputs=n_outputs,
+    )
+    index = []
+    for name in dense_names:
+        rest = name[len(pixel_prefix) :] if name.startswith(pixel_prefix) else ""
+        index.append(int(rest) if rest.isdigit() else -1)
+    top = max(index, default=-1)
+    if top < 0:
+        raise ConfigError(
+            f"model_family='small_cnn' needs pixel features named '{pixel_prefix}<i>' (e.g. "
+            f"kfgpu://digits); got {list(dense_names)[:5]}; use model_family='tabular_mlp'"
+        )
+    side = math.isqrt(top // channels) + 1 if top else 1
+    while side * side * channels <= top:
+        side += 1
+    base.pop("n_numeric")
+    return {
+        "n_numeric": len(dense_names),
+        **base,
+        "image_shape": [channels, side, side],
+        "pixel_index": index,
+        "conv_channels": [16, 32],
+    }
+
+
+def family_config(
+    family: str,
+    *,
+    dense_names: tuple[str, ...],
+    cardinalities: tuple[int, ...],
+    hidden_sizes: tuple[int, ...],
+    dropout: float,
+    n_outputs: int,
+) -> dict[str, Any]:
+    """The config of ``family`` for a fitted transform's outputs (one place for every trainer)."""
+    if family == "small_cnn":
+        return small_cnn_config(
+            dense_names=dense_names,
+            cardinalities=cardinalities,
+            hidden_sizes=hidden_sizes,
+            dropout=dropout,
+            n_outputs=n_outputs,
+        )
+    return tabular_mlp_config(
+        n_numeric=len(dense_names),
+        cardinalities=cardinalities,
+        hidden_sizes=hidden_sizes,
+        dropout=dropout,
+        n_outputs=n_outputs,
+    )
+
+
 def _register_builtin() -> None:
-    from kfgpu.training.network import TabularMLP
+    from kfgpu.training.network import SmallCNN, TabularMLP
 
     register_family("tabular_mlp", lambda cfg: TabularMLP(**cfg))
+    register_family("small_cnn", lambda cfg: SmallCNN(**cfg))

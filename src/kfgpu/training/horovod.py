@@ -126,7 +126,7 @@ def train_horovod(
     from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.data import InMemoryBatches
-    from kfgpu.training.families import build_network, tabular_mlp_config
+    from kfgpu.training.families import build_network, family_config
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
         _validation_metrics,
@@ -191,14 +191,15 @@ def train_horovod(
     val_shard = tuple(t[rank::world_size].to(device, non_blocking=pin) for t in val_t)
 
     n_outputs = len(labels["classes"]) if task == "classification" else 1
-    family_config = tabular_mlp_config(
-        n_numeric=transform.n_dense,
-        cardinalities=transform.cardinalities,
+    network_config = family_config(
+        config.model_family,
+        dense_names=tuple(transform.dense_names),
+        cardinalities=tuple(transform.cardinalities),
         hidden_sizes=config.hidden_sizes,
         dropout=config.dropout,
         n_outputs=n_outputs,
     )
-    network = build_network(config.model_family, family_config).to(device)
+    network = build_network(config.model_family, network_config).to(device)
     learning_rate = config.learning_rate * world_size
     opt: Any = torch.optim.AdamW(
         network.parameters(), lr=learning_rate, weight_decay=config.weight_decay
@@ -321,7 +322,7 @@ def train_horovod(
             task=task,
             target=target,
             config=config,
-            family_config=family_config,
+            family_config=network_config,
             transform=transform,
             labels=labels,
             metrics=metrics,

@@ -272,7 +272,7 @@ def train_tabular(
     import torch
 
     from kfgpu.bundle import write_bundle
-    from kfgpu.training.families import build_network, tabular_mlp_config
+    from kfgpu.training.families import build_network, family_config
     from kfgpu.training.lightning import (
         EpochPrinter,
         Preempted,
@@ -310,14 +310,15 @@ def train_tabular(
             flush=True,
         )
     n_outputs = len(labels["classes"]) if task == "classification" else 1
-    family_config = tabular_mlp_config(
-        n_numeric=transform.n_dense,
-        cardinalities=transform.cardinalities,
+    network_config = family_config(
+        config.model_family,
+        dense_names=tuple(transform.dense_names),
+        cardinalities=tuple(transform.cardinalities),
         hidden_sizes=config.hidden_sizes,
         dropout=config.dropout,
         n_outputs=n_outputs,
     )
-    network = build_network(config.model_family, family_config)
+    network = build_network(config.model_family, network_config)
     module = TabularTask(
         network,
         task=task,
@@ -466,7 +467,7 @@ def train_tabular(
         task=task,
         target=target,
         config=config,
-        family_config=family_config,
+        family_config=network_config,
         transform=transform,
         labels=labels,
         metrics=metrics,
