@@ -129,11 +129,11 @@ def train_horovod(
     from kfgpu.training.families import build_network, family_config
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
-        _validation_metrics,
         bundle_description,
         effective_batch_size,
         encode_labels,
         resolve_accelerator,
+        score_best_weights,
     )
 
     hvd.init()
@@ -310,14 +310,9 @@ def train_horovod(
         "seconds": round(seconds, 3),
     }
     if rank == 0:
-        network.load_state_dict(best_state)
         # Scored on the whole validation split in fp32, as train_tabular does.
-        metrics = _validation_metrics(network, tuple(t.to(device) for t in val_t), task=task)
-        if not math.isfinite(metrics["val_loss"]):
-            raise TrainingError(
-                f"the best weights give a validation loss of {metrics['val_loss']}; lower "
-                f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
-            )
+        val_all = tuple(t.to(device) for t in val_t)
+        metrics = score_best_weights(network, best_state, val_all, task=task, config=config)
         description = bundle_description(
             task=task,
             target=target,

@@ -30,6 +30,7 @@ __all__ = [
     "effective_batch_size",
     "encode_labels",
     "resolve_accelerator",
+    "score_best_weights",
     "train_tabular",
 ]
 
@@ -214,6 +215,29 @@ def _preempted(run_ckpt: Any) -> TrainingError:
     return TrainingError(
         f"preempted: checkpoint saved at step {step} in {run_ckpt.last_path}; re-run to resume"
     )
+
+
+def score_best_weights(
+    network: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    val: tuple[torch.Tensor, ...],
+    *,
+    task: str,
+    config: TrainConfig,
+) -> dict[str, float]:
+    """Load the best weights into ``network`` and score them on the whole validation split.
+
+    Raises:
+        TrainingError: the loss is not finite (training diverged).
+    """
+    network.load_state_dict(state)
+    metrics = _validation_metrics(network, val, task=task)
+    if not math.isfinite(metrics["val_loss"]):
+        raise TrainingError(
+            f"the best weights give a validation loss of {metrics['val_loss']}; lower "
+            f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
+        )
+    return metrics
 
 
 def _validation_metrics(
@@ -453,15 +477,9 @@ def train_tabular(
             global_step = int(
                 trainer.callback_metrics.get("steps_run", torch.tensor(float(trainer.global_step)))
             )
-            network.load_state_dict(best_state)
             # Scored here, in this process, on the weights that go into the bundle: under
             # ddp_spawn the workers' own figures never come back.
-            metrics = _validation_metrics(network, val_t, task=task)
-            if not math.isfinite(metrics["val_loss"]):
-                raise TrainingError(
-                    f"the best weights give a validation loss of {metrics['val_loss']}; lower "
-                    f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
-                )
+            metrics = score_best_weights(network, best_state, val_t, task=task, config=config)
 
     description = bundle_description(
         task=task,
