@@ -41,7 +41,8 @@ class TrainConfig:
     """Everything that shapes a training run.
 
     Args:
-        model_family: a registered family (``kfgpu.training.families``).
+        model_family: a registered family (``kfgpu.training.families``), or a user's own
+            network class as ``package.module:Class`` (see ``build_network``).
         hidden_sizes: widths of the MLP's hidden layers.
         dropout: dropout after each hidden layer.
         max_epochs: upper bound on epochs; early stopping may end sooner.
@@ -96,10 +97,12 @@ class TrainConfig:
         def bad(name: str, fix: str) -> ConfigError:
             return ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
 
-        from kfgpu.training.families import FAMILIES
+        from kfgpu.training.families import FAMILIES, is_import_path
 
-        if self.model_family not in FAMILIES:
-            raise bad("model_family", f"use one of {list(FAMILIES)}")
+        if self.model_family not in FAMILIES and not is_import_path(self.model_family):
+            raise bad(
+                "model_family", f"use one of {list(FAMILIES)} or your own 'package.module:Class'"
+            )
         if self.precision not in _PRECISIONS:
             raise bad("precision", f"use one of {list(_PRECISIONS)}")
         if self.accelerator not in _ACCELERATORS:

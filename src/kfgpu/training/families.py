@@ -9,6 +9,7 @@ exact network without pickle. Register a new family with :func:`register_family`
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "build_network",
     "default_embedding_dim",
     "family_config",
+    "is_import_path",
     "register_family",
     "small_cnn_config",
     "tabular_mlp_config",
@@ -38,8 +40,51 @@ def register_family(name: str, builder: Callable[[dict[str, Any]], nn.Module]) -
     _FAMILIES[name] = builder
 
 
+def is_import_path(family: str) -> bool:
+    """``package.module:Class``: a user's own network, imported by path."""
+    return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", family) is not None
+
+
+def _import_network(path: str) -> Callable[..., nn.Module]:
+    import importlib
+
+    from torch import nn
+
+    module_name, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(
+            f"model_family={path!r} cannot be imported ({e}); install the package that "
+            "defines it in this environment (and in the training and serving images)"
+        ) from e
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(
+            f"model_family={path!r} is a {type(cls).__name__}, not a torch.nn.Module subclass "
+            "(a LightningModule is one); point it at the network class"
+        )
+    return cls
+
+
 def build_network(family: str, config: dict[str, Any]) -> nn.Module:
-    """Build a network of a registered family from its recorded config."""
+    """Build a network of a registered family, or of a user's class given as
+    ``package.module:Class``, from its recorded config.
+
+    A user's class is called with the tabular MLP's config as keyword arguments
+    (``n_numeric``, ``cardinalities``, ``embedding_dims``, ``hidden_sizes``, ``dropout``,
+    ``n_outputs``) and its ``forward(numeric, codes)`` returns one row of outputs per input
+    (class logits, or one value for regression). kfgpu trains it with its own loss,
+    optimiser and strategies, and records the import path in the bundle, so serving
+    imports the same class.
+    """
+    if is_import_path(family):
+        try:
+            return _import_network(family)(**config)
+        except TypeError as e:
+            raise ConfigError(
+                f"model_family={family!r} could not be built from the config "
+                f"{sorted(config)} ({e}); accept those keyword arguments (**kwargs is fine)"
+            ) from e
     if not _FAMILIES:
         _register_builtin()
     try:
