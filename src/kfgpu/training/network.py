@@ -1,4 +1,4 @@
-"""The tabular MLP: numeric inputs plus one embedding per categorical column."""
+"""The built-in networks: the tabular MLP and a small CNN for pixel features."""
 
 from __future__ import annotations
 
@@ -6,6 +6,27 @@ import torch
 from torch import nn
 
 __all__ = ["SmallCNN", "TabularMLP"]
+
+
+def _embeddings(cardinalities: list[int], embedding_dims: list[int]) -> nn.ModuleList:
+    """One embedding table per categorical input (index 0 = missing/unseen)."""
+    return nn.ModuleList(
+        nn.Embedding(c, d) for c, d in zip(cardinalities, embedding_dims, strict=True)
+    )
+
+
+def _embedded(embeddings: nn.ModuleList, codes: torch.Tensor) -> list[torch.Tensor]:
+    return [emb(codes[:, i]) for i, emb in enumerate(embeddings)]
+
+
+def _mlp(width: int, hidden_sizes: list[int], dropout: float, n_outputs: int) -> nn.Sequential:
+    """Linear-ReLU-Dropout per hidden width, then the output layer."""
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+        width = size
+    layers.append(nn.Linear(width, n_outputs))
+    return nn.Sequential(*layers)
 
 
 class TabularMLP(nn.Module):
@@ -31,22 +52,13 @@ class TabularMLP(nn.Module):
         n_outputs: int,
     ) -> None:
         super().__init__()
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(c, d) for c, d in zip(cardinalities, embedding_dims, strict=True)
-        )
-        width = n_numeric + sum(embedding_dims)
-        layers: list[nn.Module] = []
-        for h in hidden_sizes:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
-        layers.append(nn.Linear(width, n_outputs))
-        self.mlp = nn.Sequential(*layers)
+        self.embeddings = _embeddings(cardinalities, embedding_dims)
+        self.mlp = _mlp(n_numeric + sum(embedding_dims), hidden_sizes, dropout, n_outputs)
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         if len(self.embeddings) == 0:
             return self.mlp(numeric)
-        parts = [numeric, *(emb(codes[:, i]) for i, emb in enumerate(self.embeddings))]
-        return self.mlp(torch.cat(parts, dim=1))
+        return self.mlp(torch.cat([numeric, *_embedded(self.embeddings, codes)], dim=1))
 
 
 class SmallCNN(nn.Module):
@@ -101,16 +113,10 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(4),
             nn.Flatten(),
         )
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(k, d) for k, d in zip(cardinalities, embedding_dims, strict=True)
-        )
+        self.embeddings = _embeddings(cardinalities, embedding_dims)
+        # AdaptiveAvgPool2d(4): 4 x 4 x c2 image features.
         width = 16 * c2 + int((index < 0).sum()) + sum(embedding_dims)
-        layers: list[nn.Module] = []
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
-        layers.append(nn.Linear(width, n_outputs))
-        self.head = nn.Sequential(*layers)
+        self.head = _mlp(width, hidden_sizes, dropout, n_outputs)
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         c, h, w = self.image_shape
@@ -121,5 +127,4 @@ class SmallCNN(nn.Module):
             # Tensor cores read NHWC: convolutions run faster in channels_last.
             image = image.contiguous(memory_format=torch.channels_last)
         parts = [self.features(image), numeric[:, self.other_cols]]
-        parts += [emb(codes[:, i]) for i, emb in enumerate(self.embeddings)]
-        return self.head(torch.cat(parts, dim=1))
+        return self.head(torch.cat([*parts, *_embedded(self.embeddings, codes)], dim=1))

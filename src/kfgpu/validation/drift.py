@@ -31,7 +31,7 @@ The data set drifts when the share of drifted columns is at least ``drift_share`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -174,6 +174,13 @@ _CONFIG_KEYS = (
 _COLUMN_KEYS = ("method", "threshold")
 
 
+def _reject_unknown(data: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    """ConfigError naming every key of ``data`` outside ``known``."""
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {unknown!r}; the keys are {list(known)!r}")
+
+
 @dataclass(frozen=True)
 class DriftConfig:
     """How :func:`detect_drift` tests each column and decides dataset drift.
@@ -249,11 +256,7 @@ class DriftConfig:
                 f"drift config {data!r} is not a mapping; pass a JSON object with keys "
                 f"{list(_CONFIG_KEYS)!r}"
             )
-        unknown = sorted(str(k) for k in data if k not in _CONFIG_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"drift config has unknown key(s) {unknown!r}; the keys are {list(_CONFIG_KEYS)!r}"
-            )
+        _reject_unknown(data, _CONFIG_KEYS, "drift config")
         kw: dict[str, Any] = {k: data[k] for k in _CONFIG_KEYS if k in data and k != "columns"}
         if "ignore" in kw:
             ig = kw["ignore"]
@@ -272,12 +275,7 @@ class DriftConfig:
                     f"columns.{name}={spec!r} is not a mapping; pass "
                     f"{{'method': ..., 'threshold': ...}}"
                 )
-            bad = sorted(str(k) for k in spec if k not in _COLUMN_KEYS)
-            if bad:
-                raise ConfigError(
-                    f"columns.{name} has unknown key(s) {bad!r}; the keys are "
-                    f"{list(_COLUMN_KEYS)!r}"
-                )
+            _reject_unknown(spec, _COLUMN_KEYS, f"columns.{name}")
             try:
                 parsed[str(name)] = ColumnDriftConfig(spec.get("method"), spec.get("threshold"))
             except ConfigError as e:
