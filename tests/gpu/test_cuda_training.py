@@ -62,3 +62,36 @@ def test_sixteen_bit_is_refused_on_cpu_but_runs_on_gpu() -> None:
     from kfgpu.training.trainer import resolve_accelerator
 
     assert resolve_accelerator(TrainConfig(precision="16-mixed")) == "gpu"
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_fsdp_trains_a_bundle_that_loads_on_cpu(tmp_path: Path, precision: str) -> None:
+    from kfgpu.bundle import load_bundle
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.trainer import train_tabular
+
+    if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    train, val, test, fitted = _frames()
+    outcome = train_tabular(
+        train,
+        val,
+        transform=fitted,
+        target="is_fraud",
+        task="classification",
+        config=TrainConfig(
+            accelerator="gpu",
+            devices=1,
+            strategy="fsdp",
+            precision=precision,
+            max_epochs=2,
+            accumulate_grad_batches=2,
+        ),
+        bundle_path=tmp_path / "bundle",
+    )
+    assert outcome.description["hyperparameters"]["strategy"] == "fsdp"
+    # The best-weights checkpoint is one full state dict: the bundle holds every weight.
+    proba = load_bundle(tmp_path / "bundle", device="cpu").predict_raw(
+        test.drop(columns=["is_fraud"])
+    )
+    assert np.isfinite(proba).all() and proba.shape == (len(test), 2)

@@ -196,6 +196,11 @@ def train_model(
     early_stopping_patience: int = 3,
     checkpoint_dir: str = "",
     checkpoint_every_n_steps: int = 0,
+    accumulate_grad_batches: int = 1,
+    gradient_clip_val: float = 0.0,
+    lr_schedule: str = "cosine",
+    datamodule: str = "",
+    hyperparameters: str = "",
     mlflow_tracking_uri: str = "",
     pipeline_run: str = "",
 ) -> None:
@@ -213,7 +218,8 @@ def train_model(
         target: the label column.
         task: ``classification`` or ``regression``.
         model_family: ``tabular_mlp``, or ``small_cnn`` for images given one column per
-            pixel (``pixel_<i>``, e.g. ``kfgpu://digits``).
+            pixel (``pixel_<i>``, e.g. ``kfgpu://digits``), or a user's network or
+            LightningModule (with its own ``training_step``) as ``package.module:Class``.
         max_epochs: upper bound on epochs.
         batch_size: rows per step per device.
         learning_rate: AdamW learning rate.
@@ -223,7 +229,7 @@ def train_model(
         precision: ``32-true``, ``16-mixed`` (CUDA) or ``bf16-mixed``.
         accelerator: ``auto``, ``cpu`` or ``gpu``.
         devices: devices per node (-1 for all).
-        strategy: ``auto``, ``ddp`` or ``ddp_spawn``.
+        strategy: ``auto``, ``ddp``, ``ddp_spawn`` or ``fsdp`` (CUDA).
         seed: seeds weights and shuffling.
         early_stopping_patience: epochs without improvement before stopping; 0 is off.
         checkpoint_dir: a directory that outlives a retry (a mounted volume); with it the
@@ -231,6 +237,12 @@ def train_model(
             SIGTERM (preemption) saves and fails without a bundle so the retry resumes.
             Empty: no resume.
         checkpoint_every_n_steps: also checkpoint every N optimiser steps (0: epoch ends).
+        accumulate_grad_batches: one optimiser step every N batches.
+        gradient_clip_val: clip the gradient norm to this (0: off).
+        lr_schedule: ``cosine``, ``constant``, ``onecycle`` or ``plateau``.
+        datamodule: a user's LightningDataModule as ``package.module:Class`` (empty: kfgpu's).
+        hyperparameters: a JSON object of settings that override the ones above (the best
+            parameters of tune_hyperparameters); empty or ``{}``: none.
         mlflow_tracking_uri: MLflow tracking URI; empty uses ``MLFLOW_TRACKING_URI``.
         pipeline_run: the pipeline run's id, recorded in the bundle's lineage.
 
@@ -264,7 +276,12 @@ def train_model(
             "early_stopping_patience": early_stopping_patience,
             "checkpoint_dir": checkpoint_dir,
             "checkpoint_every_n_steps": checkpoint_every_n_steps,
+            "accumulate_grad_batches": accumulate_grad_batches,
+            "gradient_clip_val": gradient_clip_val,
+            "lr_schedule": lr_schedule,
+            "datamodule": datamodule,
         },
+        overrides=hyperparameters,
         mlflow_tracking_uri=mlflow_tracking_uri,
         lineage={
             "train_fingerprint": train.metadata.get("fingerprint"),

@@ -59,6 +59,9 @@ def training(
     early_stopping_patience: int = 3,
     checkpoint_dir: str = "",
     checkpoint_every_n_steps: int = 0,
+    accumulate_grad_batches: int = 1,
+    gradient_clip_val: float = 0.0,
+    lr_schedule: str = "cosine",
     seed: int = 0,
     mlflow_tracking_uri: str = "",
 ) -> TrainingOutputs:
@@ -103,6 +106,9 @@ def training(
         early_stopping_patience=early_stopping_patience,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every_n_steps=checkpoint_every_n_steps,
+        accumulate_grad_batches=accumulate_grad_batches,
+        gradient_clip_val=gradient_clip_val,
+        lr_schedule=lr_schedule,
         mlflow_tracking_uri=mlflow_tracking_uri,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("train model")

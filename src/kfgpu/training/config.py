@@ -12,11 +12,11 @@ __all__ = ["Accelerator", "Precision", "Strategy", "TrainConfig", "parse_int_lis
 
 Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu"]
-Strategy = Literal["auto", "ddp", "ddp_spawn"]
+Strategy = Literal["auto", "ddp", "ddp_spawn", "fsdp"]
 
 _PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 _ACCELERATORS = ("auto", "cpu", "gpu")
-_STRATEGIES = ("auto", "ddp", "ddp_spawn")
+_STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 
 
 def parse_int_list(value: str | list[int] | tuple[int, ...], *, field: str) -> tuple[int, ...]:
@@ -42,7 +42,10 @@ class TrainConfig:
 
     Args:
         model_family: a registered family (``kfgpu.training.families``), or a user's own
-            network class as ``package.module:Class`` (see ``build_network``).
+            network class as ``package.module:Class`` (see ``build_network``). A user's
+            ``LightningModule`` that defines ``training_step`` brings its own training
+            logic too (loss, optimiser, schedule): kfgpu then fits it as it is (see
+            :func:`~kfgpu.training.families.own_training_logic`).
         hidden_sizes: widths of the MLP's hidden layers.
         dropout: dropout after each hidden layer.
         max_epochs: upper bound on epochs; early stopping may end sooner.
@@ -52,7 +55,19 @@ class TrainConfig:
         precision: ``32-true``, ``16-mixed`` (CUDA only) or ``bf16-mixed``.
         accelerator: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``gpu``.
         devices: devices per node; ``-1`` for all visible.
-        strategy: ``auto``, ``ddp`` or ``ddp_spawn``.
+        strategy: ``auto``, ``ddp``, ``ddp_spawn``, or ``fsdp`` (CUDA only: parameters,
+            gradients and optimiser state sharded across ranks, for networks too big to
+            replicate; submodules of over a million parameters are wrapped separately).
+        accumulate_grad_batches: optimiser steps every this many batches (gradients summed
+            in between): a larger effective batch without more device memory.
+        lr_schedule: ``cosine`` (annealed over ``max_epochs``), ``constant``, ``onecycle``
+            (warm-up then anneal, per step) or ``plateau`` (halve on a stalled validation
+            loss); see :mod:`kfgpu.training.optim`.
+        datamodule: a user's ``LightningDataModule`` subclass as ``package.module:Class``,
+            constructed as ``Class(train, val, batch_size=, seed=, pin_memory=)`` with the
+            encoded splits as ``(numeric, codes, y)`` tensor tuples, and yielding batches of
+            that form (subclass :class:`~kfgpu.training.lightning.TabularDataModule` to
+            change sampling, e.g. a class-balanced sampler). Empty: kfgpu's own.
         seed: seeds weights, shuffling and dropout.
         deterministic: ask torch for deterministic kernels (slower on GPU).
         early_stopping_patience: epochs without a better validation loss before stopping;
@@ -92,12 +107,16 @@ class TrainConfig:
     checkpoint_dir: str = ""
     checkpoint_every_n_steps: int = 0
     num_nodes: int = 1
+    accumulate_grad_batches: int = 1
+    lr_schedule: str = "cosine"
+    datamodule: str = ""
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> ConfigError:
             return ConfigError(f"{name}={getattr(self, name)!r} is invalid: {fix}")
 
         from kfgpu.training.families import FAMILIES, is_import_path
+        from kfgpu.training.optim import LR_SCHEDULES
 
         if self.model_family not in FAMILIES and not is_import_path(self.model_family):
             raise bad(
@@ -147,6 +166,16 @@ class TrainConfig:
                 "checkpoint_every_n_steps",
                 "set checkpoint_dir too (step checkpoints without a directory are never resumed)",
             )
+        if (
+            isinstance(self.accumulate_grad_batches, bool)
+            or not isinstance(self.accumulate_grad_batches, int)
+            or self.accumulate_grad_batches < 1
+        ):
+            raise bad("accumulate_grad_batches", "use 1 (no accumulation) or a larger count")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", f"use one of {list(LR_SCHEDULES)}")
+        if self.datamodule and not is_import_path(self.datamodule):
+            raise bad("datamodule", "give your LightningDataModule as 'package.module:Class'")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise bad("hidden_sizes", "give positive layer widths such as (256, 256)")
 
@@ -164,7 +193,8 @@ class TrainConfig:
         d = dict(d)
         if "hidden_sizes" in d:
             d["hidden_sizes"] = parse_int_list(d["hidden_sizes"], field="hidden_sizes")
-        every = d.get("checkpoint_every_n_steps")
-        if isinstance(every, float) and every.is_integer():
-            d["checkpoint_every_n_steps"] = int(every)  # JSON through KFP can turn 5 into 5.0
+        for key in ("checkpoint_every_n_steps", "accumulate_grad_batches"):
+            value = d.get(key)
+            if isinstance(value, float) and value.is_integer():
+                d[key] = int(value)  # JSON through KFP can turn 5 into 5.0
         return cls(**d)

@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FAMILIES",
     "build_network",
+    "check_own_training_logic",
     "default_embedding_dim",
     "family_config",
+    "import_class",
     "is_import_path",
+    "own_training_logic",
     "register_family",
     "small_cnn_config",
     "tabular_mlp_config",
@@ -45,25 +48,73 @@ def is_import_path(family: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", family) is not None
 
 
-def _import_network(path: str) -> Callable[..., nn.Module]:
-    import importlib
+def import_class(path: str, *, field: str, base: type, what: str) -> type:
+    """The class at ``package.module:Class``, checked to subclass ``base``.
 
-    from torch import nn
+    Raises:
+        ConfigError: naming ``field``, when the class cannot be imported or is not a
+            ``base`` (described to the user as ``what``).
+    """
+    import importlib
 
     module_name, _, attr = path.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise ConfigError(
-            f"model_family={path!r} cannot be imported ({e}); install the package that "
+            f"{field}={path!r} cannot be imported ({e}); install the package that "
             "defines it in this environment (and in the training and serving images)"
         ) from e
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(
-            f"model_family={path!r} is a {type(cls).__name__}, not a torch.nn.Module subclass "
-            "(a LightningModule is one); point it at the network class"
+            f"{field}={path!r} is a {type(cls).__name__}, not a {what} subclass; "
+            f"point it at the {what} class"
         )
     return cls
+
+
+def _import_network(path: str) -> Callable[..., nn.Module]:
+    from torch import nn
+
+    return import_class(path, field="model_family", base=nn.Module, what="torch.nn.Module")
+
+
+def own_training_logic(family: str) -> bool:
+    """Whether ``family`` is a user's ``LightningModule`` that defines its own ``training_step``.
+
+    kfgpu then fits that module as it is (its loss, ``configure_optimizers`` and
+    ``validation_step``) instead of wrapping the network in
+    :class:`~kfgpu.training.lightning.TabularTask`. The contract, checked before training
+    by :func:`check_own_training_logic`: it is built from the recorded config like any
+    network (so serving rebuilds it), ``forward(numeric, codes)`` gives the outputs,
+    batches are ``(numeric, codes, y)``, ``validation_step`` logs ``val_loss``, and it
+    defines ``configure_optimizers``. The run's settings are on ``module.kfgpu``
+    (:class:`~kfgpu.training.config.TrainConfig`) when fit starts.
+    """
+    if not is_import_path(family):
+        return False
+    import pytorch_lightning as pl
+
+    cls: Any = _import_network(family)
+    return issubclass(cls, pl.LightningModule) and (
+        cls.training_step is not pl.LightningModule.training_step
+    )
+
+
+def check_own_training_logic(family: str) -> None:
+    """Refuse a user's LightningModule that lacks what a kfgpu run needs (see above)."""
+    import pytorch_lightning as pl
+
+    cls = _import_network(family)
+    for hook, why in (
+        ("validation_step", "log 'val_loss' there: early stopping and best weights need it"),
+        ("configure_optimizers", "return its optimiser (and scheduler) there"),
+    ):
+        if getattr(cls, hook) is getattr(pl.LightningModule, hook):
+            raise ConfigError(
+                f"model_family={family!r} defines training_step but not {hook}; {why} "
+                "(or drop training_step to let kfgpu train it as a plain network)"
+            )
 
 
 def build_network(family: str, config: dict[str, Any]) -> nn.Module:

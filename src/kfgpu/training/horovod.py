@@ -16,8 +16,11 @@ Differences from the Lightning path, on purpose:
   scales the rate linearly with it. The bundle records the rate used as
   ``training.learning_rate``; ``hyperparameters.learning_rate`` stays the configured one.
 * ``devices`` and ``strategy`` of :class:`~kfgpu.training.config.TrainConfig` are not used:
-  ``horovodrun -np N`` sets the number of workers. Checkpointing (``checkpoint_dir``) is not
-  supported and is refused.
+  ``horovodrun -np N`` sets the number of workers. Checkpointing (``checkpoint_dir``), a
+  user's ``datamodule`` and a user's LightningModule with its own ``training_step`` belong to
+  the Lightning path and are refused.
+* ``accumulate_grad_batches`` is Horovod's ``backward_passes_per_step``: gradients are
+  summed locally and allreduced once per optimiser step.
 
 Run it as::
 
@@ -117,6 +120,19 @@ def train_horovod(
             "checkpoint_dir is not supported by Horovod training (it neither writes nor resumes "
             "checkpoints); leave it empty, or train with the Lightning strategies"
         )
+    if getattr(config, "datamodule", ""):
+        raise ConfigError(
+            f"datamodule={config.datamodule!r} is not supported by Horovod training (a plain "
+            "PyTorch loop); leave it empty, or train with the Lightning strategies"
+        )
+    from kfgpu.training.families import own_training_logic
+
+    if own_training_logic(config.model_family):
+        raise ConfigError(
+            f"model_family={config.model_family!r} brings its own training_step, which only "
+            "the Lightning strategies run; use them, or drop training_step to train the "
+            "network here"
+        )
     hvd = _import_horovod()
 
     import torch
@@ -127,6 +143,7 @@ def train_horovod(
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.data import InMemoryBatches
     from kfgpu.training.families import build_network, family_config
+    from kfgpu.training.optim import make_optimizer, make_schedule
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
         bundle_description,
@@ -178,6 +195,7 @@ def train_horovod(
             f"epoch on {rows_per_rank} training rows per worker; using {batch_size}"
         )
     pin = accelerator == "gpu"
+    accumulate = config.accumulate_grad_batches
     batches = InMemoryBatches(
         train_t,
         batch_size=batch_size,
@@ -201,8 +219,8 @@ def train_horovod(
     )
     network = build_network(config.model_family, network_config).to(device)
     learning_rate = config.learning_rate * world_size
-    opt: Any = torch.optim.AdamW(
-        network.parameters(), lr=learning_rate, weight_decay=config.weight_decay
+    opt: Any = make_optimizer(
+        network.parameters(), learning_rate=learning_rate, weight_decay=config.weight_decay
     )
     # Every worker starts from rank 0's weights and optimiser state.
     hvd.broadcast_parameters(network.state_dict(), root_rank=0)
@@ -211,8 +229,15 @@ def train_horovod(
         opt,
         named_parameters=network.named_parameters(),
         compression=hvd.Compression.fp16 if fp16_compression else hvd.Compression.none,
+        backward_passes_per_step=accumulate,
     )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.max_epochs))
+    steps_per_epoch = math.ceil(len(batches) / accumulate)
+    schedule = make_schedule(
+        opt,
+        config.lr_schedule,
+        max_epochs=config.max_epochs,
+        total_steps=steps_per_epoch * config.max_epochs,
+    )
 
     autocast_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(config.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "16-mixed")
@@ -252,13 +277,18 @@ def train_horovod(
         network.train()
         train_sum = 0.0
         train_steps = 0
-        for numeric, codes, y in batches:
+        n_batches = len(batches)
+        opt.zero_grad()
+        for i, (numeric, codes, y) in enumerate(batches):
             numeric = numeric.to(device, non_blocking=pin)
             codes = codes.to(device, non_blocking=pin)
             y = y.to(device, non_blocking=pin)
-            opt.zero_grad()
             loss = loss_of(forward(numeric, codes), y)
-            scaler.scale(loss).backward()
+            scaler.scale(loss / accumulate).backward()
+            train_sum += float(loss.detach())
+            train_steps += 1
+            if (i + 1) % accumulate and i + 1 < n_batches:
+                continue  # summing gradients locally; the allreduce fires on the last pass
             # Horovod's pattern for clipping and loss scaling: finish the allreduce first,
             # then step without a second synchronisation.
             opt.synchronize()
@@ -268,10 +298,10 @@ def train_horovod(
             with opt.skip_synchronize():
                 scaler.step(opt)
             scaler.update()
-            train_sum += float(loss.detach())
-            train_steps += 1
+            opt.zero_grad()
             global_step += 1
-        sched.step()
+            if schedule is not None and schedule.interval == "step":
+                schedule.scheduler.step()
         epochs_run = epoch
         train_loss = float(
             hvd.allreduce(
@@ -279,6 +309,10 @@ def train_horovod(
             )[0]
         )
         val_loss = validation_loss()
+        if schedule is not None and schedule.interval == "epoch":
+            schedule.scheduler.step()
+        elif schedule is not None and schedule.interval == "plateau":
+            schedule.scheduler.step(val_loss)
         say(
             f"epoch {epoch}/{config.max_epochs}: train_loss {train_loss:.4f} "
             f"val_loss {val_loss:.4f}"

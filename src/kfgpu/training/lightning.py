@@ -19,8 +19,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from kfgpu.training.data import InMemoryBatches
+from kfgpu.training.optim import make_optimizer, make_schedule
 
 __all__ = [
+    "DataOrder",
     "EpochPrinter",
     "Preempted",
     "RunCheckpoint",
@@ -43,6 +45,7 @@ class TabularTask(pl.LightningModule):
         learning_rate: float,
         weight_decay: float,
         max_epochs: int,
+        lr_schedule: str = "cosine",
     ) -> None:
         super().__init__()
         self.network = network
@@ -50,6 +53,7 @@ class TabularTask(pl.LightningModule):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
+        self.lr_schedule = lr_schedule
         self._loss_sum = torch.zeros(())
         self._loss_rows = 0
         self._val_sums: list[torch.Tensor] = []
@@ -96,11 +100,6 @@ class TabularTask(pl.LightningModule):
             )
 
     def on_train_epoch_start(self) -> None:
-        # The data order follows the trainer's epoch (seed + epoch), not the loader's own
-        # count of iterations: a run resumed from a checkpoint sees the same batches.
-        loader = self.trainer.train_dataloader
-        if isinstance(loader, InMemoryBatches):
-            loader.set_epoch(self.current_epoch)
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_rows = 0
 
@@ -112,11 +111,32 @@ class TabularTask(pl.LightningModule):
         self.log("steps_run", float(self.global_step), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(
-            self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        opt = make_optimizer(
+            self.parameters(), learning_rate=self.learning_rate, weight_decay=self.weight_decay
         )
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_epochs))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        # Only one-cycle needs the run's length: asking sets up the data loaders early.
+        total_steps = (
+            int(self.trainer.estimated_stepping_batches) if self.lr_schedule == "onecycle" else 0
+        )
+        schedule = make_schedule(
+            opt, self.lr_schedule, max_epochs=self.max_epochs, total_steps=total_steps
+        )
+        if schedule is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": schedule.lightning()}
+
+
+class DataOrder(pl.Callback):
+    """Sets the epoch of in-memory batches from the trainer's epoch at each epoch start.
+
+    The data order follows the trainer's epoch (seed + epoch), not the loader's own count
+    of iterations: a run resumed from a checkpoint sees the same batches.
+    """
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if isinstance(loader, InMemoryBatches):
+            loader.set_epoch(trainer.current_epoch)
 
 
 class TabularDataModule(pl.LightningDataModule):

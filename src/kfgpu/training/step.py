@@ -6,7 +6,36 @@ from typing import Any
 
 from kfgpu._step import StepResult, step
 
-__all__ = ["train_model_step"]
+__all__ = ["parse_overrides", "train_model_step"]
+
+
+def parse_overrides(overrides: str | dict[str, Any]) -> dict[str, Any]:
+    """Training settings from a JSON object (or a dict); ``""`` or ``"{}"`` is none.
+
+    Raises:
+        ConfigError: the text is not a JSON object.
+    """
+    import json
+
+    from kfgpu.errors import ConfigError
+
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    if not overrides.strip():
+        return {}
+    try:
+        value = json.loads(overrides)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"hyperparameters={overrides[:80]!r} is not valid JSON ({e}); give a JSON object "
+            'of training settings such as {"learning_rate": 0.003}'
+        ) from e
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"hyperparameters={overrides[:80]!r} is a JSON {type(value).__name__}; give a JSON "
+            'object of training settings such as {"learning_rate": 0.003}'
+        )
+    return value
 
 
 @step("train_model")
@@ -22,8 +51,12 @@ def train_model_step(
     config: dict[str, Any],
     mlflow_tracking_uri: str = "",
     lineage: dict[str, Any] | None = None,
+    overrides: str | dict[str, Any] = "",
 ) -> StepResult:
     """Train with ``config`` (a :class:`TrainConfig` as a dict) and write the bundle.
+
+    ``overrides``: settings that replace those in ``config``, as a dict or a JSON object
+    (tune_hyperparameters' best parameters); the bundle records the settings used.
 
     ``train_path`` and ``val_path`` hold transformed splits (from engineer_features);
     ``profile_path`` a reference profile directory copied into the bundle.
@@ -47,7 +80,7 @@ def train_model_step(
     from kfgpu.training.config import TrainConfig
     from kfgpu.training.trainer import train_tabular
 
-    cfg = TrainConfig.from_dict(config)
+    cfg = TrainConfig.from_dict({**config, **parse_overrides(overrides)})
     train_df = read_parquet(train_path)
     val_df = read_parquet(val_path)
     fitted = FittedTransform.load(transform_path)

@@ -71,6 +71,11 @@ def resolve_accelerator(config: TrainConfig) -> str:
             "accelerator='gpu' but no CUDA device is visible; request GPUs for the step "
             "(pipeline parameter gpus) or set accelerator to 'cpu' or 'auto'"
         )
+    if accelerator == "cpu" and config.strategy == "fsdp":
+        raise ConfigError(
+            "strategy='fsdp' needs CUDA GPUs (Lightning's FSDP runs on GPUs only); on CPU "
+            "use 'ddp' or 'auto'"
+        )
     if accelerator == "cpu" and config.precision == "16-mixed":
         raise ConfigError(
             "precision='16-mixed' needs a CUDA GPU; on CPU use 'bf16-mixed' or '32-true'"
@@ -182,12 +187,15 @@ def _model_inputs(df: pd.DataFrame, transform: FittedTransform) -> tuple[Any, An
     return np.ascontiguousarray(dense), np.ascontiguousarray(emb)
 
 
-def _network_state(checkpoint: str) -> tuple[dict[str, Any], int]:
-    """The network's weights and the (1-based) epoch of a Lightning weights checkpoint."""
+def _network_state(checkpoint: str, prefix: str = "network.") -> tuple[dict[str, Any], int]:
+    """The network's weights and the (1-based) epoch of a Lightning weights checkpoint.
+
+    ``prefix``: the network's attribute in the LightningModule (``""`` when the module is
+    the network itself).
+    """
     import torch
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    prefix = "network."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     return state, int(ckpt.get("epoch", -1)) + 1
 
@@ -263,6 +271,95 @@ def _validation_metrics(
     return {"val_loss": float(F.mse_loss(out.squeeze(1), y))}
 
 
+def build_module(
+    config: TrainConfig, network_config: dict[str, Any], *, task: str
+) -> pl.LightningModule:
+    """The LightningModule to fit: kfgpu's task around the network, or a user's own.
+
+    A user's LightningModule with its own ``training_step`` (see
+    :func:`~kfgpu.training.families.own_training_logic`) is fitted as it is, with the
+    run's settings on ``module.kfgpu``; its state dict is the bundle's weights.
+    """
+    from kfgpu.training.families import (
+        build_network,
+        check_own_training_logic,
+        own_training_logic,
+    )
+    from kfgpu.training.lightning import TabularTask
+
+    network = build_network(config.model_family, network_config)
+    if own_training_logic(config.model_family):
+        check_own_training_logic(config.model_family)
+        network.kfgpu = config  # type: ignore[assignment]
+        return network  # type: ignore[return-value]
+    return TabularTask(
+        network,
+        task=task,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        max_epochs=config.max_epochs,
+        lr_schedule=config.lr_schedule,
+    )
+
+
+def build_datamodule(
+    config: TrainConfig,
+    train: tuple[torch.Tensor, ...],
+    val: tuple[torch.Tensor, ...],
+    *,
+    batch_size: int,
+    pin_memory: bool,
+) -> pl.LightningDataModule:
+    """kfgpu's in-memory DataModule, or the user's ``config.datamodule`` built the same way."""
+    import pytorch_lightning as pl
+
+    from kfgpu.training.families import import_class
+    from kfgpu.training.lightning import TabularDataModule
+
+    cls: type = TabularDataModule
+    if config.datamodule:
+        cls = import_class(
+            config.datamodule,
+            field="datamodule",
+            base=pl.LightningDataModule,
+            what="LightningDataModule",
+        )
+    try:
+        data: pl.LightningDataModule = cls(
+            train, val, batch_size=batch_size, seed=config.seed, pin_memory=pin_memory
+        )
+    except TypeError as e:
+        raise ConfigError(
+            f"datamodule={config.datamodule!r} could not be built ({e}); accept "
+            "(train, val, *, batch_size, seed, pin_memory), e.g. by subclassing "
+            "kfgpu.training.lightning.TabularDataModule"
+        ) from e
+    return data
+
+
+def network_of(module: pl.LightningModule) -> torch.nn.Module:
+    """The network inside a module built by :func:`build_module` (a user's module is its own)."""
+    from kfgpu.training.lightning import TabularTask
+
+    return module.network if isinstance(module, TabularTask) else module
+
+
+def lightning_strategy(config: TrainConfig) -> Any:
+    """Lightning's strategy for ``config.strategy``; FSDP wraps submodules of 1M+ parameters."""
+    if config.strategy != "fsdp":
+        return config.strategy
+    import functools
+
+    from pytorch_lightning.strategies import FSDPStrategy
+    from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
+
+    return FSDPStrategy(
+        auto_wrap_policy=functools.partial(size_based_auto_wrap_policy, min_num_params=1_000_000),
+        # The best-weights checkpoint is one whole state dict on rank 0: the bundle's weights.
+        state_dict_type="full",
+    )
+
+
 def train_tabular(
     train_df: pd.DataFrame,
     val_df: pd.DataFrame,
@@ -298,11 +395,10 @@ def train_tabular(
     from kfgpu.bundle import write_bundle
     from kfgpu.training.families import build_network, family_config
     from kfgpu.training.lightning import (
+        DataOrder,
         EpochPrinter,
         Preempted,
         RunCheckpoint,
-        TabularDataModule,
-        TabularTask,
         Throughput,
     )
 
@@ -342,22 +438,12 @@ def train_tabular(
         dropout=config.dropout,
         n_outputs=n_outputs,
     )
-    network = build_network(config.model_family, network_config)
-    module = TabularTask(
-        network,
-        task=task,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        max_epochs=config.max_epochs,
-    )
-    data = TabularDataModule(
-        train_t,
-        val_t,
-        batch_size=batch_size,
-        seed=config.seed,
-        pin_memory=accelerator == "gpu",
+    module = build_module(config, network_config, task=task)
+    data = build_datamodule(
+        config, train_t, val_t, batch_size=batch_size, pin_memory=accelerator == "gpu"
     )
     run_callbacks: list[pl.Callback] = [
+        DataOrder(),
         EpochPrinter(config.max_epochs),
         Throughput(),
         *callbacks,
@@ -419,8 +505,9 @@ def train_tabular(
             accelerator=accelerator,
             devices=config.devices,
             num_nodes=config.num_nodes,
-            strategy=config.strategy,
+            strategy=lightning_strategy(config),
             precision=config.precision,
+            accumulate_grad_batches=config.accumulate_grad_batches,
             max_epochs=config.max_epochs,
             logger=logger,
             callbacks=[*ckpt_callbacks, *run_callbacks],
@@ -466,7 +553,8 @@ def train_tabular(
         best_epoch = epochs_run = global_step = -1
         metrics: dict[str, float] = {}
         if trainer.is_global_zero:
-            best_state, best_epoch = _network_state(best.best_model_path)
+            prefix = "" if module is network_of(module) else "network."
+            best_state, best_epoch = _network_state(best.best_model_path, prefix)
             # callback_metrics come back from ddp_spawn workers; the trainer's counters do not.
             # (A run resumed from a finished checkpoint trains no epoch and logs neither.)
             epochs_run = int(
@@ -479,6 +567,8 @@ def train_tabular(
             )
             # Scored here, in this process, on the weights that go into the bundle: under
             # ddp_spawn the workers' own figures never come back.
+            # A fresh network: under FSDP the trained one's parameters are sharded views.
+            network = build_network(config.model_family, network_config)
             metrics = score_best_weights(network, best_state, val_t, task=task, config=config)
 
     description = bundle_description(

@@ -14,7 +14,7 @@ from kfgpu.training.config import TrainConfig, parse_int_list
         ("precision", "16"),
         ("precision", "fp8"),
         ("accelerator", "tpu"),
-        ("strategy", "fsdp"),
+        ("strategy", "deepspeed"),
         ("max_epochs", 0),
         ("batch_size", 0),
         ("batch_size", -32),
@@ -39,6 +39,11 @@ from kfgpu.training.config import TrainConfig, parse_int_list
         ("checkpoint_every_n_steps", 10),  # without a checkpoint_dir
         ("checkpoint_dir", None),
         ("checkpoint_dir", "s3://bucket/run/ckpt"),
+        ("accumulate_grad_batches", 0),
+        ("accumulate_grad_batches", 1.5),
+        ("accumulate_grad_batches", True),
+        ("lr_schedule", "exponential"),
+        ("datamodule", "my_data.Module"),
     ],
 )
 def test_invalid_setting_names_the_field(field: str, value: object) -> None:
@@ -54,6 +59,12 @@ def test_invalid_setting_names_the_field(field: str, value: object) -> None:
         ("precision", "16-mixed"),
         ("accelerator", "cpu"),
         ("strategy", "ddp"),
+        ("strategy", "fsdp"),
+        ("accumulate_grad_batches", 4),
+        ("lr_schedule", "onecycle"),
+        ("lr_schedule", "plateau"),
+        ("lr_schedule", "constant"),
+        ("datamodule", "my_pkg.data:Balanced"),
         ("devices", -1),
         ("dropout", 0.0),
         ("early_stopping_patience", 0),

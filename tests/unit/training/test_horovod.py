@@ -57,8 +57,10 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _run(splits: dict[str, Path], bundle: Path, *extra: str) -> dict[str, object]:
-    config = {"max_epochs": 3, "accelerator": "cpu", "early_stopping_patience": 0}
+def _run(
+    splits: dict[str, Path], bundle: Path, *extra: str, steps: int = 30, **settings: object
+) -> dict[str, object]:
+    config = {"max_epochs": 3, "accelerator": "cpu", "early_stopping_patience": 0, **settings}
     cmd = [
         _horovodrun(),
         *("-np", "2", "-H", "localhost:2", "--gloo"),
@@ -71,10 +73,10 @@ def _run(splits: dict[str, Path], bundle: Path, *extra: str) -> dict[str, object
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    return _check_bundle(bundle, splits["test"])
+    return _check_bundle(bundle, splits["test"], steps)
 
 
-def _check_bundle(bundle: Path, test_path: Path) -> dict[str, object]:
+def _check_bundle(bundle: Path, test_path: Path, steps: int = 30) -> dict[str, object]:
     from kfgpu.bundle import load_bundle
     from kfgpu.data import read_parquet
 
@@ -89,7 +91,7 @@ def _check_bundle(bundle: Path, test_path: Path) -> dict[str, object]:
     assert training["world_size"] == 2
     assert training["epochs_run"] == 3
     assert 1 <= training["best_epoch"] <= 3
-    assert training["global_step"] == 3 * 10  # 1400 rows per worker in batches of 140
+    assert training["global_step"] == steps  # 3 epochs of 1400 rows per worker, batches of 140
     assert 0 < desc["metrics"]["val_loss"] < math.log(2)  # below chance-level cross-entropy
     assert len(desc["labels"]["classes"]) == 2
     assert not list(bundle.parent.glob(f".{bundle.name}.partial-*"))
@@ -113,6 +115,35 @@ def test_horovodrun_fp16_compression_and_reference_profile(
     desc = _run(splits, bundle, "--fp16-compression", "--profile", str(splits["profile"]))
     assert desc["training"]["gradient_compression"] == "fp16"
     assert (bundle / "reference" / "profile.json").read_text() == '{"rows": 1}\n'
+
+
+@pytest.mark.slow
+@needs_horovod
+def test_horovodrun_accumulates_gradients_with_a_one_cycle_schedule(
+    splits: dict[str, Path], tmp_path: Path
+) -> None:
+    # 10 batches per epoch in groups of 4: steps after batches 4, 8 and 10.
+    desc = _run(
+        splits, tmp_path / "bundle", steps=3 * 3, accumulate_grad_batches=4, lr_schedule="onecycle"
+    )
+    assert desc["hyperparameters"]["accumulate_grad_batches"] == 4
+
+
+def test_horovod_refuses_the_lightning_only_settings() -> None:
+    from kfgpu.errors import ConfigError
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.horovod import train_horovod
+
+    with pytest.raises(ConfigError, match=r"^datamodule='pkg.data:Balanced' is not supported"):
+        train_horovod(
+            "t",
+            "v",
+            "x",
+            TARGET,
+            "classification",
+            "b",
+            TrainConfig(datamodule="pkg.data:Balanced"),
+        )
 
 
 def test_missing_horovod_is_a_config_error_naming_the_fix(

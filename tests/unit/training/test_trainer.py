@@ -303,3 +303,45 @@ def test_run_report_has_throughput_step_time_and_stall(classifier: TrainOutcome)
     assert 0 < report["step_time_ms"] < 10_000
     assert 0.0 <= report["data_stall_fraction"] < 1.0
     assert train_rows > 0
+
+
+def test_gradient_accumulation_steps_once_per_group_of_batches(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    tmp_path: Path,
+) -> None:
+    train, val, _, ft = fraud_splits
+    common = {"max_epochs": 2, "early_stopping_patience": 0, "lr_schedule": "onecycle"}
+    one = _train(train, val, ft, LABEL_COLUMN, "classification", tmp_path / "a", **common)
+    three = _train(
+        train,
+        val,
+        ft,
+        LABEL_COLUMN,
+        "classification",
+        tmp_path / "b",
+        accumulate_grad_batches=3,
+        **common,
+    )
+    batches_per_epoch = one.description["training"]["global_step"] // 2
+    assert three.description["training"]["global_step"] == 2 * -(-batches_per_epoch // 3)
+    assert three.description["hyperparameters"]["accumulate_grad_batches"] == 3
+    assert np.isfinite(three.metrics["val_loss"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "plateau"])
+def test_other_schedules_train(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+    tmp_path: Path,
+    schedule: str,
+) -> None:
+    train, val, _, ft = fraud_splits
+    out = _train(
+        train, val, ft, LABEL_COLUMN, "classification", tmp_path / "b", lr_schedule=schedule
+    )
+    assert out.description["hyperparameters"]["lr_schedule"] == schedule
+    assert np.isfinite(out.metrics["val_loss"])
+
+
+def test_fsdp_on_cpu_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"strategy='fsdp' needs CUDA GPUs.*'ddp'"):
+        resolve_accelerator(TrainConfig(strategy="fsdp", accelerator="cpu"))

@@ -66,3 +66,115 @@ def test_bad_import_paths_name_the_problem(monkeypatch: pytest.MonkeyPatch) -> N
         build_network("my_models:NotANetwork", {})
     with pytest.raises(ConfigError, match=r"package\.module:Class"):
         TrainConfig(model_family="my_models.WideAndDeep")
+
+
+@pytest.fixture
+def fraud_splits() -> tuple:
+    from kfgpu.data import fraud
+    from kfgpu.features import fit_transform, infer_feature_spec, split_frame
+
+    train, val, test = split_frame(fraud(4000, seed=9), "is_fraud", task="classification")
+    return train, val, test, fit_transform(train, infer_feature_spec(train, "is_fraud"))
+
+
+def test_a_lightning_module_with_its_own_training_logic_is_fitted_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
+) -> None:
+    from kfgpu.bundle import load_bundle
+    from kfgpu.training.trainer import train_tabular
+
+    monkeypatch.syspath_prepend(str(USER_DIR))
+    import my_models
+
+    train, val, test, fitted = fraud_splits
+    my_models.FocalLossMLP.training_steps = 0
+    outcome = train_tabular(
+        train,
+        val,
+        transform=fitted,
+        target="is_fraud",
+        task="classification",
+        config=TrainConfig(
+            model_family="my_models:FocalLossMLP", accelerator="cpu", max_epochs=2, batch_size=256
+        ),
+        bundle_path=tmp_path / "bundle",
+    )
+    # The user's training_step ran, once per optimiser step kfgpu counted.
+    assert my_models.FocalLossMLP.training_steps == outcome.description["training"]["global_step"]
+    assert outcome.description["training"]["global_step"] > 0
+    # Its weights are the bundle's (no kfgpu wrapper prefix), and serving rebuilds it.
+    bundle = load_bundle(tmp_path / "bundle")
+    proba = bundle.predict_raw(test.drop(columns=["is_fraud"]))
+    assert proba.shape == (len(test), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    rebuilt = my_models.FocalLossMLP(
+        **{k: v for k, v in outcome.description["model"]["config"].items()}
+    )
+    assert set(rebuilt.state_dict()) == set(bundle.module.network.state_dict())
+
+
+def test_own_training_logic_without_validation_step_is_refused(
+    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
+) -> None:
+    from kfgpu.training.trainer import train_tabular
+
+    monkeypatch.syspath_prepend(str(USER_DIR))
+    train, val, _, fitted = fraud_splits
+    with pytest.raises(ConfigError, match=r"model_family='my_models:NoValidation'.*val_loss"):
+        train_tabular(
+            train,
+            val,
+            transform=fitted,
+            target="is_fraud",
+            task="classification",
+            config=TrainConfig(model_family="my_models:NoValidation", accelerator="cpu"),
+            bundle_path=tmp_path / "bundle",
+        )
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_users_datamodule_feeds_training(
+    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
+) -> None:
+    from kfgpu.bundle import load_bundle
+    from kfgpu.training.trainer import train_tabular
+
+    monkeypatch.syspath_prepend(str(USER_DIR))
+    import my_models
+
+    train, val, test, fitted = fraud_splits
+    my_models.Balanced.train_batches = 0
+    outcome = train_tabular(
+        train,
+        val,
+        transform=fitted,
+        target="is_fraud",
+        task="classification",
+        config=TrainConfig(
+            datamodule="my_models:Balanced", accelerator="cpu", max_epochs=2, batch_size=256
+        ),
+        bundle_path=tmp_path / "bundle",
+    )
+    assert my_models.Balanced.train_batches == outcome.description["training"]["global_step"] > 0
+    assert load_bundle(tmp_path / "bundle").predict_raw(test.drop(columns=["is_fraud"])).shape[0]
+
+
+def test_a_datamodule_that_is_not_one_names_the_field(
+    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
+) -> None:
+    from kfgpu.training.trainer import train_tabular
+
+    monkeypatch.syspath_prepend(str(USER_DIR))
+    train, val, _, fitted = fraud_splits
+    with pytest.raises(
+        ConfigError, match=r"^datamodule='my_models:WideAndDeep'.*LightningDataModule"
+    ):
+        train_tabular(
+            train,
+            val,
+            transform=fitted,
+            target="is_fraud",
+            task="classification",
+            config=TrainConfig(datamodule="my_models:WideAndDeep", accelerator="cpu"),
+            bundle_path=tmp_path / "bundle",
+        )
