@@ -21,6 +21,7 @@ def launch_training(
     task: str,
     model: Output[Model],
     metrics: Output[Metrics],
+    job: Output[Artifact],
     kind: str = "PyTorchJob",
     num_nodes: int = 2,
     gpus_per_node: int = 8,
@@ -35,6 +36,8 @@ def launch_training(
     hidden_sizes: str = "256,256",
     precision: str = "bf16-mixed",
     seed: int = 0,
+    hyperparameters: str = "",
+    mlflow_tracking_uri: str = "",
 ) -> None:
     """Train on many GPU nodes: render a Kubeflow Trainer TrainJob, a Training Operator
     PyTorchJob or an MPIJob (Horovod), create it, wait, and hand on its verified bundle.
@@ -68,12 +71,19 @@ def launch_training(
         hidden_sizes: hidden layer widths, comma-separated.
         precision: ``32-true``, ``16-mixed`` or ``bf16-mixed``.
         seed: seeds weights and shuffling.
+        hyperparameters: a JSON object of training settings overriding the ones above
+            (tune_hyperparameters' best parameters); empty: none.
+        mlflow_tracking_uri: MLflow tracking URI; the job's outcome (and on failure the
+            first failed rank, pod, exit code and reason) is recorded as ``kfgpu.job.*`` tags.
 
     Returns:
         model: the model bundle the job wrote, checksums verified.
         metrics: job seconds, nodes and GPUs per node.
+        job: how the job ended (JSON), written before the step succeeds or fails: status,
+            conditions, and the rank that failed first with its exit code and last log lines.
     """
     from kfgpu.kube.step import launch_training_step
+    from kfgpu.training.step import parse_overrides
 
     result = launch_training_step(
         train_uri=train.uri,
@@ -91,6 +101,7 @@ def launch_training(
             "hidden_sizes": hidden_sizes,
             "precision": precision,
             "seed": seed,
+            **parse_overrides(hyperparameters),
         },
         kind=kind,
         name=job_name,
@@ -100,5 +111,7 @@ def launch_training(
         gpus_per_node=gpus_per_node,
         gpu_type=gpu_type,
         timeout_s=timeout_s,
+        outcome_path=job.path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
     )
     result.publish(metrics=metrics, model=model)

@@ -10,8 +10,9 @@ from kfgpu.errors import BundleError, ConfigError
 
 if TYPE_CHECKING:
     from kfgpu.kube.jobs import JobKind
+    from kfgpu.kube.launcher import LaunchResult
 
-__all__ = ["launch_training_step", "training_command"]
+__all__ = ["launch_training_step", "record_outcome", "training_command"]
 
 
 def training_command(
@@ -69,6 +70,58 @@ def training_command(
     ]
 
 
+def record_outcome(
+    result: LaunchResult,
+    *,
+    kind: str,
+    name: str,
+    namespace: str,
+    outcome_path: str = "",
+    mlflow_tracking_uri: str = "",
+) -> dict[str, Any]:
+    """Write how a job ended to ``outcome_path`` (JSON) and to MLflow tags; return it."""
+    import json
+
+    from kfgpu.data._atomic import atomic_local_file
+    from kfgpu.registry import tracking
+
+    failed = result.failed_rank or {}
+    outcome: dict[str, Any] = {
+        "kind": kind,
+        "name": name,
+        "namespace": namespace,
+        "status": result.status,
+        "seconds": round(result.seconds, 3),
+        "conditions": result.conditions,
+        "failed_rank": result.failed_rank,
+    }
+    if outcome_path:
+        with atomic_local_file(outcome_path) as (tmp, _), open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(outcome, indent=2, default=str) + "\n")
+    uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
+    if uri:
+        tags = {
+            "kfgpu.job.kind": kind,
+            "kfgpu.job.name": name,
+            "kfgpu.job.namespace": namespace,
+            "kfgpu.job.status": result.status,
+        }
+        if failed:
+            tags |= {
+                "kfgpu.job.failed_rank": str(failed.get("rank")),
+                "kfgpu.job.failed_role": str(failed.get("role")),
+                "kfgpu.job.failed_pod": str(failed.get("pod")),
+                "kfgpu.job.exit_code": str(failed.get("exit_code")),
+                "kfgpu.job.failure_reason": str(failed.get("reason")),
+            }
+        run_id = tracking.start_run(uri, run_name=f"launch {kind} {name}", tags=tags)
+        tracking.log_metrics(uri, run_id, {"job_seconds": result.seconds})
+        tracking.end_run(
+            uri, run_id, status="FINISHED" if result.status == "Succeeded" else "FAILED"
+        )
+    return outcome
+
+
 @step("launch_training")
 def launch_training_step(
     *,
@@ -91,11 +144,19 @@ def launch_training_step(
     timeout_s: int = 86_400,
     poll_s: float = 10.0,
     api_client: Any = None,
+    outcome_path: str = "",
+    mlflow_tracking_uri: str = "",
 ) -> StepResult:
     """Run training as a TrainJob, PyTorchJob or MPIJob and copy its bundle to ``bundle_path``.
 
     The job's rank 0 uploads the bundle to ``staging_uri``; this step downloads it and
     verifies its checksums, so the KFP output is complete or absent.
+
+    How the job ended is recorded before the step succeeds or fails: as JSON at
+    ``outcome_path`` (status, seconds, conditions, and the rank that failed first with its
+    exit code, reason and last log lines), and, when MLflow tracking is on, as a run with
+    tags ``kfgpu.job.*`` (``kfgpu.job.failed_rank``, ``...failed_pod``, ``...exit_code``,
+    ``...failure_reason``), marked FAILED when the job failed.
 
     Raises:
         ConfigError: a bad kind or shape.
@@ -149,6 +210,14 @@ def launch_training_step(
         timeout_s=timeout_s,
         poll_s=poll_s,
         api_client=api_client,
+    )
+    record_outcome(
+        result,
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        outcome_path=outcome_path,
+        mlflow_tracking_uri=mlflow_tracking_uri,
     )
     result.raise_for_status(f"{kind} {name}")
     import fsspec

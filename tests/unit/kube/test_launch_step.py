@@ -66,8 +66,9 @@ def test_success_hands_on_the_verified_bundle(tmp_path: Path) -> None:
     _bundle(tmp_path / "staging")
     state = FakeKube([[], RUNNING, SUCCEEDED])
     with stand_in(state) as api:
-        result = _run(api, tmp_path)
+        result = _run(api, tmp_path, outcome_path=str(tmp_path / "job.json"))
     assert (tmp_path / "out" / "model" / "CHECKSUMS.sha256").is_file()
+    assert json.loads((tmp_path / "job.json").read_text())["failed_rank"] is None
     assert result.metrics["nodes"] == 4
     job = state.job
     assert job is not None and job["kind"] == "PyTorchJob"
@@ -119,8 +120,27 @@ def test_failure_names_the_rank_that_failed_first(tmp_path: Path) -> None:
     ]
     failed = [*RUNNING, cond("Failed", "JobFailed", "2026-01-01T00:01:00Z")]
     state = FakeKube([[], failed], pods=pods, logs={"demo-worker-0": "CUDA out of memory\n"})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    outcome = tmp_path / "job.json"
     with stand_in(state) as api, pytest.raises(TrainingError, match=r"rank 1 .* exited 137"):
-        _run(api, tmp_path)
+        _run(api, tmp_path, outcome_path=str(outcome), mlflow_tracking_uri=uri)
+    # Recorded before the step failed: as the component's output, and as MLflow tags.
+    recorded = json.loads(outcome.read_text())
+    assert recorded["status"] == "Failed"
+    assert recorded["failed_rank"]["pod"] == "demo-worker-0"
+    assert recorded["failed_rank"]["exit_code"] == 137
+    assert "CUDA out of memory" in "\n".join(recorded["failed_rank"]["log_tail"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("kfgpu").experiment_id])
+    assert run.info.status == "FAILED"
+    tags = run.data.tags
+    assert tags["kfgpu.job.failed_rank"] == "1"
+    assert tags["kfgpu.job.failed_pod"] == "demo-worker-0"
+    assert tags["kfgpu.job.exit_code"] == "137"
+    assert tags["kfgpu.job.failure_reason"] == "OOMKilled"
+    assert not (tmp_path / "out" / "model").exists()
 
 
 def test_a_bad_config_is_refused_before_any_job(tmp_path: Path) -> None:
