@@ -144,6 +144,7 @@ def train_horovod(
     from kfgpu.training.data import InMemoryBatches
     from kfgpu.training.families import build_network, family_config
     from kfgpu.training.optim import make_optimizer, make_schedule
+    from kfgpu.training.report import StepClock, local_step_seconds
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
         bundle_description,
@@ -266,6 +267,7 @@ def train_horovod(
         sums = hvd.allreduce(sums, op=hvd.Sum, name="val_loss")
         return float(sums[0] / sums[1])
 
+    clock = StepClock()
     best_loss = math.inf
     best_epoch = 0
     best_state: dict[str, torch.Tensor] = {}
@@ -279,7 +281,9 @@ def train_horovod(
         train_steps = 0
         n_batches = len(batches)
         opt.zero_grad()
+        clock.epoch_start()
         for i, (numeric, codes, y) in enumerate(batches):
+            clock.batch_start()
             numeric = numeric.to(device, non_blocking=pin)
             codes = codes.to(device, non_blocking=pin)
             y = y.to(device, non_blocking=pin)
@@ -288,6 +292,7 @@ def train_horovod(
             train_sum += float(loss.detach())
             train_steps += 1
             if (i + 1) % accumulate and i + 1 < n_batches:
+                clock.batch_end(len(y))
                 continue  # summing gradients locally; the allreduce fires on the last pass
             # Horovod's pattern for clipping and loss scaling: finish the allreduce first,
             # then step without a second synchronisation.
@@ -302,6 +307,8 @@ def train_horovod(
             global_step += 1
             if schedule is not None and schedule.interval == "step":
                 schedule.scheduler.step()
+            clock.batch_end(len(y))
+        clock.epoch_end()
         epochs_run = epoch
         train_loss = float(
             hvd.allreduce(
@@ -327,6 +334,20 @@ def train_horovod(
                 say(f"early stop: no better val_loss for {stale} epoch(s)")
                 break
     seconds = time.perf_counter() - t0
+    report = clock.figures(world_size)
+    if world_size > 1 and clock.steps:
+        # Weak-scaling efficiency (kfgpu.training.report): this worker's forward and
+        # backward alone, over the run's measured step; averaged over the workers.
+        network.train()
+        numeric, codes, y = (t.to(device) for t in next(iter(batches)))
+        local = local_step_seconds(
+            lambda: loss_of(forward(numeric, codes), y),
+            list(network.parameters()),
+            synchronize=torch.cuda.synchronize if device.type == "cuda" else lambda: None,
+        )
+        mean_local = float(hvd.allreduce(torch.tensor([local]), op=hvd.Average, name="probe")[0])
+        report["scaling_efficiency"] = mean_local / clock.compute_s_per_step
+    report = {key: round(float(value), 6) for key, value in report.items()}
     if not best_state:
         raise TrainingError(
             "no epoch produced a finite validation loss (training diverged); lower "
@@ -371,6 +392,7 @@ def train_horovod(
                 "val_rows": len(val_df),
                 "learning_rate": learning_rate,
                 "gradient_compression": "fp16" if fp16_compression else "none",
+                "report": report,
             },
             lineage={"mlflow_run_id": None, "mlflow_tracking_uri": None},
         )

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from kfgpu.training.data import InMemoryBatches
 from kfgpu.training.optim import make_optimizer, make_schedule
+from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
 
 __all__ = [
     "DataOrder",
@@ -207,31 +208,27 @@ class TabularDataModule(pl.LightningDataModule):
 
 
 class Throughput(pl.Callback):
-    """Per-run training report: samples/s, step time and the data-stall fraction.
+    """Per-run training report (:mod:`kfgpu.training.report`): samples/s, step time, the
+    data-stall fraction and, under DDP with 2+ workers, the scaling efficiency.
 
     The training loop's time is measured from each epoch's start to its last batch's end
-    (validation excluded); the stall is the time between one batch's end and the next
-    one's start (fetching and moving the batch). Logged as metrics so they reach MLflow
-    and, through ``callback_metrics``, the launching process under every strategy.
+    (validation excluded). Logged as metrics so they reach MLflow and, through
+    ``callback_metrics``, the launching process under every strategy; the scaling
+    efficiency is measured once training ends and put in ``callback_metrics`` only.
     """
 
-    KEYS = ("throughput_samples_per_s", "step_time_ms", "data_stall_fraction")
+    KEYS = REPORT_KEYS
 
     def __init__(self) -> None:
-        self.loop_s = self.stall_s = 0.0
-        self.steps = self.samples = 0
-        self._start = self._epoch_end = 0.0
-        self._last: float | None = None
+        self.clock = StepClock()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = self._last = time.perf_counter()
-        self._epoch_end = self._start
+        self.clock.epoch_start()
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._last is not None:
-            self.stall_s += time.perf_counter() - self._last
+        self.clock.batch_start()
 
     def on_train_batch_end(
         self,
@@ -241,23 +238,45 @@ class Throughput(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        self._last = self._epoch_end = time.perf_counter()
-        self.steps += 1
-        self.samples += len(batch[-1])
+        self.clock.batch_end(len(batch[-1]))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.loop_s += self._epoch_end - self._start
-        self._last = None
-        if self.steps == 0 or self.loop_s <= 0:
-            return
-        world = max(1, trainer.world_size)
-        figures = {
-            "throughput_samples_per_s": self.samples * world / self.loop_s,
-            "step_time_ms": 1000.0 * self.loop_s / self.steps,
-            "data_stall_fraction": self.stall_s / self.loop_s,
-        }
-        for key, value in figures.items():
+        self.clock.epoch_end()
+        for key, value in self.clock.figures(trainer.world_size).items():
             pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=True)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from pytorch_lightning.strategies import DDPStrategy
+
+        if trainer.world_size < 2 or not isinstance(trainer.strategy, DDPStrategy):
+            return  # one worker; or FSDP, whose forward is itself a collective
+        if not pl_module.automatic_optimization or self.clock.steps == 0:
+            return
+        local = torch.zeros((), device=pl_module.device)
+        try:
+            loader: Any = trainer.train_dataloader
+            batch = trainer.strategy.batch_to_device(next(iter(loader)))
+
+            def loss() -> torch.Tensor:
+                with trainer.precision_plugin.forward_context():
+                    out: Any = pl_module.training_step(batch, 0)
+                return out["loss"] if isinstance(out, dict) else out
+
+            cuda = pl_module.device.type == "cuda"
+            local += local_step_seconds(
+                loss,
+                list(pl_module.parameters()),
+                synchronize=torch.cuda.synchronize if cuda else lambda: None,
+            )
+        except Exception as e:  # a report figure must not fail a finished run
+            print(f"scaling efficiency not measured: {e}", flush=True)
+            local.fill_(float("nan"))
+        # Every rank takes part in the mean (a NaN on any rank makes it NaN: not reported).
+        mean_local = float(trainer.strategy.reduce(local, reduce_op="mean"))
+        if mean_local == mean_local and self.clock.compute_s_per_step > 0:
+            trainer.callback_metrics["scaling_efficiency"] = torch.tensor(
+                mean_local / self.clock.compute_s_per_step
+            )
 
 
 class EpochPrinter(pl.Callback):

@@ -130,7 +130,8 @@ def train_model_step(
             tracking.end_run(uri, run_id, status="FAILED")
         raise
     if run_id and outcome.bundle_path is not None:
-        tracking.log_metrics(uri, run_id, outcome.metrics)
+        report = outcome.description["training"].get("report", {})
+        tracking.log_metrics(uri, run_id, {**outcome.metrics, **report})
         tracking.log_artifacts(uri, run_id, str(outcome.bundle_path), "bundle")
         tracking.end_run(uri, run_id)
     return StepResult(

@@ -58,7 +58,10 @@ def test_ddp_spawn_on_two_cpu_processes_writes_one_bundle(tmp_path: Path) -> Non
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["training"]["world_size"] == 2
     # The run report comes back from the spawned workers too.
-    assert result["training"]["report"]["throughput_samples_per_s"] > 0
+    report = result["training"]["report"]
+    assert report["throughput_samples_per_s"] > 0
+    # Two workers on this machine's cores: measured, so only bounded (1.0 is perfect).
+    assert 0 < report["scaling_efficiency"] < 1.5
     assert result["training"]["epochs_run"] == 2
     assert 1 <= result["training"]["best_epoch"] <= 2
     assert 0 < result["metrics"]["val_loss"] < 0.69  # below chance-level cross-entropy

@@ -91,6 +91,9 @@ def _check_bundle(bundle: Path, test_path: Path, steps: int = 30) -> dict[str, o
     assert training["world_size"] == 2
     assert training["epochs_run"] == 3
     assert 1 <= training["best_epoch"] <= 3
+    assert training["report"]["throughput_samples_per_s"] > 0
+    assert 0 <= training["report"]["data_stall_fraction"] < 1
+    assert 0 < training["report"]["scaling_efficiency"] < 1.5
     assert training["global_step"] == steps  # 3 epochs of 1400 rows per worker, batches of 140
     assert 0 < desc["metrics"]["val_loss"] < math.log(2)  # below chance-level cross-entropy
     assert len(desc["labels"]["classes"]) == 2
