@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,112 +70,77 @@ def test_bad_import_paths_name_the_problem(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.fixture
-def fraud_splits() -> tuple:
+def fit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., tuple]:
+    """Fit kfgpu's trainer on a small fraud table with the user's classes importable.
+
+    Returns ``fit(**settings) -> (outcome, test split)``; the bundle is ``tmp_path/bundle``.
+    """
     from kfgpu.data import fraud
     from kfgpu.features import fit_transform, infer_feature_spec, split_frame
-
-    train, val, test = split_frame(fraud(4000, seed=9), "is_fraud", task="classification")
-    return train, val, test, fit_transform(train, infer_feature_spec(train, "is_fraud"))
-
-
-def test_a_lightning_module_with_its_own_training_logic_is_fitted_as_it_is(
-    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
-) -> None:
-    from kfgpu.bundle import load_bundle
     from kfgpu.training.trainer import train_tabular
 
     monkeypatch.syspath_prepend(str(USER_DIR))
+    train, val, test = split_frame(fraud(4000, seed=9), "is_fraud", task="classification")
+    fitted = fit_transform(train, infer_feature_spec(train, "is_fraud"))
+
+    def run(**settings: object) -> tuple:
+        config = TrainConfig(accelerator="cpu", max_epochs=2, batch_size=256, **settings)  # type: ignore[arg-type]
+        outcome = train_tabular(
+            train,
+            val,
+            transform=fitted,
+            target="is_fraud",
+            task="classification",
+            config=config,
+            bundle_path=tmp_path / "bundle",
+        )
+        return outcome, test.drop(columns=["is_fraud"])
+
+    return run
+
+
+def test_a_lightning_module_with_its_own_training_logic_is_fitted_as_it_is(
+    fit: Callable[..., tuple], tmp_path: Path
+) -> None:
     import my_models
 
-    train, val, test, fitted = fraud_splits
+    from kfgpu.bundle import load_bundle
+
     my_models.FocalLossMLP.training_steps = 0
-    outcome = train_tabular(
-        train,
-        val,
-        transform=fitted,
-        target="is_fraud",
-        task="classification",
-        config=TrainConfig(
-            model_family="my_models:FocalLossMLP", accelerator="cpu", max_epochs=2, batch_size=256
-        ),
-        bundle_path=tmp_path / "bundle",
-    )
+    outcome, raw = fit(model_family="my_models:FocalLossMLP")
     # The user's training_step ran, once per optimiser step kfgpu counted.
     assert my_models.FocalLossMLP.training_steps == outcome.description["training"]["global_step"]
     assert outcome.description["training"]["global_step"] > 0
     # Its weights are the bundle's (no kfgpu wrapper prefix), and serving rebuilds it.
     bundle = load_bundle(tmp_path / "bundle")
-    proba = bundle.predict_raw(test.drop(columns=["is_fraud"]))
-    assert proba.shape == (len(test), 2)
+    proba = bundle.predict_raw(raw)
+    assert proba.shape == (len(raw), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
-    rebuilt = my_models.FocalLossMLP(
-        **{k: v for k, v in outcome.description["model"]["config"].items()}
-    )
+    rebuilt = my_models.FocalLossMLP(**outcome.description["model"]["config"])
     assert set(rebuilt.state_dict()) == set(bundle.module.network.state_dict())
 
 
 def test_own_training_logic_without_validation_step_is_refused(
-    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
+    fit: Callable[..., tuple], tmp_path: Path
 ) -> None:
-    from kfgpu.training.trainer import train_tabular
-
-    monkeypatch.syspath_prepend(str(USER_DIR))
-    train, val, _, fitted = fraud_splits
     with pytest.raises(ConfigError, match=r"model_family='my_models:NoValidation'.*val_loss"):
-        train_tabular(
-            train,
-            val,
-            transform=fitted,
-            target="is_fraud",
-            task="classification",
-            config=TrainConfig(model_family="my_models:NoValidation", accelerator="cpu"),
-            bundle_path=tmp_path / "bundle",
-        )
+        fit(model_family="my_models:NoValidation")
     assert not (tmp_path / "bundle").exists()
 
 
-def test_a_users_datamodule_feeds_training(
-    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
-) -> None:
-    from kfgpu.bundle import load_bundle
-    from kfgpu.training.trainer import train_tabular
-
-    monkeypatch.syspath_prepend(str(USER_DIR))
+def test_a_users_datamodule_feeds_training(fit: Callable[..., tuple], tmp_path: Path) -> None:
     import my_models
 
-    train, val, test, fitted = fraud_splits
+    from kfgpu.bundle import load_bundle
+
     my_models.Balanced.train_batches = 0
-    outcome = train_tabular(
-        train,
-        val,
-        transform=fitted,
-        target="is_fraud",
-        task="classification",
-        config=TrainConfig(
-            datamodule="my_models:Balanced", accelerator="cpu", max_epochs=2, batch_size=256
-        ),
-        bundle_path=tmp_path / "bundle",
-    )
+    outcome, raw = fit(datamodule="my_models:Balanced")
     assert my_models.Balanced.train_batches == outcome.description["training"]["global_step"] > 0
-    assert load_bundle(tmp_path / "bundle").predict_raw(test.drop(columns=["is_fraud"])).shape[0]
+    assert len(load_bundle(tmp_path / "bundle").predict_raw(raw)) == len(raw)
 
 
-def test_a_datamodule_that_is_not_one_names_the_field(
-    monkeypatch: pytest.MonkeyPatch, fraud_splits: tuple, tmp_path: Path
-) -> None:
-    from kfgpu.training.trainer import train_tabular
-
-    monkeypatch.syspath_prepend(str(USER_DIR))
-    train, val, _, fitted = fraud_splits
+def test_a_datamodule_that_is_not_one_names_the_field(fit: Callable[..., tuple]) -> None:
     with pytest.raises(
         ConfigError, match=r"^datamodule='my_models:WideAndDeep'.*LightningDataModule"
     ):
-        train_tabular(
-            train,
-            val,
-            transform=fitted,
-            target="is_fraud",
-            task="classification",
-            config=TrainConfig(datamodule="my_models:WideAndDeep", accelerator="cpu"),
-            bundle_path=tmp_path / "bundle",
-        )
+        fit(datamodule="my_models:WideAndDeep")
