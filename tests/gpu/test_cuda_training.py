@@ -30,14 +30,11 @@ def _frames():
     return train, val, test, fitted
 
 
-@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "32-true"])
-def test_trains_on_gpu_and_serves_on_gpu(tmp_path: Path, precision: str) -> None:
-    from kfgpu.bundle import load_bundle
+def _fit(tmp_path: Path, **settings):
+    """Train on the GPU with ``settings``; the outcome and the raw test rows."""
     from kfgpu.training.config import TrainConfig
     from kfgpu.training.trainer import train_tabular
 
-    if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bf16")
     train, val, test, fitted = _frames()
     outcome = train_tabular(
         train,
@@ -45,13 +42,22 @@ def test_trains_on_gpu_and_serves_on_gpu(tmp_path: Path, precision: str) -> None
         transform=fitted,
         target="is_fraud",
         task="classification",
-        config=TrainConfig(accelerator="gpu", devices=1, precision=precision, max_epochs=3),
+        config=TrainConfig(accelerator="gpu", devices=1, **settings),
         bundle_path=tmp_path / "bundle",
     )
+    return outcome, test.drop(columns=["is_fraud"])
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "32-true"])
+def test_trains_on_gpu_and_serves_on_gpu(tmp_path: Path, precision: str) -> None:
+    from kfgpu.bundle import load_bundle
+
+    if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    outcome, raw = _fit(tmp_path, precision=precision, max_epochs=3)
     assert outcome.description["training"]["accelerator"] == "gpu"
     cpu = load_bundle(tmp_path / "bundle", device="cpu")
     gpu = load_bundle(tmp_path / "bundle", device="cuda")
-    raw = test.drop(columns=["is_fraud"])
     p_cpu, p_gpu = cpu.predict_raw(raw), gpu.predict_raw(raw)
     # Weights are stored in fp32 whatever the training precision: CPU and GPU agree closely.
     np.testing.assert_allclose(p_cpu, p_gpu, atol=1e-4)
@@ -67,31 +73,13 @@ def test_sixteen_bit_is_refused_on_cpu_but_runs_on_gpu() -> None:
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_fsdp_trains_a_bundle_that_loads_on_cpu(tmp_path: Path, precision: str) -> None:
     from kfgpu.bundle import load_bundle
-    from kfgpu.training.config import TrainConfig
-    from kfgpu.training.trainer import train_tabular
 
     if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
-    train, val, test, fitted = _frames()
-    outcome = train_tabular(
-        train,
-        val,
-        transform=fitted,
-        target="is_fraud",
-        task="classification",
-        config=TrainConfig(
-            accelerator="gpu",
-            devices=1,
-            strategy="fsdp",
-            precision=precision,
-            max_epochs=2,
-            accumulate_grad_batches=2,
-        ),
-        bundle_path=tmp_path / "bundle",
+    outcome, raw = _fit(
+        tmp_path, strategy="fsdp", precision=precision, max_epochs=2, accumulate_grad_batches=2
     )
     assert outcome.description["hyperparameters"]["strategy"] == "fsdp"
     # The best-weights checkpoint is one full state dict: the bundle holds every weight.
-    proba = load_bundle(tmp_path / "bundle", device="cpu").predict_raw(
-        test.drop(columns=["is_fraud"])
-    )
-    assert np.isfinite(proba).all() and proba.shape == (len(test), 2)
+    proba = load_bundle(tmp_path / "bundle", device="cpu").predict_raw(raw)
+    assert np.isfinite(proba).all() and proba.shape == (len(raw), 2)
