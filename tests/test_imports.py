@@ -34,7 +34,8 @@ def test_import_kfgpu_is_light() -> None:
     assert (
         _loaded_after(
             "import kfgpu, kfgpu.data, kfgpu.validation, kfgpu.features, kfgpu.training, "
-            "kfgpu.evaluation, kfgpu.registry, kfgpu.bundle, kfgpu.local"
+            "kfgpu.evaluation, kfgpu.registry, kfgpu.bundle, kfgpu.local, kfgpu.tuning, "
+            "kfgpu.tuning.study, kfgpu.tuning.step, kfgpu.tuning.report"
         )
         == []
     )

@@ -79,12 +79,12 @@ def _progress_printer(stream: Any) -> Any:
             print(f"  … {step}", file=stream, flush=True)
         elif kind == "success":
             print(
-                f"  ✓ {step:<18} {event.get('seconds', 0):6.1f}s  {event.get('summary', '')}",
+                f"  ✓ {step:<20} {event.get('seconds', 0):6.1f}s  {event.get('summary', '')}",
                 file=stream,
                 flush=True,
             )
         elif kind == "failure":
-            print(f"  ✗ {step:<18} {event.get('seconds', 0):6.1f}s", file=stream, flush=True)
+            print(f"  ✗ {step:<20} {event.get('seconds', 0):6.1f}s", file=stream, flush=True)
 
     return report
 
@@ -199,8 +199,19 @@ def _print_summary(result: Any) -> None:
             click.echo(
                 f"MLflow run:    {lineage['mlflow_run_id']} in {lineage['mlflow_tracking_uri']}"
             )
+    for step_name, label in (("check_gate", "gate:"), ("register_model", "registry:")):
+        event = next(
+            (e for e in result.events if e.get("step") == step_name and e["event"] == "success"),
+            None,
+        )
+        if event and event.get("summary"):
+            click.echo(f"{label:<14} {event['summary']}")
     # KFP keeps Metrics in artifact metadata (no file locally); the evaluation JSON is a file.
-    for name, label in (("evaluation", "metrics:"), ("report", "report:")):
+    for name, label in (
+        ("evaluation", "metrics:"),
+        ("report", "report:"),
+        ("model_card", "model card:"),
+    ):
         path = result.output_path(name)
         if path is not None:
             click.echo(f"{label:<14} {path}")
@@ -389,6 +400,152 @@ def validate_cmd(
     click.echo("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
+@cli.command("tune")
+@click.argument("data")
+@click.option("--target", required=True, metavar="COLUMN", help="The label column.")
+@click.option(
+    "--space",
+    "search_space",
+    required=True,
+    metavar="FILE|JSON",
+    help="The search space: a .json/.yaml file or JSON/YAML text (see README, Tuning).",
+)
+@click.option("--n-trials", default=20, show_default=True, type=int, help="The study's budget.")
+@click.option("--timeout", default=0.0, show_default=True, type=float, help="Seconds; 0: none.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option(
+    "--storage",
+    default="",
+    metavar="URL|PATH",
+    help="postgresql://..., sqlite:///study.db or a journal file; empty: in memory "
+    "(one worker) or a temporary journal file.",
+)
+@click.option("--study-name", default="kfgpu-tune", show_default=True, help="Resumed if stored.")
+@click.option(
+    "--sampler",
+    default="tpe",
+    show_default=True,
+    type=click.Choice(["tpe", "random", "cmaes", "grid"]),
+)
+@click.option(
+    "--pruner",
+    default="median",
+    show_default=True,
+    type=click.Choice(["median", "hyperband", "none"]),
+)
+@click.option(
+    "--objectives",
+    default="val_loss",
+    show_default=True,
+    help="val_loss, or val_loss,n_params / val_loss,latency_ms (multi-objective).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A training setting every trial starts from, e.g. --param max_epochs=10.",
+)
+@click.option(
+    "--output-dir",
+    default="tuning",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where best_params.json, summary.json and report.html go.",
+)
+def tune_cmd(
+    data: str,
+    target: str,
+    search_space: str,
+    n_trials: int,
+    timeout: float,
+    workers: int,
+    storage: str,
+    study_name: str,
+    sampler: str,
+    pruner: str,
+    objectives: str,
+    seed: int,
+    params: tuple[str, ...],
+    output_dir: str,
+) -> None:
+    """Tune the model's hyperparameters on DATA with Optuna.
+
+    Validates DATA and engineers its features as the pipeline does, then runs the study
+    (resumed when --storage holds one named --study-name) and writes best_params.json,
+    summary.json and report.html (optimisation history, parameter importances).
+    """
+    import tempfile
+
+    import yaml
+
+    from kfgpu.features.step import engineer_features_step
+    from kfgpu.tuning.step import tune_hyperparameters_step
+    from kfgpu.validation.step import validate_data_step
+
+    base: dict[str, Any] = {}
+    for key, value in _parse_params(params).items():
+        base[key] = yaml.safe_load(value) if value.strip() else value
+    if isinstance(base.get("hidden_sizes"), int | list):
+        base["hidden_sizes"] = str(base["hidden_sizes"]).strip("[]")
+    space_arg = search_space
+    if Path(search_space).expanduser().is_file():
+        space_arg = Path(search_space).expanduser().read_text(encoding="utf-8")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if storage and "://" not in storage:
+        storage = _local_uri(storage.removeprefix("journal:"))
+    with tempfile.TemporaryDirectory(prefix="kfgpu-tune-") as tmp:
+        t = Path(tmp)
+        validated = validate_data_step(
+            data_uri=_local_uri(data),
+            target=target,
+            dataset_path=str(t / "dataset.parquet"),
+            schema_path=str(t / "schema.json"),
+            report_path=str(t / "validation.md"),
+            anomalies_path=str(t / "anomalies.json"),
+        )
+        task = validated.extra["task"]
+        engineer_features_step(
+            dataset_path=str(t / "dataset.parquet"),
+            target=target,
+            task=task,
+            train_path=str(t / "train.parquet"),
+            val_path=str(t / "val.parquet"),
+            test_path=str(t / "test.parquet"),
+            transform_path=str(t / "transform.json"),
+            seed=seed,
+        )
+        result = tune_hyperparameters_step(
+            train_path=str(t / "train.parquet"),
+            val_path=str(t / "val.parquet"),
+            transform_path=str(t / "transform.json"),
+            target=target,
+            task=task,
+            search_space=space_arg,
+            config={
+                "study_name": study_name,
+                "storage": storage,
+                "n_trials": n_trials,
+                "timeout": timeout,
+                "sampler": sampler,
+                "pruner": pruner,
+                "objectives": objectives,
+                "n_workers": workers,
+                "seed": seed,
+            },
+            base_config=base,
+            best_params_path=str(out / "best_params.json"),
+            summary_path=str(out / "summary.json"),
+            report_path=str(out / "report.html"),
+        )
+    click.echo(result.summary)
+    click.echo(f"best parameters: {json.dumps(result.extra['best_params'], sort_keys=True)}")
+    for name in ("best_params.json", "summary.json", "report.html"):
+        click.echo(f"{name + ':':<18} {out / name}")
+
+
 @cli.group()
 def data() -> None:
     """Built-in data sets."""
@@ -409,6 +566,442 @@ def synth(output: str, rows: int, seed: int, drift: float, chunk_rows: int) -> N
         info = write_fraud_parquet(output, rows, seed=seed, drift=drift, chunk_rows=chunk_rows)
         bar.update(rows)
     click.echo(f"wrote {info['rows']} rows to {info['path']}")
+
+
+@cli.command("evaluate")
+@click.argument("bundle")
+@click.argument("test")
+@click.option(
+    "--slice-columns",
+    default="auto",
+    show_default=True,
+    help="Comma-separated columns to slice metrics by; 'auto': categorical features with "
+    "2-20 values; '': none.",
+)
+@click.option("--sensitive-column", default="", help="Measure fairness across this column.")
+@click.option(
+    "--threshold-policy",
+    default="f1",
+    show_default=True,
+    help="Binary decision threshold: f1, cost (with --cost-matrix), argmax or a number.",
+)
+@click.option("--cost-matrix", default="", metavar="JSON", help="e.g. '[[0, 1], [20, 0]]'.")
+@click.option("--bootstrap", default=200, show_default=True, type=int, help="0: no intervals.")
+@click.option("--importance-repeats", default=3, show_default=True, type=int, help="0: none.")
+@click.option(
+    "--gate",
+    "gate_spec",
+    default="",
+    metavar="FILE|JSON",
+    help="A gate spec (JSON/YAML text or file); empty: the default gate.",
+)
+@click.option(
+    "--registered-model", default="", metavar="NAME", help="Compare with this model's champion."
+)
+@click.option("--tracking-uri", default="", help="MLflow URI; default MLFLOW_TRACKING_URI.")
+@click.option(
+    "--output-dir",
+    default="evaluation",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where evaluation.json, report.html, verdict.json and the model card go.",
+)
+@click.option("--fail-on-block", is_flag=True, help="Exit 3 when the gate blocks the model.")
+def evaluate_cmd(
+    bundle: str,
+    test: str,
+    slice_columns: str,
+    sensitive_column: str,
+    threshold_policy: str,
+    cost_matrix: str,
+    bootstrap: int,
+    importance_repeats: int,
+    gate_spec: str,
+    registered_model: str,
+    tracking_uri: str,
+    output_dir: str,
+    fail_on_block: bool,
+) -> None:
+    """Evaluate BUNDLE on the held-out TEST data, apply the gate, write the model card."""
+    from kfgpu.evaluation.release import check_gate_step
+    from kfgpu.evaluation.step import evaluate_model_step
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = evaluate_model_step(
+        bundle_path=_local_uri(bundle),
+        test_path=_local_uri(test),
+        report_path=str(out / "report.html"),
+        evaluation_path=str(out / "evaluation.json"),
+        track=False,  # the CLI does not write into the bundle's training run
+        slice_columns=slice_columns,
+        sensitive_column=sensitive_column,
+        threshold_policy=threshold_policy,
+        cost_matrix=cost_matrix,
+        bootstrap=bootstrap,
+        importance_repeats=importance_repeats,
+    )
+    click.echo(result.summary)
+    verdict = check_gate_step(
+        evaluation_path=str(out / "evaluation.json"),
+        verdict_path=str(out / "verdict.json"),
+        card_path=str(out / "model_card.md"),
+        card_html_path=str(out / "model_card.html"),
+        gate_spec=gate_spec,
+        registered_model_name=registered_model,
+        mlflow_tracking_uri=tracking_uri,
+    )
+    click.echo(f"gate: {verdict.summary}")
+    for name in ("evaluation.json", "report.html", "verdict.json", "model_card.md"):
+        click.echo(f"{name + ':':<17} {out / name}")
+    if fail_on_block and not verdict.extra["blessed"]:
+        raise SystemExit(3)
+
+
+def _registry_uri(explicit: str, workdir: str) -> str:
+    from kfgpu.registry import local_tracking_uri
+
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(workdir)
+
+
+_URI_OPTION = click.option(
+    "--tracking-uri",
+    default="",
+    help="MLflow tracking/registry URI; default MLFLOW_TRACKING_URI, else the local store "
+    "of --workdir.",
+)
+_WORKDIR_OPTION = click.option(
+    "--workdir",
+    default="kfgpu-work",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The `kfgpu run` workdir whose local MLflow store to use.",
+)
+
+
+@cli.group()
+def model() -> None:
+    """The MLflow model registry: list, register, promote, roll back."""
+
+
+@model.command("list")
+@click.argument("name", required=False)
+@_URI_OPTION
+@_WORKDIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def model_list(name: str | None, tracking_uri: str, workdir: str, as_json: bool) -> None:
+    """List registered models, or NAME's versions with aliases and key metrics."""
+    from kfgpu.registry import models
+
+    uri = _registry_uri(tracking_uri, workdir)
+    if not name:
+        names = models.list_models(tracking_uri=uri)
+        click.echo(json.dumps(names) if as_json else "\n".join(names) or "(no models)")
+        return
+    rows = models.list_versions(name, tracking_uri=uri)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        head = r["headline"]
+        score = f"{head} {r['metrics'][head]:.4f}" if head in r["metrics"] else ""
+        flags = ",".join(r["aliases"]) + (" (rolled back)" if r["rolled_back"] else "")
+        click.echo(
+            f"v{r['version']:<4} {flags:<32} {score:<18} data {str(r['data_fingerprint'])[:12]}"
+            f"  run {r['pipeline_run'] or '-'}"
+        )
+
+
+@model.command("register")
+@click.argument("bundle")
+@click.option("--name", required=True, help="The registered model's name.")
+@click.option("--evaluation", "evaluation_path", default="", help="evaluation.json to store.")
+@click.option("--verdict", "verdict_path", default="", help="verdict.json to store.")
+@click.option("--card", "card_path", default="", help="model_card.md to store.")
+@click.option("--promote", "do_promote", is_flag=True, help="Also promote it to champion.")
+@_URI_OPTION
+@_WORKDIR_OPTION
+def model_register(
+    bundle: str,
+    name: str,
+    evaluation_path: str,
+    verdict_path: str,
+    card_path: str,
+    do_promote: bool,
+    tracking_uri: str,
+    workdir: str,
+) -> None:
+    """Register BUNDLE as a new version of --name (alias challenger)."""
+    from kfgpu.registry import models
+
+    uri = _registry_uri(tracking_uri, workdir)
+    info = models.register_bundle(
+        _local_uri(bundle),
+        name=name,
+        tracking_uri=uri,
+        evaluation=json.loads(Path(evaluation_path).read_text()) if evaluation_path else None,
+        verdict=json.loads(Path(verdict_path).read_text()) if verdict_path else None,
+        card=Path(card_path).read_text() if card_path else "",
+    )
+    click.echo(f"registered {name} v{info['version']} ({info['model_uri']}) as challenger")
+    if do_promote:
+        event = models.promote(name, tracking_uri=uri, version=info["version"])
+        click.echo(f"promoted v{event['version']} to champion")
+
+
+@model.command("promote")
+@click.argument("name")
+@click.option("--version", default=None, help="The version to promote; default: the challenger.")
+@click.option(
+    "--expect-champion",
+    default=None,
+    help="Fail unless the champion is still this version ('none': no champion).",
+)
+@_URI_OPTION
+@_WORKDIR_OPTION
+def model_promote(
+    name: str, version: str | None, expect_champion: str | None, tracking_uri: str, workdir: str
+) -> None:
+    """Make a version of NAME the champion; the old champion becomes previous-champion."""
+    from kfgpu.registry import models
+
+    event = models.promote(
+        name,
+        tracking_uri=_registry_uri(tracking_uri, workdir),
+        version=version,
+        expect_champion=expect_champion,
+    )
+    if event["action"] == "noop":
+        click.echo(f"v{event['version']} is already the champion of {name}")
+    else:
+        click.echo(f"champion of {name}: v{event['version']} (was {event['previous'] or 'none'})")
+
+
+@model.command("rollback")
+@click.argument("name")
+@_URI_OPTION
+@_WORKDIR_OPTION
+def model_rollback(name: str, tracking_uri: str, workdir: str) -> None:
+    """Make NAME's previous-champion the champion again."""
+    from kfgpu.registry import models
+
+    event = models.rollback(name, tracking_uri=_registry_uri(tracking_uri, workdir))
+    click.echo(f"champion of {name}: v{event['version']} (rolled back from v{event['previous']})")
+
+
+# ---------------------------------------------------------------- serving (KServe)
+
+
+@cli.command("serve")
+@click.argument("source", metavar="BUNDLE_OR_MODEL_URI")
+@click.option("--port", default=8080, show_default=True, type=int, envvar="KFGPU_PORT")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="KFGPU_HOST",
+    help="Address to bind; 0.0.0.0 in a container.",
+)
+@click.option("--model-name", default="", help="Name in the URLs; default the bundle's name.")
+@click.option(
+    "--max-batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="KFGPU_MAX_BATCH_SIZE",
+    help="Rows per forward pass; 1 turns micro-batching off.",
+)
+@click.option(
+    "--max-wait-ms",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    envvar="KFGPU_MAX_WAIT_MS",
+    help="How long a batch may wait to fill under concurrent load.",
+)
+@click.option("--max-rows", default=10_000, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-request-bytes",
+    default=8 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    envvar="KFGPU_DEVICE",
+    help="auto, cpu, cuda or cuda:N.",
+)
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    envvar="KFGPU_PRECISION",
+    type=click.Choice(["auto", "32", "16"]),
+    help="auto: float16 autocast on CUDA.",
+)
+@click.option("--tracking-uri", default="", help="MLflow registry for models:/ URIs.")
+def serve_cmd(
+    source: str,
+    port: int,
+    host: str,
+    model_name: str,
+    max_batch_size: int,
+    max_wait_ms: float,
+    max_rows: int,
+    max_request_bytes: int,
+    device: str,
+    precision: str,
+    tracking_uri: str,
+) -> None:
+    """Serve a bundle (path, or models:/NAME@ALIAS) with the KServe model server."""
+    from kfgpu.serving.server import serve
+
+    serve(
+        source if source.startswith("models:/") else _local_uri(source),
+        port=port,
+        host=host,
+        model_name=model_name,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_rows=max_rows,
+        max_request_bytes=max_request_bytes,
+        device=device,
+        precision=precision,
+        tracking_uri=tracking_uri,
+    )
+
+
+@cli.command("predict")
+@click.argument("bundle")
+@click.argument("data")
+@click.argument("output")
+@click.option("--chunk-rows", default=65_536, show_default=True, type=click.IntRange(min=1))
+@click.option("--keep", "keep", multiple=True, help="Input column to copy to the output.")
+def predict_cmd(
+    bundle: str, data: str, output: str, chunk_rows: int, keep: tuple[str, ...]
+) -> None:
+    """Batch-predict DATA (Parquet) with BUNDLE into OUTPUT (Parquet), in chunks."""
+    from kfgpu.serving.batch import batch_predict_step
+
+    result = batch_predict_step(
+        bundle_path=_local_uri(bundle),
+        data_uri=_local_uri(data),
+        output_path=output,
+        chunk_rows=chunk_rows,
+        keep_columns=list(keep),
+    )
+    click.echo(result.summary)
+
+
+@cli.command("deploy")
+@click.argument("bundle")
+@click.option("--name", required=True, help="The InferenceService name.")
+@click.option("--namespace", "-n", default="kubeflow", show_default=True)
+@click.option("--storage-uri", default="", help="Where KServe fetches the bundle (s3://...).")
+@click.option(
+    "--runtime", default="kfgpu", show_default=True, type=click.Choice(["kfgpu", "triton"])
+)
+@click.option(
+    "--mode",
+    "deployment_mode",
+    default="Serverless",
+    show_default=True,
+    type=click.Choice(["Serverless", "RawDeployment", "Standard"]),
+)
+@click.option("--gpus", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--gpu-type", default="", help="GPU product for the node selector.")
+@click.option("--min-replicas", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--max-replicas", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--scale-metric", default="", help="concurrency/rps (Serverless), cpu/memory (Raw).")
+@click.option("--scale-target", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--canary", "canary", default=None, type=click.IntRange(0, 100), help="Canary %.")
+@click.option("--kserve-version", default="0.21", show_default=True)
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float)
+@click.option("--dry-run", is_flag=True, help="Print the InferenceService YAML; apply nothing.")
+def deploy_cmd(
+    bundle: str,
+    name: str,
+    namespace: str,
+    storage_uri: str,
+    runtime: str,
+    deployment_mode: str,
+    gpus: int,
+    gpu_type: str,
+    min_replicas: int,
+    max_replicas: int,
+    scale_metric: str,
+    scale_target: int,
+    canary: int | None,
+    kserve_version: str,
+    timeout_s: float,
+    dry_run: bool,
+) -> None:
+    """Deploy BUNDLE as a KServe InferenceService: wait, verify traffic, smoke, or roll back."""
+    settings: dict[str, Any] = dict(
+        name=name,
+        namespace=namespace,
+        runtime=runtime,
+        deployment_mode=deployment_mode,
+        gpus=gpus,
+        gpu_type=gpu_type,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        scale_metric=scale_metric,
+        scale_target=scale_target,
+        canary_traffic_percent=canary,
+        kserve_version=kserve_version,
+    )
+    uri = storage_uri or _local_uri(bundle)
+    if dry_run:
+        import yaml
+
+        from kfgpu.serving.isvc import ServiceConfig, build_inference_service
+
+        stable = {"name": "stable", "model": {"storageUri": "<running>"}}
+        obj = build_inference_service(
+            ServiceConfig(storage_uri=uri, **settings), stable_predictor=stable
+        )
+        click.echo(yaml.safe_dump(obj, sort_keys=False), nl=False)
+        return
+    from kfgpu.serving.step import deploy_model_step
+
+    result = deploy_model_step(
+        bundle_path=_local_uri(bundle), storage_uri=uri, timeout_s=timeout_s, **settings
+    )
+    click.echo(result.summary)
+
+
+@cli.group()
+def canary() -> None:
+    """End an InferenceService canary: promote it, or roll it back (verified)."""
+
+
+@canary.command("promote")
+@click.argument("name")
+@click.option("--namespace", "-n", default="kubeflow", show_default=True)
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float)
+def canary_promote(name: str, namespace: str, timeout_s: float) -> None:
+    """Give NAME's canary all traffic."""
+    from kfgpu.serving.step import canary_step
+
+    click.echo(
+        canary_step(action="promote", name=name, namespace=namespace, timeout_s=timeout_s).summary
+    )
+
+
+@canary.command("rollback")
+@click.argument("name")
+@click.option("--namespace", "-n", default="kubeflow", show_default=True)
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float)
+def canary_rollback(name: str, namespace: str, timeout_s: float) -> None:
+    """Take all traffic off NAME's canary."""
+    from kfgpu.serving.step import canary_step
+
+    click.echo(
+        canary_step(action="rollback", name=name, namespace=namespace, timeout_s=timeout_s).summary
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,11 @@ the value that was wrong and how to fix it.
     ├── TrainingError          training could not produce a model
     ├── BundleError            a model bundle is missing, incomplete or corrupt
     │   └── ChecksumError          a bundle file does not match its recorded checksum
+    ├── RegistryError          a model registry operation cannot be done (no such version,
+    │                          no challenger to promote, a concurrent change)
+    ├── ServingError           a model cannot be served or deployed
+    │   ├── RequestError           a prediction request is malformed (names the field)
+    │   └── DeployError            an InferenceService rollout failed (and was rolled back)
     └── PipelineError          a local pipeline run failed
 """
 
@@ -30,11 +35,15 @@ __all__ = [
     "DataError",
     "DataFormatError",
     "DataNotFoundError",
+    "DeployError",
     "DriftDetected",
     "EmptyDataError",
     "KfgpuError",
     "PipelineError",
+    "RegistryError",
+    "RequestError",
     "SchemaError",
+    "ServingError",
     "TrainingError",
     "ValidationError",
 ]
@@ -114,6 +123,46 @@ class BundleError(KfgpuError):
 
 class ChecksumError(BundleError):
     """A bundle file does not match the checksum recorded when it was written."""
+
+
+class RegistryError(KfgpuError):
+    """A model registry operation cannot be done: no such model or version, nothing to
+    promote or roll back to, or the champion changed under a compare-and-set."""
+
+
+class ServingError(KfgpuError):
+    """A model cannot be served or deployed."""
+
+
+class RequestError(ServingError, ValueError):
+    """A prediction request is malformed.
+
+    Attributes:
+        field: where in the request the problem is (``instances[3].amount``,
+            ``inputs.country``), as the message names it.
+        status: the HTTP status the server answers with (400, 413 or 415).
+    """
+
+    def __init__(self, message: str, *, field: str = "", status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+class DeployError(ServingError):
+    """An InferenceService rollout failed: not Ready in time, a traffic split other than
+    the one requested, or a failed smoke request. ``rolled_back`` tells whether the
+    previous state was restored.
+
+    Attributes:
+        reason: ``not_ready``, ``traffic``, ``smoke`` or ``api``.
+        rolled_back: whether the previous spec was restored (or the new service deleted).
+    """
+
+    def __init__(self, message: str, *, reason: str, rolled_back: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.rolled_back = rolled_back
 
 
 class PipelineError(KfgpuError):

@@ -30,7 +30,8 @@ def test_every_input_and_output_is_documented(name: str) -> None:
     spec = COMPONENTS[name].component_spec
     assert spec.description and spec.description.strip()
     undocumented = [
-        k for k, v in {**(spec.inputs or {}), **(spec.outputs or {})}.items()
+        k
+        for k, v in {**(spec.inputs or {}), **(spec.outputs or {})}.items()
         if not (v.description or "").strip()
     ]
     assert undocumented == [], f"{name}: add these to the docstring's Args/Returns"
@@ -39,9 +40,23 @@ def test_every_input_and_output_is_documented(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_component_names_are_verb_phrases(name: str) -> None:
     verb = name.split("_")[0]
-    assert verb in {"validate", "engineer", "train", "evaluate", "tune", "deploy", "detect",
-                    "launch",
-                    "register", "batch", "predict", "monitor"}
+    assert verb in {
+        "validate",
+        "engineer",
+        "train",
+        "evaluate",
+        "tune",
+        "deploy",
+        "detect",
+        "check",
+        "launch",
+        "register",
+        "batch",
+        "predict",
+        "promote",
+        "rollback",
+        "monitor",
+    }
 
 
 def test_artifacts_are_typed_for_the_kubeflow_ui() -> None:

@@ -46,8 +46,11 @@ def test_run_trains_on_a_users_csv(tmp_path: Path) -> None:
     assert len(list((work / "latest").glob("*/train-model/model/bundle.json"))) == 1
     assert "MLflow run:" in proc.stdout
     assert (work / "mlflow.db").is_file()
-    # Progress was shown on stderr, one line per finished step.
-    assert proc.stderr.count("✓") == 4
+    # Progress was shown on stderr, one line per finished step; the gate blessed the first
+    # model of this registry, which was registered and promoted.
+    assert proc.stderr.count("✓") == 7
+    assert "gate:          blessed" in proc.stdout
+    assert "registered kfgpu-model v1 and promoted it to champion" in proc.stdout
 
 
 def _write_cases(root: Path) -> dict[str, tuple[Path, str]]:

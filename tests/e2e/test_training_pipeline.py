@@ -47,8 +47,11 @@ def test_every_step_ran(run: LocalRun) -> None:
     assert [e["step"] for e in run.events if e["event"] == "success"] == [
         "validate_data",
         "engineer_features",
+        "tune_hyperparameters",
         "train_model",
         "evaluate_model",
+        "check_gate",
+        "register_model",
     ]
     assert not [e for e in run.events if e["event"] == "failure"]
 

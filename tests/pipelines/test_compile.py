@@ -50,8 +50,36 @@ def test_training_pipeline_wiring_and_resources(tmp_path: Path) -> None:
     docs = list(yaml.safe_load_all((tmp_path / "pipelines" / "training.yaml").read_text()))
     spec, platform = docs[0], docs[1]
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate-data", "engineer-features", "train-model", "evaluate-model"}
-    assert sorted(tasks["train-model"]["dependentTasks"]) == ["engineer-features", "validate-data"]
+    assert set(tasks) == {
+        "validate-data",
+        "engineer-features",
+        "tune-hyperparameters",
+        "train-model",
+        "evaluate-model",
+        "check-gate",
+        "condition-1",
+    }
+    # The tuner's best parameters reach train_model as overrides.
+    tuned = tasks["train-model"]["inputs"]["parameters"]["tuned_hyperparameters"]
+    assert tuned["taskOutputParameter"] == {
+        "outputParameterKey": "best_params_json",
+        "producerTask": "tune-hyperparameters",
+    }
+    # Registration runs only inside the gate's branch, only with a registry configured.
+    outer = tasks["condition-1"]
+    assert outer["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--check-gate-Output'] == true"
+    )
+    inner = spec["components"][outer["componentRef"]["name"]]["dag"]["tasks"]
+    (branch,) = inner.values()
+    assert "mlflow_tracking_uri" in branch["triggerPolicy"]["condition"]
+    (register,) = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"].values()
+    assert register["taskInfo"]["name"] == "register model"
+    assert sorted(tasks["train-model"]["dependentTasks"]) == [
+        "engineer-features",
+        "tune-hyperparameters",
+        "validate-data",
+    ]
     assert sorted(tasks["evaluate-model"]["dependentTasks"]) == ["engineer-features", "train-model"]
     train_exec = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]
     assert train_exec["image"].split("/")[-1].startswith("kfgpu-train:")
@@ -60,4 +88,4 @@ def test_training_pipeline_wiring_and_resources(tmp_path: Path) -> None:
     assert shm["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
     assert shm["emptyDirMounts"][0]["medium"] == "Memory"
     outputs = spec["root"]["outputDefinitions"]["artifacts"]
-    assert {"model", "metrics", "evaluation", "report"} <= set(outputs)
+    assert {"model", "metrics", "evaluation", "report", "verdict", "model_card"} <= set(outputs)

@@ -10,6 +10,13 @@ library step, and publishes the result.
 from __future__ import annotations
 
 from kfgpu.components.launch import launch_training
+from kfgpu.components.registry import check_gate, register_model
+from kfgpu.components.serving import (
+    batch_predict,
+    deploy_model,
+    promote_canary,
+    rollback_canary,
+)
 from kfgpu.components.training import (
     detect_drift,
     engineer_features,
@@ -17,14 +24,23 @@ from kfgpu.components.training import (
     train_model,
     validate_data,
 )
+from kfgpu.components.tuning import tune_hyperparameters, tune_worker
 
 __all__ = [
     "COMPONENTS",
+    "batch_predict",
+    "check_gate",
+    "deploy_model",
     "detect_drift",
     "engineer_features",
     "evaluate_model",
     "launch_training",
+    "promote_canary",
+    "register_model",
+    "rollback_canary",
     "train_model",
+    "tune_hyperparameters",
+    "tune_worker",
     "validate_data",
 ]
 
@@ -32,8 +48,16 @@ __all__ = [
 COMPONENTS = {
     "validate_data": validate_data,
     "engineer_features": engineer_features,
+    "tune_worker": tune_worker,
+    "tune_hyperparameters": tune_hyperparameters,
     "train_model": train_model,
     "launch_training": launch_training,
     "evaluate_model": evaluate_model,
+    "check_gate": check_gate,
+    "register_model": register_model,
+    "deploy_model": deploy_model,
+    "promote_canary": promote_canary,
+    "rollback_canary": rollback_canary,
+    "batch_predict": batch_predict,
     "detect_drift": detect_drift,
 }

@@ -44,7 +44,7 @@ def validate_data(
     leakage_threshold: float = 0.99,
     schema_uri: str = "",
     reference_uri: str = "",
-) -> NamedTuple("Outputs", [("task", str)]):  # noqa: UP006
+) -> NamedTuple("Outputs", [("task", str)]):
     """Read raw tabular data, validate it, and hand on a fingerprinted Parquet copy.
 
     The report is written even when validation fails; the step then fails with every
@@ -201,6 +201,7 @@ def train_model(
     lr_schedule: str = "cosine",
     datamodule: str = "",
     hyperparameters: str = "",
+    tuned_hyperparameters: str = "",
     mlflow_tracking_uri: str = "",
     pipeline_run: str = "",
 ) -> None:
@@ -241,8 +242,10 @@ def train_model(
         gradient_clip_val: clip the gradient norm to this (0: off).
         lr_schedule: ``cosine``, ``constant``, ``onecycle`` or ``plateau``.
         datamodule: a user's LightningDataModule as ``package.module:Class`` (empty: kfgpu's).
-        hyperparameters: a JSON object of settings that override the ones above (the best
-            parameters of tune_hyperparameters); empty or ``{}``: none.
+        hyperparameters: a JSON object of settings that override the ones above (and the
+            tuned ones); empty or ``{}``: none.
+        tuned_hyperparameters: tune_hyperparameters' best parameters (JSON), overriding the
+            settings above; empty or ``{}``: none.
         mlflow_tracking_uri: MLflow tracking URI; empty uses ``MLFLOW_TRACKING_URI``.
         pipeline_run: the pipeline run's id, recorded in the bundle's lineage.
 
@@ -250,7 +253,7 @@ def train_model(
         model: the model bundle directory.
         metrics: best validation loss, epochs run, training seconds.
     """
-    from kfgpu.training.step import train_model_step
+    from kfgpu.training.step import parse_overrides, train_model_step
 
     result = train_model_step(
         train_path=train.path,
@@ -281,7 +284,10 @@ def train_model(
             "lr_schedule": lr_schedule,
             "datamodule": datamodule,
         },
-        overrides=hyperparameters,
+        overrides={
+            **parse_overrides(tuned_hyperparameters, field="tuned_hyperparameters"),
+            **parse_overrides(hyperparameters),
+        },
         mlflow_tracking_uri=mlflow_tracking_uri,
         lineage={
             "train_fingerprint": train.metadata.get("fingerprint"),
@@ -300,21 +306,45 @@ def evaluate_model(
     classification_metrics: Output[ClassificationMetrics],
     report: Output[HTML],
     evaluation: Output[Artifact],
+    model_card: Output[Markdown],
     mlflow_tracking_uri: str = "",
-) -> NamedTuple("Outputs", [("headline", str), ("score", float)]):  # noqa: UP006
+    slice_columns: str = "auto",
+    sensitive_column: str = "",
+    threshold_policy: str = "f1",
+    cost_matrix: str = "",
+    bootstrap: int = 200,
+    confidence: float = 0.95,
+    importance_repeats: int = 3,
+    seed: int = 0,
+) -> NamedTuple("Outputs", [("headline", str), ("score", float)]):
     """Score the bundle on the held-out split through the served module, beside a constant
-    predictor's score.
+    predictor's score, with intervals, slices, fairness and feature importance.
 
     Args:
         model: the model bundle.
         test: the held-out split (raw columns, as serving would receive them).
         mlflow_tracking_uri: MLflow tracking URI; empty uses the bundle's run's store.
+        slice_columns: comma-separated columns to report metrics per value (numeric
+            columns per quartile); ``auto``: categorical features with 2 to 20 values
+            (at most 4); empty: none.
+        sensitive_column: a column across whose groups fairness is measured
+            (demographic parity and equal opportunity differences; binary tasks).
+        threshold_policy: binary decision threshold: ``f1`` (maximise F1), ``cost``
+            (least total cost under cost_matrix), ``argmax`` (0.5) or a number.
+        cost_matrix: JSON ``[[tn_cost, fp_cost], [fn_cost, tp_cost]]`` (rows: true class,
+            columns: predicted, in class order) for threshold_policy ``cost``.
+        bootstrap: bootstrap resamples for confidence intervals; 0 turns them off.
+        confidence: the intervals' confidence level.
+        importance_repeats: shuffles per feature for permutation importance; 0 is off.
+        seed: seeds the bootstrap and the permutations.
 
     Returns:
         metrics: every test metric, and the constant predictor's as ``baseline_*``.
-        classification_metrics: ROC curve and confusion matrix for the Kubeflow UI.
+        classification_metrics: ROC curve and confusion matrix for the Kubeflow UI (the
+            precision-recall curve is in its metadata and in the report).
         report: an HTML report.
         evaluation: the full evaluation as JSON.
+        model_card: a model card (Markdown) from the evaluation and the lineage.
         headline: the name of the headline metric (``roc_auc`` or ``r2``).
         score: the headline metric's held-out value.
     """
@@ -328,11 +358,22 @@ def evaluate_model(
         report_path=report.path,
         evaluation_path=evaluation.path,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        slice_columns=slice_columns,
+        sensitive_column=sensitive_column,
+        threshold_policy=threshold_policy,
+        cost_matrix=cost_matrix,
+        bootstrap=bootstrap,
+        confidence=confidence,
+        importance_repeats=importance_repeats,
+        seed=seed,
+        card_path=model_card.path,
     )
     result.publish(metrics=metrics)
     curve = result.extra["roc_curve"]
     if curve:
         classification_metrics.log_roc_curve(curve["fpr"], curve["tpr"], curve["threshold"])
+    if result.extra.get("pr_curve"):
+        classification_metrics.metadata["prCurve"] = result.extra["pr_curve"]
     if result.extra["confusion_matrix"]:
         classification_metrics.log_confusion_matrix(
             result.extra["classes"], result.extra["confusion_matrix"]
@@ -352,7 +393,7 @@ def detect_drift(
     metrics: Output[Metrics],
     config_json: str = "",
     fail_on_drift: bool = False,
-) -> NamedTuple("Outputs", [("dataset_drift", bool), ("drift_share", float)]):  # noqa: UP006
+) -> NamedTuple("Outputs", [("dataset_drift", bool), ("drift_share", float)]):
     """Check current data for drift against a reference profile, over every row.
 
     Per column: numeric by normalised Wasserstein distance (or KS, PSI), categorical by

@@ -4,10 +4,47 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from kfgpu._step import StepResult, step
 
-__all__ = ["evaluate_model_step"]
+__all__ = ["evaluate_model_step", "parse_columns"]
+
+
+def parse_columns(value: str) -> list[str]:
+    """``"a, b"`` -> ``["a", "b"]``; empty -> ``[]``."""
+    return [c.strip() for c in (value or "").split(",") if c.strip()]
+
+
+def _auto_slices(test: Any, features: list[str], *, limit: int = 4) -> list[str]:
+    """Categorical features with 2..20 values, the first ``limit`` of them."""
+    import pandas as pd
+
+    out = []
+    for col in features:
+        s = test[col]
+        if (
+            not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+        ) and 2 <= s.nunique(dropna=True) <= 20:
+            out.append(col)
+    return out[:limit]
+
+
+def model_summary(desc: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    """What the evaluation JSON (and so the model card) records about the model."""
+    labels = desc.get("labels", {})
+    return {
+        "target": desc.get("target"),
+        "task": desc.get("task"),
+        "family": desc.get("model", {}).get("family"),
+        "kfgpu_version": desc.get("kfgpu_version"),
+        "created_at": desc.get("created_at"),
+        "features": features,
+        "train_rows": desc.get("training", {}).get("train_rows"),
+        "train_distribution": labels.get("train_distribution"),
+        "hyperparameters": desc.get("hyperparameters", {}),
+        "lineage": desc.get("lineage", {}),
+    }
 
 
 @step("evaluate_model")
@@ -18,18 +55,49 @@ def evaluate_model_step(
     report_path: str,
     evaluation_path: str = "",
     mlflow_tracking_uri: str = "",
+    slice_columns: str = "",
+    sensitive_column: str = "",
+    threshold_policy: str = "argmax",
+    cost_matrix: str = "",
+    bootstrap: int = 0,
+    confidence: float = 0.95,
+    importance_repeats: int = 0,
+    seed: int = 0,
+    card_path: str = "",
+    card_html_path: str = "",
+    track: bool = True,
 ) -> StepResult:
     """Score the bundle on the test split exactly as serving would (raw rows in).
 
+    Args:
+        slice_columns: comma-separated columns of the test split to report metrics per
+            value (numeric: per quartile); ``auto``: the categorical features with 2 to 20
+            values (at most 4).
+        sensitive_column: a column across whose groups fairness is measured (binary).
+        threshold_policy: ``argmax``, ``f1``, ``cost`` or a number (see
+            :func:`~kfgpu.evaluation.metrics.evaluate_classification`).
+        cost_matrix: JSON ``[[..], ..]`` (true class rows, predicted columns) for ``cost``.
+        bootstrap: resamples for confidence intervals (0: none).
+        importance_repeats: shuffles per feature for permutation importance (0: none).
+        card_path, card_html_path: where to write the model card (empty: not written).
+        track: log the test metrics to the bundle's MLflow training run.
+
     Raises:
         BundleError: the bundle is incomplete or fails its checksums.
+        ConfigError: an unknown slice or sensitive column, or a bad threshold setting.
         DataError: the test split is empty or holds unknown labels.
     """
     import numpy as np
 
     from kfgpu.bundle import load_bundle
     from kfgpu.data import read_parquet
-    from kfgpu.evaluation.metrics import evaluate_classification, evaluate_regression
+    from kfgpu.errors import ConfigError
+    from kfgpu.evaluation.card import render_card_html, render_card_markdown
+    from kfgpu.evaluation.metrics import (
+        evaluate_classification,
+        evaluate_regression,
+        slice_labels,
+    )
     from kfgpu.evaluation.report import render_html
     from kfgpu.registry import tracking
 
@@ -37,45 +105,126 @@ def evaluate_model_step(
     desc = bundle.description
     target = desc["target"]
     test = read_parquet(test_path)
+    features = list(bundle.transform.input_columns)
     raw = bundle.predict_raw(test.drop(columns=[target]))
+    if slice_columns.strip().lower() == "auto":
+        columns = _auto_slices(test, features)
+    else:
+        columns = parse_columns(slice_columns)
+    labels_by_col = slice_labels(test, columns + ([sensitive_column] if sensitive_column else []))
+    slices = {c: labels_by_col[c] for c in columns}
+    sensitive = (sensitive_column, labels_by_col[sensitive_column]) if sensitive_column else None
+    common: dict[str, Any] = {
+        "slices": slices,
+        "sensitive": sensitive,
+        "bootstrap": int(bootstrap),
+        "confidence": float(confidence),
+        "seed": int(seed),
+    }
+    y_true = test[target].to_numpy()
     if bundle.task == "classification":
         labels = desc["labels"]
         dist = labels.get("train_distribution", {})
         prior = np.asarray([dist.get(str(c), 0) for c in bundle.classes], dtype=np.float64)
+        try:
+            costs = json.loads(cost_matrix) if cost_matrix.strip() else None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"cost_matrix {cost_matrix!r} is not JSON: {e}") from e
         ev = evaluate_classification(
-            test[target].to_numpy(),
+            y_true,
             raw,
             bundle.classes,
             positive_class=labels.get("positive_class"),
             prior=prior if prior.sum() > 0 else None,
+            threshold_policy=threshold_policy,
+            cost_matrix=costs,
+            **common,
         )
     else:
-        ev = evaluate_regression(
-            test[target].to_numpy(), raw, train_mean=desc["target_scaling"]["mean"]
+        ev = evaluate_regression(y_true, raw, train_mean=desc["target_scaling"]["mean"], **common)
+    if importance_repeats > 0:
+        ev.importance = _importance(
+            bundle,
+            test.drop(columns=[target]),
+            y_true,
+            features,
+            ev.headline,
+            importance_repeats,
+            seed,
         )
+    ev.model = model_summary(desc, features)
+    ev.settings.update({"slice_columns": columns, "importance_repeats": importance_repeats})
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(render_html(ev, desc))
+    data = ev.to_dict()
     if evaluation_path:
-        Path(evaluation_path).write_text(json.dumps(ev.to_dict(), indent=2, sort_keys=True))
+        Path(evaluation_path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    if card_path:
+        Path(card_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(card_path).write_text(render_card_markdown(data))
+    if card_html_path:
+        Path(card_html_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(card_html_path).write_text(render_card_html(data))
     uri = tracking.resolve_tracking_uri(
         mlflow_tracking_uri or desc.get("lineage", {}).get("mlflow_tracking_uri") or ""
     )
     run_id = desc.get("lineage", {}).get("mlflow_run_id")
-    if uri and run_id:
+    if track and uri and run_id:
         tracking.log_metrics(uri, run_id, {f"test_{k}": v for k, v in ev.metrics.items()})
     headline = ev.metrics.get(ev.headline, float("nan"))
     metrics = {f"test_{k}": v for k, v in ev.metrics.items()}
     metrics.update({f"baseline_{k}": v for k, v in ev.baseline.items()})
+    iv = ev.intervals.get(ev.headline)
     return StepResult(
         metrics=metrics,
         summary=(
-            f"held-out {ev.headline} {headline:.4f} on {ev.rows} rows "
-            f"(constant predictor {ev.baseline.get(ev.headline, float('nan')):.4f})"
+            f"held-out {ev.headline} {headline:.4f}"
+            + (f" [{iv[0]:.4f}, {iv[1]:.4f}]" if iv else "")
+            + f" on {ev.rows} rows (constant predictor {ev.baseline.get(ev.headline, float('nan')):.4f})"
         ),
         extra={
             "headline": ev.headline,
             "confusion_matrix": ev.confusion_matrix,
             "classes": [str(c) for c in ev.classes],
             "roc_curve": ev.roc_curve,
+            "pr_curve": ev.pr_curve,
         },
+    )
+
+
+def _importance(
+    bundle: Any,
+    frame: Any,
+    y_true: Any,
+    features: list[str],
+    headline: str,
+    repeats: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    import numpy as np
+    from sklearn import metrics as skm
+
+    if bundle.task == "classification":
+        index = {str(c): i for i, c in enumerate(bundle.classes)}
+        y = np.asarray([index.get(str(v), -1) for v in y_true])
+        k = len(bundle.classes)
+        pos = index.get(str(bundle.description["labels"].get("positive_class")), 1)
+
+        def score(yy: Any, p: Any) -> float:
+            if headline == "roc_auc" and len(np.unique(yy)) == k:
+                if k == 2:
+                    return float(skm.roc_auc_score(yy == pos, p[:, pos]))
+                return float(skm.roc_auc_score(yy, p, multi_class="ovr", labels=list(range(k))))
+            return float(np.mean(p.argmax(axis=1) == yy))
+
+    else:
+        y = np.asarray(y_true, dtype=np.float64)
+
+        def score(yy: Any, p: Any) -> float:
+            return float(skm.r2_score(yy, p)) if len(yy) >= 2 else 0.0
+
+    from kfgpu.evaluation.importance import permutation_importance
+
+    return permutation_importance(
+        bundle.predict_raw, frame, y, score, columns=features, repeats=repeats, seed=seed
     )

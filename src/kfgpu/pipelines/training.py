@@ -1,4 +1,5 @@
-"""The training pipeline: validate -> engineer features -> train -> evaluate.
+"""The training pipeline: validate -> engineer features -> train -> evaluate -> gate ->
+register (only a blessed model).
 
 Wiring and resources only: every step's logic is in the library, every step's settings
 are pipeline parameters. Resources are ignored by ``kfp.local`` and honoured by Kubeflow.
@@ -10,9 +11,17 @@ are pipeline parameters. Resources are ignored by ``kfp.local`` and honoured by 
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import HTML, Artifact, Metrics, Model
+from kfp.dsl import HTML, Artifact, Markdown, Metrics, Model
 
-from kfgpu.components import engineer_features, evaluate_model, train_model, validate_data
+from kfgpu.components import (
+    check_gate,
+    engineer_features,
+    evaluate_model,
+    register_model,
+    train_model,
+    tune_hyperparameters,
+    validate_data,
+)
 
 __all__ = ["DEFAULT_DATA", "DEFAULT_TARGET", "training"]
 
@@ -22,7 +31,15 @@ DEFAULT_TARGET = "is_fraud"
 
 #: What the pipeline hands back: the bundle, the KFP metrics, the evaluation JSON, the report.
 TrainingOutputs = NamedTuple(  # noqa: UP014  # KFP reads this functional form
-    "TrainingOutputs", [("model", Model), ("metrics", Metrics), ("evaluation", Artifact), ("report", HTML)]
+    "TrainingOutputs",
+    [
+        ("model", Model),
+        ("metrics", Metrics),
+        ("evaluation", Artifact),
+        ("report", HTML),
+        ("verdict", Artifact),
+        ("model_card", Markdown),
+    ],
 )
 
 
@@ -63,6 +80,16 @@ def training(
     gradient_clip_val: float = 0.0,
     lr_schedule: str = "cosine",
     seed: int = 0,
+    hyperparameters: str = "",
+    search_space: str = "",
+    tune_trials: int = 20,
+    tune_workers: int = 1,
+    tune_storage: str = "",
+    tune_base_config: str = '{"max_epochs": 10}',
+    slice_columns: str = "auto",
+    sensitive_column: str = "",
+    gate_spec: str = "",
+    registered_model_name: str = "kfgpu-model",
     mlflow_tracking_uri: str = "",
 ) -> TrainingOutputs:
     validated = validate_data(
@@ -84,6 +111,27 @@ def training(
         feature_spec=feature_spec,
         time_column=time_column,
     ).set_display_name("engineer features")
+    # With a search space, Optuna trials train on the same splits and the best parameters
+    # override train_model's; without one the step returns "{}" at once.
+    tuned = tune_hyperparameters(
+        train=features.outputs["train"],
+        validation=features.outputs["validation"],
+        transform=features.outputs["transform"],
+        target=target,
+        task=validated.outputs["task"],
+        search_space=search_space,
+        n_trials=tune_trials,
+        n_workers=tune_workers,
+        storage=tune_storage,
+        base_config=tune_base_config,
+        seed=seed,
+    ).set_display_name("tune hyperparameters")
+    tuned.set_cpu_request("4").set_memory_request("16G")
+    # On a cluster the shared study lives in PostgreSQL (manifests/postgres); its URL comes
+    # from that Secret when it exists.
+    kubernetes.use_secret_as_env(
+        tuned, "optuna-postgres", {"url": "KFGPU_TUNING_STORAGE"}, optional=True
+    )
     trained = train_model(
         train=features.outputs["train"],
         validation=features.outputs["validation"],
@@ -109,6 +157,8 @@ def training(
         accumulate_grad_batches=accumulate_grad_batches,
         gradient_clip_val=gradient_clip_val,
         lr_schedule=lr_schedule,
+        hyperparameters=hyperparameters,
+        tuned_hyperparameters=tuned.outputs["best_params_json"],
         mlflow_tracking_uri=mlflow_tracking_uri,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("train model")
@@ -122,13 +172,39 @@ def training(
     evaluated = evaluate_model(
         model=trained.outputs["model"],
         test=features.outputs["test"],
+        slice_columns=slice_columns,
+        sensitive_column=sensitive_column,
         mlflow_tracking_uri=mlflow_tracking_uri,
     ).set_display_name("evaluate model")
-    for task_ in (validated, features, evaluated):
+    # The gate compares with thresholds and with the registry's champion; its verdict and
+    # the model card are written whichever way it goes.
+    gate = check_gate(
+        evaluation=evaluated.outputs["evaluation"],
+        gate_spec=gate_spec,
+        registered_model_name=registered_model_name,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+    ).set_display_name("check gate")
+    # Only a blessed model is registered (and promoted to champion, unless another run
+    # promoted one after this gate read the champion); without a registry, nothing is.
+    with (
+        dsl.If(gate.outputs["Output"] == True, name="blessed"),  # noqa: E712
+        dsl.If(mlflow_tracking_uri != "", name="registry configured"),
+    ):
+        register_model(
+            model=trained.outputs["model"],
+            evaluation=evaluated.outputs["evaluation"],
+            verdict=gate.outputs["verdict"],
+            model_card=gate.outputs["model_card"],
+            registered_model_name=registered_model_name,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+        ).set_display_name("register model")
+    for task_ in (validated, features, evaluated, gate):
         task_.set_cpu_request("1").set_memory_request("4G")
     return TrainingOutputs(
         model=trained.outputs["model"],
         metrics=evaluated.outputs["metrics"],
         evaluation=evaluated.outputs["evaluation"],
         report=evaluated.outputs["report"],
+        verdict=gate.outputs["verdict"],
+        model_card=gate.outputs["model_card"],
     )

@@ -9,7 +9,9 @@ from kfgpu._step import StepResult, step
 __all__ = ["parse_overrides", "train_model_step"]
 
 
-def parse_overrides(overrides: str | dict[str, Any]) -> dict[str, Any]:
+def parse_overrides(
+    overrides: str | dict[str, Any], *, field: str = "hyperparameters"
+) -> dict[str, Any]:
     """Training settings from a JSON object (or a dict); ``""`` or ``"{}"`` is none.
 
     Raises:
@@ -27,12 +29,12 @@ def parse_overrides(overrides: str | dict[str, Any]) -> dict[str, Any]:
         value = json.loads(overrides)
     except json.JSONDecodeError as e:
         raise ConfigError(
-            f"hyperparameters={overrides[:80]!r} is not valid JSON ({e}); give a JSON object "
+            f"{field}={overrides[:80]!r} is not valid JSON ({e}); give a JSON object "
             'of training settings such as {"learning_rate": 0.003}'
         ) from e
     if not isinstance(value, dict):
         raise ConfigError(
-            f"hyperparameters={overrides[:80]!r} is a JSON {type(value).__name__}; give a JSON "
+            f"{field}={overrides[:80]!r} is a JSON {type(value).__name__}; give a JSON "
             'object of training settings such as {"learning_rate": 0.003}'
         )
     return value

@@ -64,7 +64,8 @@ def test_multiclass_metrics_match_sklearn() -> None:
     assert m["roc_auc"] == pytest.approx(
         skm.roc_auc_score(y, proba, multi_class="ovr", average="macro")
     )
-    assert "pr_auc" not in m
+    onehot = np.eye(3, dtype=int)[y]
+    assert m["pr_auc"] == pytest.approx(skm.average_precision_score(onehot, proba, average="macro"))
     assert ev.confusion_matrix == skm.confusion_matrix(y, pred).tolist()
     assert ev.roc_curve == {}
 

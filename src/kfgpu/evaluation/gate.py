@@ -1,0 +1,322 @@
+"""The gate: a declarative spec that blesses a model, or blocks it, with reasons.
+
+A spec (JSON or YAML) names, per metric, absolute limits and limits relative to the
+current champion's logged evaluation and to the constant baseline::
+
+    metrics:
+      roc_auc:  {min: 0.80, max_drop_vs_champion: 0.01}
+      log_loss: {max: 0.30, max_increase_vs_champion: 0.05}
+      f1:       {min_gain_vs_baseline: 0.05}
+    slices:                      # every slice of a column evaluate_model sliced on
+      merchant_category:
+        min_rows: 100            # smaller slices are skipped (a reason says so)
+        metrics:
+          roc_auc: {min: 0.70, max_drop_vs_champion: 0.05}
+    fairness:                    # across evaluate_model's sensitive column
+      demographic_parity_difference: {max: 0.10}
+
+Checks: ``min``, ``max`` (absolute); ``max_drop_vs_champion`` (value >= champion - x),
+``max_increase_vs_champion`` (value <= champion + x), ``min_gain_vs_champion`` (better
+than the champion by at least x, in the metric's better direction) and
+``min_gain_vs_baseline`` (the same against the constant predictor). With no champion
+every relative check passes with the reason "no champion". Every check, passed or failed,
+is a reason in the verdict; a model is blessed when none failed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfgpu.errors import ConfigError
+from kfgpu.evaluation.metrics import LOWER_IS_BETTER
+
+__all__ = ["CHECKS", "Verdict", "default_spec", "evaluate_gate", "load_gate_spec", "write_verdict"]
+
+CHECKS = (
+    "min",
+    "max",
+    "max_drop_vs_champion",
+    "max_increase_vs_champion",
+    "min_gain_vs_champion",
+    "min_gain_vs_baseline",
+)
+_SECTIONS = ("metrics", "slices", "fairness")
+
+
+@dataclass
+class Verdict:
+    """The gate's decision and every reason for it."""
+
+    blessed: bool
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    champion: dict[str, Any] | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [r for r in self.reasons if not r["passed"]]
+
+    def summary(self) -> str:
+        if self.blessed:
+            return f"blessed: all {len(self.reasons)} checks passed"
+        first = "; ".join(r["message"] for r in self.failures[:3])
+        return f"blocked: {len(self.failures)} of {len(self.reasons)} checks failed ({first})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "blessed": self.blessed,
+            "summary": self.summary(),
+            "reasons": self.reasons,
+            "champion": self.champion,
+            "spec": self.spec,
+        }
+
+
+def default_spec(headline: str) -> dict[str, Any]:
+    """Beat the constant predictor, and do not fall below the champion."""
+    return {"metrics": {headline: {"min_gain_vs_baseline": 0.0, "max_drop_vs_champion": 0.0}}}
+
+
+def _check_block(where: str, block: Any) -> None:
+    if not isinstance(block, dict):
+        raise ConfigError(f"gate spec {where} must be a mapping of metric -> checks")
+    for metric, checks in block.items():
+        if not isinstance(checks, dict):
+            raise ConfigError(
+                f"gate spec {where}.{metric} must be a mapping like {{min: 0.8}}, got {checks!r}"
+            )
+        for key, value in checks.items():
+            if key not in CHECKS:
+                raise ConfigError(
+                    f"gate spec {where}.{metric} has unknown check {key!r}; use {list(CHECKS)}"
+                )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(
+                    f"gate spec {where}.{metric}.{key} must be a number, got {value!r}"
+                )
+
+
+def load_gate_spec(text: str | dict[str, Any]) -> dict[str, Any]:
+    """Parse and check a spec given as a dict, JSON or YAML text, or a .json/.yaml path."""
+    import yaml
+
+    if isinstance(text, dict):
+        spec = text
+    else:
+        raw = text.strip()
+        if raw and "\n" not in raw and raw.endswith((".json", ".yaml", ".yml")):
+            path = Path(raw)
+            if not path.is_file():
+                raise ConfigError(f"gate spec file {raw!r} does not exist")
+            raw = path.read_text()
+        try:
+            spec = yaml.safe_load(raw) if raw else {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"gate spec is neither JSON nor YAML: {e}") from e
+    if not isinstance(spec, dict):
+        raise ConfigError(f"gate spec must be a mapping with {list(_SECTIONS)}, got {spec!r}")
+    unknown = sorted(set(spec) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"gate spec has unknown section(s) {unknown}; use {list(_SECTIONS)}")
+    _check_block("metrics", spec.get("metrics", {}))
+    _check_block("fairness", spec.get("fairness", {}))
+    slices = spec.get("slices", {})
+    if not isinstance(slices, dict):
+        raise ConfigError("gate spec slices must map a column to {min_rows, metrics}")
+    for col, block in slices.items():
+        if not isinstance(block, dict) or set(block) - {"min_rows", "metrics"}:
+            raise ConfigError(
+                f"gate spec slices.{col} must be a mapping with 'metrics' (and 'min_rows'), "
+                f"got {block!r}"
+            )
+        _check_block(f"slices.{col}.metrics", block.get("metrics", {}))
+    return spec
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _apply(
+    where: str,
+    metric: str,
+    checks: dict[str, float],
+    value: float | None,
+    available: list[str],
+    champion: float | None,
+    champion_note: str,
+    baseline: float | None,
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def reason(check: str, passed: bool, message: str, limit: float | None = None) -> None:
+        out.append(
+            {
+                "check": f"{where}.{metric}.{check}",
+                "passed": bool(passed),
+                "value": value,
+                "limit": limit,
+                "message": f"{where} {metric}: {message}",
+            }
+        )
+
+    if value is None:
+        for check in checks:
+            reason(check, False, f"not computed (available: {available})")
+        return out
+    lower = metric in LOWER_IS_BETTER
+    for check, x in checks.items():
+        x = float(x)
+        if check == "min":
+            reason(check, value >= x, f"{_fmt(value)} {'>=' if value >= x else '<'} min {x:g}", x)
+        elif check == "max":
+            reason(check, value <= x, f"{_fmt(value)} {'<=' if value <= x else '>'} max {x:g}", x)
+        elif check == "min_gain_vs_baseline":
+            if baseline is None:
+                reason(check, True, "no baseline value; check skipped")
+                continue
+            gain = (baseline - value) if lower else (value - baseline)
+            reason(
+                check,
+                gain >= x,
+                f"{_fmt(value)} vs constant predictor {_fmt(baseline)}: gain {gain:+.4f} "
+                f"{'>=' if gain >= x else '<'} {x:g}",
+                x,
+            )
+        else:
+            if champion is None:
+                reason(check, True, f"{champion_note}; relative check passes")
+                continue
+            if check == "max_drop_vs_champion":
+                ok, delta = value >= champion - x, champion - value
+                msg = f"drop {delta:+.4f} vs champion {_fmt(champion)} {'<=' if ok else '>'} {x:g}"
+            elif check == "max_increase_vs_champion":
+                ok, delta = value <= champion + x, value - champion
+                msg = f"increase {delta:+.4f} vs champion {_fmt(champion)} {'<=' if ok else '>'} {x:g}"
+            else:  # min_gain_vs_champion
+                delta = (champion - value) if lower else (value - champion)
+                ok = delta >= x
+                msg = f"gain {delta:+.4f} vs champion {_fmt(champion)} {'>=' if ok else '<'} {x:g}"
+            reason(check, ok, f"{_fmt(value)}, {msg}", x)
+    return out
+
+
+def evaluate_gate(
+    evaluation: dict[str, Any],
+    spec: dict[str, Any] | str | None = None,
+    *,
+    champion: dict[str, Any] | None = None,
+) -> Verdict:
+    """Apply ``spec`` to an evaluation (its JSON as a dict).
+
+    Args:
+        spec: a gate spec (see the module docs); ``None`` or empty uses
+            :func:`default_spec` for the evaluation's headline metric.
+        champion: ``{"name", "version", "evaluation": {...}}`` of the current champion, or
+            ``None`` when there is none (relative checks then pass with that reason).
+    """
+    parsed = load_gate_spec(spec) if spec else {}
+    if not any(parsed.get(s) for s in _SECTIONS):
+        parsed = default_spec(str(evaluation.get("headline", "roc_auc")))
+    champ_eval = (champion or {}).get("evaluation") or {}
+    note = "no champion"
+    if champion:
+        note = f"champion {champion.get('name')} v{champion.get('version')} has no such value"
+    reasons: list[dict[str, Any]] = []
+    metrics = evaluation.get("metrics", {})
+    baseline = evaluation.get("baseline", {})
+    for metric, checks in parsed.get("metrics", {}).items():
+        reasons += _apply(
+            "overall",
+            metric,
+            checks,
+            metrics.get(metric),
+            sorted(metrics),
+            champ_eval.get("metrics", {}).get(metric),
+            note if champion else "no champion",
+            baseline.get(metric),
+        )
+    fair = evaluation.get("fairness", {}).get("metrics", {})
+    champ_fair = champ_eval.get("fairness", {}).get("metrics", {})
+    for metric, checks in parsed.get("fairness", {}).items():
+        reasons += _apply(
+            f"fairness[{evaluation.get('fairness', {}).get('column', '?')}]",
+            metric,
+            checks,
+            fair.get(metric),
+            sorted(fair) or ["(none: pass sensitive_column to evaluate_model)"],
+            champ_fair.get(metric),
+            note if champion else "no champion",
+            None,
+        )
+    for col, block in parsed.get("slices", {}).items():
+        slices = evaluation.get("slices", {}).get(col)
+        if slices is None:
+            reasons.append(
+                {
+                    "check": f"slices.{col}",
+                    "passed": False,
+                    "value": None,
+                    "limit": None,
+                    "message": f"slice column {col!r} was not evaluated; add it to "
+                    f"evaluate_model's slice_columns (evaluated: {sorted(evaluation.get('slices', {}))})",
+                }
+            )
+            continue
+        min_rows = int(block.get("min_rows", 30))
+        champ_slices = champ_eval.get("slices", {}).get(col, {})
+        for value, info in slices.items():
+            where = f"slice {col}={value}"
+            if info["rows"] < min_rows:
+                reasons.append(
+                    {
+                        "check": f"slices.{col}={value}",
+                        "passed": True,
+                        "value": info["rows"],
+                        "limit": min_rows,
+                        "message": f"{where}: skipped, {info['rows']} rows < min_rows {min_rows}",
+                    }
+                )
+                continue
+            champ_slice = champ_slices.get(value, {}).get("metrics", {})
+            for metric, checks in block.get("metrics", {}).items():
+                reasons += _apply(
+                    where,
+                    metric,
+                    checks,
+                    info["metrics"].get(metric),
+                    sorted(info["metrics"]),
+                    champ_slice.get(metric),
+                    (f"champion has no slice {col}={value}" if champion else "no champion"),
+                    None,
+                )
+    champ_info = None
+    if champion:
+        champ_info = {k: v for k, v in champion.items() if k != "evaluation"}
+        mine = evaluation.get("model", {}).get("lineage", {}).get("data_fingerprint")
+        theirs = champ_eval.get("model", {}).get("lineage", {}).get("data_fingerprint")
+        if mine and theirs and mine != theirs:
+            reasons.append(
+                {
+                    "check": "champion.data",
+                    "passed": True,
+                    "value": None,
+                    "limit": None,
+                    "message": "note: the champion was evaluated on other data "
+                    f"(fingerprint {theirs[:12]}… vs {mine[:12]}…); relative checks compare "
+                    "logged evaluations",
+                }
+            )
+    blessed = all(r["passed"] for r in reasons)
+    return Verdict(blessed=blessed, reasons=reasons, champion=champ_info, spec=parsed)
+
+
+def write_verdict(verdict: Verdict, path: str) -> None:
+    """The verdict as JSON at ``path``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(
+        json.dumps(verdict.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+    )

@@ -1,0 +1,122 @@
+"""The check_gate and register_model steps: the gate's verdict, then the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kfgpu._step import StepResult, step
+
+__all__ = ["check_gate_step", "register_model_step"]
+
+
+@step("check_gate")
+def check_gate_step(
+    *,
+    evaluation_path: str,
+    verdict_path: str,
+    card_path: str = "",
+    card_html_path: str = "",
+    gate_spec: str = "",
+    registered_model_name: str = "",
+    mlflow_tracking_uri: str = "",
+) -> StepResult:
+    """Apply the gate to an evaluation (champion from the registry when named); write the
+    verdict and the model card; log the verdict to the model's training run.
+
+    Raises:
+        ConfigError: the gate spec is malformed.
+    """
+    from kfgpu.evaluation.card import render_card_html, render_card_markdown
+    from kfgpu.evaluation.gate import evaluate_gate, write_verdict
+    from kfgpu.registry import tracking
+
+    evaluation = json.loads(Path(evaluation_path).read_text())
+    uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
+    champion = None
+    if registered_model_name and uri:
+        from kfgpu.registry.models import champion_evaluation
+
+        champion = champion_evaluation(registered_model_name, tracking_uri=uri)
+    verdict = evaluate_gate(evaluation, gate_spec or None, champion=champion)
+    write_verdict(verdict, verdict_path)
+    data = verdict.to_dict()
+    if card_path:
+        Path(card_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(card_path).write_text(render_card_markdown(evaluation, data))
+    if card_html_path:
+        Path(card_html_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(card_html_path).write_text(render_card_html(evaluation, data))
+    run_id = evaluation.get("model", {}).get("lineage", {}).get("mlflow_run_id")
+    if uri and run_id:
+        client = tracking._client(uri)
+        client.set_tag(run_id, "kfgpu.blessed", str(verdict.blessed).lower())
+        client.log_text(run_id, json.dumps(data, indent=2, default=str), "gate/verdict.json")
+    return StepResult(
+        metrics={"blessed": float(verdict.blessed), "failed_checks": float(len(verdict.failures))},
+        summary=verdict.summary(),
+        extra={
+            "blessed": verdict.blessed,
+            "champion_version": (champion or {}).get("version", ""),
+        },
+    )
+
+
+@step("register_model")
+def register_model_step(
+    *,
+    bundle_path: str,
+    evaluation_path: str,
+    verdict_path: str,
+    registered_model_name: str,
+    mlflow_tracking_uri: str = "",
+    card_path: str = "",
+    promote: bool = True,
+    expect_champion: str = "",
+) -> StepResult:
+    """Register the bundle (alias challenger) and optionally promote it to champion.
+
+    Raises:
+        RegistryError: the verdict did not bless the model, no tracking URI, or the
+            champion changed since the gate read it (``expect_champion``: a version,
+            ``none``, ``verdict`` for the champion the verdict compared with, or ``""``
+            for no check).
+    """
+    from kfgpu.errors import RegistryError
+    from kfgpu.registry import models, tracking
+
+    verdict = json.loads(Path(verdict_path).read_text())
+    if not verdict.get("blessed"):
+        raise RegistryError(
+            f"refusing to register a model the gate blocked: {verdict.get('summary')}; "
+            "branch on check_gate's blessed output with dsl.If"
+        )
+    if expect_champion == "verdict":
+        # The champion the gate compared with ("none" when there was none).
+        expect_champion = str((verdict.get("champion") or {}).get("version") or "none")
+    uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
+    evaluation = json.loads(Path(evaluation_path).read_text())
+    card = Path(card_path).read_text() if card_path and Path(card_path).is_file() else ""
+    info = models.register_bundle(
+        bundle_path,
+        name=registered_model_name,
+        tracking_uri=uri,
+        evaluation=evaluation,
+        verdict=verdict,
+        card=card,
+    )
+    summary = f"registered {registered_model_name} v{info['version']} as challenger"
+    if promote:
+        event = models.promote(
+            registered_model_name,
+            tracking_uri=uri,
+            version=info["version"],
+            expect_champion=expect_champion if expect_champion else None,
+        )
+        summary = (
+            f"registered {registered_model_name} v{info['version']} and promoted it to champion"
+            f" (previous champion: {event.get('previous') or 'none'})"
+        )
+    return StepResult(
+        summary=summary, extra={"version": info["version"], "model_uri": info["model_uri"]}
+    )

@@ -1,0 +1,141 @@
+"""The tabular objective: one trial trains kfgpu's model through ``train_tabular``.
+
+Each trial's parameters override the base training config; the Lightning callback
+:class:`PruningCallback` reports the validation loss at every epoch end to the trial and
+stops training when the pruner says so. The trial's value is the best epoch's validation
+loss (and, multi-objective, the network's parameter count or its inference latency).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+import pytorch_lightning as pl
+
+from kfgpu.tuning.config import TuneConfig, check_tunable
+from kfgpu.tuning.space import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["PruningCallback", "tabular_objective"]
+
+
+class PruningCallback(pl.Callback):
+    """Report ``monitor`` to the trial at each validation end; stop when it should prune.
+
+    Stopping goes through ``trainer.should_stop`` (training ends cleanly after the
+    epoch); the objective then raises :class:`optuna.TrialPruned`.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str = "val_loss", report: bool = True):
+        self.trial = trial
+        self.monitor = monitor
+        self.report = report
+        self.pruned_at: int | None = None
+        self.epochs = 0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        epoch = trainer.current_epoch
+        self.epochs = epoch + 1
+        self.trial.set_user_attr("epochs_run", self.epochs)
+        if not self.report:
+            return
+        self.trial.report(float(value), step=epoch)
+        if self.trial.should_prune():
+            self.pruned_at = epoch
+            trainer.should_stop = True
+
+
+def _n_params(network: Any) -> int:
+    return int(sum(p.numel() for p in network.parameters()))
+
+
+def _latency_ms(network: Any, numeric: Any, codes: Any, rows: int = 1024) -> float:
+    """Median milliseconds of one forward pass over ``rows`` validation rows."""
+    import torch
+
+    network.eval()
+    x, c = numeric[:rows], codes[:rows]
+    times = []
+    with torch.inference_mode():
+        network(x, c)
+        for _ in range(5):
+            t0 = time.perf_counter()
+            network(x, c)
+            times.append((time.perf_counter() - t0) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def tabular_objective(
+    *,
+    space: SearchSpace,
+    config: TuneConfig,
+    train_path: str,
+    val_path: str,
+    transform_path: str,
+    target: str,
+    task: str,
+    base_config: dict[str, Any] | None = None,
+) -> Callable[[optuna.Trial], float | Sequence[float]]:
+    """An objective training on engineer_features' splits, read once per worker."""
+    import optuna
+    import torch
+
+    from kfgpu.data import read_parquet
+    from kfgpu.features.transform import FittedTransform
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.families import build_network
+    from kfgpu.training.trainer import _model_inputs, train_tabular
+
+    check_tunable(space)
+    base = dict(base_config or {})
+    known = {f.name for f in fields(TrainConfig)}
+    TrainConfig.from_dict(base)  # bad base settings fail before any trial
+    train_df = read_parquet(train_path)
+    val_df = read_parquet(val_path)
+    fitted = FittedTransform.load(transform_path)
+    val_x, val_c = (torch.from_numpy(a) for a in _model_inputs(val_df, fitted))
+
+    def objective(trial: optuna.Trial) -> float | Sequence[float]:
+        params = space.suggest(trial)
+        cfg = TrainConfig.from_dict({**base, **{k: v for k, v in params.items() if k in known}})
+        callback = PruningCallback(trial, report=not config.multi_objective)
+        outcome = train_tabular(
+            train_df,
+            val_df,
+            transform=fitted,
+            target=target,
+            task=task,
+            config=cfg,
+            bundle_path=None,
+            callbacks=[callback],
+            transformed=True,
+        )
+        trial.set_user_attr("epochs_run", int(outcome.epochs_run))
+        trial.set_user_attr("best_epoch", int(outcome.best_epoch))
+        if callback.pruned_at is not None:
+            raise optuna.TrialPruned(
+                f"pruned after epoch {callback.pruned_at + 1}: val_loss not promising"
+            )
+        val_loss = float(outcome.metrics["val_loss"])
+        if not config.multi_objective:
+            return val_loss
+        network = build_network(cfg.model_family, outcome.description["model"]["config"])
+        size = float(_n_params(network))
+        trial.set_user_attr("n_params", size)
+        if config.objectives[1] == "n_params":
+            return val_loss, size
+        latency = _latency_ms(network, val_x, val_c)
+        trial.set_user_attr("latency_ms", latency)
+        return val_loss, latency
+
+    return objective
