@@ -35,7 +35,9 @@ def test_import_kfgpu_is_light() -> None:
         _loaded_after(
             "import kfgpu, kfgpu.data, kfgpu.validation, kfgpu.features, kfgpu.training, "
             "kfgpu.evaluation, kfgpu.registry, kfgpu.bundle, kfgpu.local, kfgpu.tuning, "
-            "kfgpu.tuning.study, kfgpu.tuning.step, kfgpu.tuning.report"
+            "kfgpu.tuning.study, kfgpu.tuning.step, kfgpu.tuning.report, kfgpu.monitoring, "
+            "kfgpu.monitoring.logger, kfgpu.monitoring.monitor, kfgpu.monitoring.sink, "
+            "kfgpu.monitoring.step"
         )
         == []
     )

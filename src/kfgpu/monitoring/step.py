@@ -1,0 +1,180 @@
+"""The monitoring steps: judge the logged traffic, and act on the verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kfgpu._step import StepResult, step
+
+__all__ = ["monitor_step", "notify_webhook", "trigger_retraining_step"]
+
+
+def _atomic_write(path: str, text: str) -> None:
+    from kfgpu.data._atomic import atomic_local_file
+
+    with atomic_local_file(path) as (tmp, _), open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+@step("monitor")
+def monitor_step(
+    *,
+    logs_uri: str,
+    model_uri: str,
+    verdict_path: str,
+    report_path: str,
+    policy: str = "",
+    window_hours: float = 0.0,
+    labels_uri: str = "",
+    tracking_uri: str = "",
+    now: str = "",
+) -> StepResult:
+    """Judge the inference logs of the last ``window_hours`` (0: all) against the model.
+
+    Writes the verdict JSON and an HTML drift report (Evidently's, on samples, beside
+    kfgpu's verdict) whatever the outcome; the caller acts on ``extra["retrain"]``.
+
+    Args:
+        logs_uri: the inference-log directory or URL (see :mod:`kfgpu.monitoring.logger`).
+        model_uri: the served model: a bundle directory or ``models:/NAME@ALIAS``.
+        verdict_path, report_path: where the JSON verdict and the HTML report go.
+        policy: a :class:`~kfgpu.monitoring.monitor.MonitorPolicy` as JSON or YAML.
+        window_hours: look back this far from ``now``; 0 reads every log.
+        labels_uri: ground truth (Parquet: ``_request_id`` and the target column).
+        tracking_uri: MLflow registry for ``models:/`` URIs.
+        now: the window's end (ISO 8601, UTC); empty: the current time.
+
+    Raises:
+        ConfigError: a bad policy, or labels without the needed columns.
+        BundleError: the model has no reference profile.
+    """
+    import pandas as pd
+
+    from kfgpu.data import read_table
+    from kfgpu.monitoring.monitor import MonitorPolicy, monitor, read_logs
+    from kfgpu.serving.server import resolve_bundle
+    from kfgpu.validation.drift_report import render_drift_html
+    from kfgpu.validation.step import load_reference
+
+    rules = MonitorPolicy.parse(policy)
+    bundle = str(resolve_bundle(model_uri, tracking_uri=tracking_uri))
+    reference = load_reference(bundle)
+    description = json.loads((Path(bundle) / "bundle.json").read_text())
+    end = pd.Timestamp(now, tz="UTC") if now else pd.Timestamp.now(tz="UTC")
+    start = end - pd.Timedelta(hours=window_hours) if window_hours > 0 else None
+    logs = read_logs(logs_uri, since=start, until=end if now else None)
+    labels = read_table(labels_uri) if labels_uri else None
+    verdict = monitor(logs, reference, description=description, policy=rules, labels=labels)
+    verdict.window = {
+        "start": start.isoformat() if start is not None else None,
+        "end": end.isoformat(),
+        "logs_uri": logs_uri,
+        "model_uri": model_uri,
+    }
+    data = verdict.to_dict()
+    _atomic_write(verdict_path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    if verdict.drift is not None:
+        features = [c for c in reference.columns if c in logs.columns]
+        html = render_drift_html(
+            {**verdict.drift, "monitor": data},
+            reference_sample=reference.sample,
+            current_sample=logs[features]
+            .sample(min(len(logs), 5000), random_state=0)
+            .reset_index(drop=True),
+        )
+    else:
+        html = f"<html><body><h1>Monitoring</h1><p>{verdict.summary}</p></body></html>\n"
+    _atomic_write(report_path, html)
+    return StepResult(
+        metrics={
+            "rows": float(verdict.rows),
+            "retrain": float(verdict.retrain),
+            "alarms": float(len(verdict.alarms)),
+            **(
+                {"drift_share": float(verdict.drift["drift_share"])}
+                if verdict.drift is not None
+                else {}
+            ),
+        },
+        summary=verdict.summary,
+        extra={"retrain": verdict.retrain, "status": verdict.status, "alarms": verdict.alarms},
+    )
+
+
+def notify_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0) -> int:
+    """POST ``payload`` as JSON to ``url``; the HTTP status. Slack-style hooks get ``text``.
+
+    Raises:
+        ConfigError: the hook cannot be reached or answers an error status.
+    """
+    import httpx
+
+    from kfgpu.errors import ConfigError
+
+    body = {"text": payload.get("summary", ""), **payload}
+    try:
+        response = httpx.post(url, json=body, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise ConfigError(f"webhook_url={url!r} cannot be reached: {e}") from e
+    if response.status_code >= 400:
+        raise ConfigError(
+            f"webhook_url={url!r} answered {response.status_code}: {response.text[:200]}"
+        )
+    return response.status_code
+
+
+@step("trigger_retraining")
+def trigger_retraining_step(
+    *,
+    verdict_path: str,
+    run_path: str,
+    kfp_host: str = "",
+    pipeline: str = "training",
+    parameters: str = "{}",
+    webhook_url: str = "",
+    namespace: str = "",
+) -> StepResult:
+    """Start the training pipeline on Kubeflow and/or notify a webhook with the verdict.
+
+    Writes what it did to ``run_path`` (JSON) before returning or failing.
+
+    Raises:
+        ConfigError: neither a KFP host nor a webhook is given, bad parameters JSON, or the
+            webhook fails.
+    """
+    from kfgpu.errors import ConfigError
+
+    verdict = json.loads(Path(verdict_path).read_text())
+    if not kfp_host and not webhook_url:
+        raise ConfigError(
+            "nothing to trigger: set kfp_host (start the training pipeline on Kubeflow) "
+            "and/or webhook_url (notify)"
+        )
+    try:
+        params = json.loads(parameters or "{}")
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"parameters={parameters[:80]!r} is not a JSON object: {e}") from e
+    if not isinstance(params, dict):
+        raise ConfigError(f"parameters={parameters[:80]!r} is not a JSON object")
+    done: dict[str, Any] = {"verdict": verdict.get("summary"), "run": None, "webhook": None}
+    try:
+        if kfp_host:
+            from kfgpu.ops.submit import submit_pipeline
+
+            done["run"] = submit_pipeline(
+                pipeline, host=kfp_host, params=params, namespace=namespace or None
+            )
+        if webhook_url:
+            done["webhook"] = notify_webhook(
+                webhook_url, {"event": "kfgpu.retrain", **verdict, "run": done["run"]}
+            )
+    finally:
+        _atomic_write(run_path, json.dumps(done, indent=2, default=str) + "\n")
+    parts = []
+    if done["run"] is not None:
+        parts.append(f"started {pipeline} run {done['run']}")
+    if done["webhook"] is not None:
+        parts.append(f"notified the webhook ({done['webhook']})")
+    return StepResult(summary="; ".join(parts), extra=done)

@@ -1,0 +1,105 @@
+"""The monitor's verdicts on real traffic of a trained bundle: quiet on the training
+distribution, an alarm on drift, data-quality failures named, concept drift from labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kfgpu.errors import ConfigError
+from kfgpu.monitoring.monitor import MonitorPolicy, monitor
+
+
+def _logs(bundle_path: Path, rows: int, *, seed: int, drift: float = 0.0) -> pd.DataFrame:
+    from kfgpu.bundle import load_bundle
+    from kfgpu.data import fraud
+
+    df = fraud(rows, seed=seed, drift=drift)
+    labels = df.pop("is_fraud")
+    pred = load_bundle(bundle_path).predict(df)
+    ids = [f"r{seed}-{i}" for i in range(rows)]
+    logs = pd.concat([df, pred], axis=1).assign(_request_id=ids)
+    return logs.assign(_label=labels.to_numpy())
+
+
+def _judge(bundle_path: Path, logs: pd.DataFrame, **kw):
+    from kfgpu.bundle import read_description
+    from kfgpu.validation.step import load_reference
+
+    return monitor(
+        logs.drop(columns=["_label"]),
+        load_reference(str(bundle_path)),
+        description=read_description(bundle_path),
+        **kw,
+    )
+
+
+def test_quiet_on_the_training_distribution(fraud_bundle: Path) -> None:
+    verdict = _judge(fraud_bundle, _logs(fraud_bundle, 2000, seed=50))
+    assert verdict.status == "ok" and not verdict.retrain and verdict.alarms == []
+    assert verdict.drift is not None and not verdict.drift["dataset_drift"]
+
+
+def test_drift_asks_for_retraining(fraud_bundle: Path) -> None:
+    verdict = _judge(fraud_bundle, _logs(fraud_bundle, 2000, seed=51, drift=0.6))
+    assert verdict.retrain and "data_drift" in verdict.alarms
+    assert "dataset drift" in verdict.summary
+
+
+def test_too_few_rows_give_no_verdict(fraud_bundle: Path) -> None:
+    verdict = _judge(fraud_bundle, _logs(fraud_bundle, 100, seed=52, drift=0.9))
+    assert verdict.status == "insufficient_data" and not verdict.retrain
+    assert "100 logged rows < min_rows 500" in verdict.summary
+
+
+def test_data_quality_is_reported_but_does_not_retrain(fraud_bundle: Path) -> None:
+    logs = _logs(fraud_bundle, 2000, seed=53)
+    logs.loc[: len(logs) // 2, "amount"] = np.nan
+    logs.loc[:300, "country"] = "ATLANTIS"
+    verdict = _judge(fraud_bundle, logs, policy=MonitorPolicy(retrain_on=("data_drift",)))
+    checks = {(q["column"], q["check"]) for q in verdict.quality}
+    assert ("amount", "null_increase") in checks
+    assert ("country", "unseen_categories") in checks
+    assert "data_quality" in verdict.alarms and verdict.status == "alarm"
+    assert not verdict.retrain or "data_drift" in verdict.alarms
+
+
+def test_concept_drift_from_late_labels(fraud_bundle: Path) -> None:
+    logs = _logs(fraud_bundle, 2000, seed=54)
+    truth = logs[["_request_id", "_label"]].rename(columns={"_label": "is_fraud"})
+    ok = _judge(fraud_bundle, logs, labels=truth)
+    assert ok.concept is not None and not ok.concept["drifted"]
+    assert ok.concept["labelled_rows"] == 2000
+    # The world changed: the labels now disagree with a third of the predictions.
+    flipped = truth.copy()
+    flip = np.random.default_rng(0).random(len(flipped)) < 0.33
+    flipped.loc[flip, "is_fraud"] = 1 - flipped.loc[flip, "is_fraud"]
+    bad = _judge(fraud_bundle, logs, labels=flipped)
+    assert bad.concept["drifted"] and "concept_drift" in bad.alarms and bad.retrain
+    assert bad.concept["live"] < ok.concept["live"] - 0.2
+
+
+@pytest.mark.parametrize(
+    ("policy", "match"),
+    [
+        ({"min_rows": 0}, r"^min_rows=0 is invalid"),
+        ({"max_unseen_fraction": 2}, r"^max_unseen_fraction=2 is invalid"),
+        ({"retrain_on": ["weather"]}, r"names \['weather'\]"),
+        ({"drift": {"numeric_method": "vibes"}}, "numeric_method"),
+        ({"min_row": 5}, r"unknown key\(s\) \['min_row'\]"),
+    ],
+)
+def test_bad_policies_name_the_field(policy: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        MonitorPolicy.from_dict(policy)
+
+
+def test_policy_parses_yaml_and_json() -> None:
+    assert MonitorPolicy.parse("min_rows: 50\nretrain_on: [concept_drift]\n").min_rows == 50
+    assert MonitorPolicy.parse('{"max_accuracy_drop": 0.1}').max_accuracy_drop == 0.1
+    assert MonitorPolicy.parse("") == MonitorPolicy()
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        MonitorPolicy.parse("[1, 2]")
