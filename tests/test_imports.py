@@ -62,3 +62,16 @@ def test_cli_help_is_light() -> None:
 def test_probe_detects_heavy_imports() -> None:
     # The probe itself must be able to fail: importing the trainer loads torch.
     assert "torch" in _loaded_after("import kfgpu.training.trainer, kfgpu.training.network")
+
+
+def test_import_serving_is_light() -> None:
+    # The predictor itself (kfgpu.serving.predictor) imports kserve; everything else defers it.
+    assert (
+        _loaded_after(
+            "import kfgpu.serving, kfgpu.serving.schema, kfgpu.serving.isvc, "
+            "kfgpu.serving.deploy, kfgpu.serving.batch, kfgpu.serving.step, "
+            "kfgpu.serving.server, kfgpu.serving.batcher, kfgpu.serving.metrics, "
+            "kfgpu.components.serving"
+        )
+        == []
+    )

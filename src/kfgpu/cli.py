@@ -154,9 +154,10 @@ def run(
     if "mlflow_tracking_uri" in local.pipeline_parameters(pipeline):
         arguments.setdefault("mlflow_tracking_uri", tracking_uri(workdir, enabled=not no_tracking))
     defaults = {k: d for k, (_, d) in local.pipeline_parameters(pipeline).items()}
-    shown = arguments.get("data_uri", defaults.get("data_uri"))
+    shown = arguments.get("data_uri", defaults.get("data_uri")) or arguments.get("logs_uri")
     stream = sys.stderr
-    print(f"kfgpu {__version__}: running pipeline {pipeline!r} locally on {shown}", file=stream)
+    where = f" on {shown}" if shown else ""
+    print(f"kfgpu {__version__}: running pipeline {pipeline!r} locally{where}", file=stream)
     result = local.run_local(
         pipeline,
         arguments,
@@ -211,6 +212,8 @@ def _print_summary(result: Any) -> None:
         ("evaluation", "metrics:"),
         ("report", "report:"),
         ("model_card", "model card:"),
+        ("verdict", "verdict:"),
+        ("predictions", "predictions:"),
     ):
         path = result.output_path(name)
         if path is not None:
@@ -842,6 +845,19 @@ def model_rollback(name: str, tracking_uri: str, workdir: str) -> None:
     help="auto: float16 autocast on CUDA.",
 )
 @click.option("--tracking-uri", default="", help="MLflow registry for models:/ URIs.")
+@click.option(
+    "--log-uri",
+    default="",
+    envvar="KFGPU_LOG_URI",
+    help="Write sampled requests and predictions there as Parquet (for monitoring).",
+)
+@click.option(
+    "--log-sample-rate",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True, max=1),
+    envvar="KFGPU_LOG_SAMPLE_RATE",
+)
 def serve_cmd(
     source: str,
     port: int,
@@ -854,6 +870,8 @@ def serve_cmd(
     device: str,
     precision: str,
     tracking_uri: str,
+    log_uri: str,
+    log_sample_rate: float,
 ) -> None:
     """Serve a bundle (path, or models:/NAME@ALIAS) with the KServe model server."""
     from kfgpu.serving.server import serve
@@ -870,6 +888,8 @@ def serve_cmd(
         device=device,
         precision=precision,
         tracking_uri=tracking_uri,
+        log_uri=log_uri,
+        log_sample_rate=log_sample_rate,
     )
 
 
@@ -1002,6 +1022,262 @@ def canary_rollback(name: str, namespace: str, timeout_s: float) -> None:
     click.echo(
         canary_step(action="rollback", name=name, namespace=namespace, timeout_s=timeout_s).summary
     )
+
+
+# ---------------------------------------------------------------- Kubeflow operations
+
+
+def _kfp_options(f: Any) -> Any:
+    """--host, --namespace, --token, --token-path, --ca-cert; each defaults to KFGPU_KFP_*."""
+    options = [
+        click.option(
+            "--host",
+            envvar="KFGPU_KFP_HOST",
+            default=None,
+            help="The KFP API, e.g. https://kubeflow.example.com/pipeline [env KFGPU_KFP_HOST]; "
+            "empty inside a pod: the in-cluster service.",
+        ),
+        click.option(
+            "--namespace",
+            "-n",
+            envvar="KFGPU_KFP_NAMESPACE",
+            default=None,
+            help="Profile namespace of a multi-user deployment [env KFGPU_KFP_NAMESPACE].",
+        ),
+        click.option(
+            "--token",
+            envvar="KFGPU_KFP_TOKEN",
+            default=None,
+            help="A bearer token made outside kfgpu [env KFGPU_KFP_TOKEN].",
+        ),
+        click.option(
+            "--token-path",
+            envvar="KFGPU_KFP_TOKEN_PATH",
+            default=None,
+            help="A projected service-account token file, re-read per request "
+            "[env KFGPU_KFP_TOKEN_PATH; in a pod the KFP default path when present].",
+        ),
+        click.option(
+            "--ca-cert",
+            envvar="KFGPU_KFP_CA_CERT",
+            default=None,
+            help="CA bundle of a private TLS endpoint [env KFGPU_KFP_CA_CERT].",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _kfp_connection(kw: dict[str, Any]) -> Any:
+    from kfgpu.ops.client import Connection
+
+    return Connection.from_env(
+        host=kw.pop("host"),
+        token=kw.pop("token"),
+        token_path=kw.pop("token_path"),
+        namespace=kw.pop("namespace"),
+        ssl_ca_cert=kw.pop("ca_cert"),
+    )
+
+
+@cli.command("upload")
+@click.argument("pipeline", default="training")
+@_kfp_options
+def upload_cmd(pipeline: str, **kw: Any) -> None:
+    """Upload PIPELINE (a name kfgpu knows, or a compiled .yaml) and a content-named version.
+
+    The version is named <kfgpu version>-<sha256 of the package>[:12]; uploading unchanged
+    code again creates nothing.
+    """
+    from kfgpu.ops import client as kclient
+    from kfgpu.ops.upload import compiled, upload
+
+    conn = _kfp_connection(kw)
+    with compiled(pipeline) as package:
+        result = upload(kclient.connect(conn), package, namespace=conn.namespace)
+    click.echo(result.summary())
+
+
+@cli.command("submit")
+@click.argument("pipeline", default="training")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A pipeline parameter, typed by the pipeline's declaration; repeatable.",
+)
+@click.option("--experiment", default="Default", show_default=True, help="Created when missing.")
+@click.option("--run-name", default="", help="Default: '<pipeline> <UTC time>'.")
+@click.option(
+    "--from-package",
+    is_flag=True,
+    help="Send the compiled package with the run instead of uploading a version first.",
+)
+@click.option("--service-account", default="", help="Service account of the run's pods.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit 1 unless it SUCCEEDED.")
+@click.option("--timeout", "timeout_s", default=24 * 3600.0, show_default=True, type=float)
+@click.option("--poll", "poll_s", default=10.0, show_default=True, type=float)
+@_kfp_options
+def submit_cmd(
+    pipeline: str,
+    params: tuple[str, ...],
+    experiment: str,
+    run_name: str,
+    from_package: bool,
+    service_account: str,
+    wait: bool,
+    timeout_s: float,
+    poll_s: float,
+    **kw: Any,
+) -> None:
+    """Start a run of PIPELINE on Kubeflow; with --wait, print each state change."""
+    from kfgpu.errors import OpsError
+    from kfgpu.ops import client as kclient
+    from kfgpu.ops import submit as ksubmit
+    from kfgpu.ops.upload import compiled
+
+    conn = _kfp_connection(kw)
+    raw = _parse_params(params)
+    with compiled(pipeline) as package:
+        arguments = ksubmit.coerce_parameters(package, raw)
+        kfp = kclient.connect(conn)
+        started = ksubmit.submit(
+            kfp,
+            package,
+            arguments,
+            experiment=experiment,
+            run_name=run_name,
+            namespace=conn.namespace,
+            from_package=from_package,
+            service_account=service_account,
+            on_line=click.echo,
+        )
+    if not wait:
+        return
+    state = ksubmit.wait(
+        kfp, started.run_id, timeout_s=timeout_s, poll_s=poll_s, on_line=click.echo
+    )
+    if state != "SUCCEEDED":
+        raise OpsError(f"run {started.run_id} ({started.run_name!r}) ended {state}")
+
+
+@cli.group()
+def schedule() -> None:
+    """Recurring runs as code: apply a schedule file, list what kfgpu manages."""
+
+
+@schedule.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print the diff; change nothing.")
+@click.option(
+    "--prune/--no-prune",
+    default=True,
+    show_default=True,
+    help="Delete kfgpu-managed recurring runs that the file no longer lists.",
+)
+@click.option(
+    "--scheduler-timezone",
+    envvar="KFGPU_KFP_SCHEDULER_TIMEZONE",
+    default="UTC",
+    show_default=True,
+    help="The zone KFP's scheduler evaluates crons in (CRON_SCHEDULE_TIMEZONE of "
+    "ml-pipeline-scheduledworkflow) [env KFGPU_KFP_SCHEDULER_TIMEZONE].",
+)
+@_kfp_options
+def schedule_apply(
+    file: str, dry_run: bool, prune: bool, scheduler_timezone: str, **kw: Any
+) -> None:
+    """Make the cluster's recurring runs match FILE: create, replace, delete; print the diff."""
+    from kfgpu.ops import client as kclient
+    from kfgpu.ops import schedule as ksched
+
+    conn = _kfp_connection(kw)
+    spec = ksched.load(file)
+    result = ksched.apply(
+        kclient.connect(conn),
+        spec,
+        namespace=conn.namespace,
+        scheduler_timezone=scheduler_timezone,
+        prune=prune,
+        dry_run=dry_run,
+    )
+    for line in result.lines():
+        click.echo(line)
+    if dry_run:
+        click.echo("dry run: nothing was changed")
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_kfp_options
+def schedule_list(as_json: bool, **kw: Any) -> None:
+    """List the recurring runs kfgpu manages."""
+    from kfgpu.ops import client as kclient
+    from kfgpu.ops import schedule as ksched
+
+    conn = _kfp_connection(kw)
+    rows = []
+    for r in ksched.list_managed(kclient.connect(conn), conn.namespace):
+        cron = r.trigger.cron_schedule.cron if r.trigger and r.trigger.cron_schedule else ""
+        rows.append(
+            {
+                "name": r.display_name,
+                "id": r.recurring_run_id,
+                "kfp_cron": cron,
+                "declared": (r.description or "").removeprefix(ksched.MARKER).strip(),
+                "enabled": str(r.mode) == "ENABLE",
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows or [{"name": "(no kfgpu-managed recurring runs)"}]:
+        if "id" not in row:
+            click.echo(row["name"])
+            continue
+        state = "enabled" if row["enabled"] else "disabled"
+        click.echo(
+            f"{row['name']:<28} {row['kfp_cron']:<20} {state:<9} {row['declared']}  ({row['id']})"
+        )
+
+
+@cli.command("doctor")
+@click.option(
+    "--gpus",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="GPUs one task asks for on one node; 0 skips the GPU check.",
+)
+@click.option(
+    "--gpu-type",
+    default="",
+    help="GPU product (nvidia.com/gpu.product), e.g. NVIDIA-H100-80GB-HBM3.",
+)
+@_kfp_options
+def doctor_cmd(gpus: int, gpu_type: str, **kw: Any) -> None:
+    """Check what a run will need: KFP, KServe and Trainer CRDs, GPUs, storage, RBAC."""
+    from kfgpu.errors import ConfigError, OpsError
+    from kfgpu.ops import client as kclient
+    from kfgpu.ops.doctor import run_checks
+
+    conn = _kfp_connection(kw)
+    try:
+        conn.validate()
+        factory = lambda: kclient.connect(conn)  # noqa: E731
+    except ConfigError:
+        factory = None
+    checks = run_checks(
+        kfp_client=factory, host=conn.host, namespace=conn.namespace, gpus=gpus, gpu_type=gpu_type
+    )
+    for c in checks:
+        click.echo(c.line())
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    if failed:
+        raise OpsError(f"{len(failed)} required check(s) failed: {', '.join(failed)}")
+    click.echo("ready: every required check passed")
 
 
 def main(argv: list[str] | None = None) -> int:

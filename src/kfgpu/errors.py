@@ -23,7 +23,9 @@ the value that was wrong and how to fix it.
     ├── ServingError           a model cannot be served or deployed
     │   ├── RequestError           a prediction request is malformed (names the field)
     │   └── DeployError            an InferenceService rollout failed (and was rolled back)
-    └── PipelineError          a local pipeline run failed
+    ├── PipelineError          a local pipeline run failed
+    └── OpsError               a Kubeflow operation failed (upload, submit, schedule, doctor)
+        └── KfpApiError            the KFP API answered with an error or not at all
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ __all__ = [
     "DriftDetected",
     "EmptyDataError",
     "KfgpuError",
+    "KfpApiError",
+    "OpsError",
     "PipelineError",
     "RegistryError",
     "RequestError",
@@ -167,3 +171,19 @@ class DeployError(ServingError):
 
 class PipelineError(KfgpuError):
     """A local pipeline run failed."""
+
+
+class OpsError(KfgpuError):
+    """A Kubeflow operation failed: an upload, a run, a schedule apply or a preflight."""
+
+
+class KfpApiError(OpsError):
+    """The Kubeflow Pipelines API answered with an error or could not be reached.
+
+    Attributes:
+        status: the HTTP status (0 when the server could not be reached).
+    """
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

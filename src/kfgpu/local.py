@@ -9,6 +9,7 @@ when a step fails, into one readable error.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -80,6 +81,11 @@ def coerce_parameters(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError(value)
                 out[key] = value.lower() in ("true", "1", "yes")
+            elif kind in ("Dict", "List"):
+                parsed = json.loads(value)
+                if not isinstance(parsed, dict if kind == "Dict" else list):
+                    raise ValueError(value)
+                out[key] = parsed
             else:
                 out[key] = value
         except ValueError as e:

@@ -56,6 +56,9 @@ def test_component_names_are_verb_phrases(name: str) -> None:
         "promote",
         "rollback",
         "monitor",
+        "fetch",
+        "fingerprint",
+        "trigger",
     }
 
 

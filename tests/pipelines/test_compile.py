@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
 
 
@@ -38,7 +36,7 @@ def test_check_reports_a_stale_file(tmp_path: Path) -> None:
     compile_all(tmp_path)
     target = tmp_path / "components" / "validate_data" / "component.yaml"
     target.write_text(target.read_text().replace("validate", "validat", 1))
-    with pytest.raises(CompileDrift, match="validate_data/component.yaml is stale"):
+    with pytest.raises(CompileDrift, match=r"validate_data/component\.yaml is stale"):
         check(tmp_path)
     target.unlink()
     with pytest.raises(CompileDrift, match="is missing"):
@@ -51,6 +49,7 @@ def test_training_pipeline_wiring_and_resources(tmp_path: Path) -> None:
     spec, platform = docs[0], docs[1]
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {
+        "fingerprint-data",
         "validate-data",
         "engineer-features",
         "tune-hyperparameters",
@@ -89,3 +88,10 @@ def test_training_pipeline_wiring_and_resources(tmp_path: Path) -> None:
     assert shm["emptyDirMounts"][0]["medium"] == "Memory"
     outputs = spec["root"]["outputDefinitions"]["artifacts"]
     assert {"model", "metrics", "evaluation", "report", "verdict", "model_card"} <= set(outputs)
+    # The data's fingerprint is an input of validate_data (its cache key); it is never cached.
+    fp = tasks["validate-data"]["inputs"]["parameters"]["data_fingerprint"]
+    assert fp["taskOutputParameter"]["producerTask"] == "fingerprint-data"
+    assert tasks["fingerprint-data"]["cachingOptions"] == {}
+    # The GPU count is a run-time parameter of the training task.
+    resources = train_exec["resources"]
+    assert "pipelinechannel--gpus" in str(resources["accelerator"])

@@ -35,6 +35,15 @@ def test_params_are_typed_by_the_pipeline_signature() -> None:
     assert typed == {"max_epochs": 7, "learning_rate": 0.01, "hidden_sizes": "64,32", "seed": 3}
 
 
+def test_dict_params_take_json_objects() -> None:
+    gpu = '{"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}'
+    typed = coerce_parameters("training", _parse_params((f"gpu_nodes={gpu}", "gpus=8")))
+    assert typed == {"gpu_nodes": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, "gpus": 8}
+    for bad in ("[1, 2]", "{nope"):
+        with pytest.raises(ConfigError, match=r"^parameter gpu_nodes=.* must be dict"):
+            coerce_parameters("training", {"gpu_nodes": bad})
+
+
 def test_a_value_may_contain_equals_signs() -> None:
     assert _parse_params(("data_uri=kfgpu://fraud?rows=10&seed=2",)) == {
         "data_uri": "kfgpu://fraud?rows=10&seed=2"

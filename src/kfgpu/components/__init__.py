@@ -10,6 +10,13 @@ library step, and publishes the result.
 from __future__ import annotations
 
 from kfgpu.components.launch import launch_training
+from kfgpu.components.monitoring import (
+    fetch_model,
+    monitor_endpoint,
+    trigger_retraining,
+    validate_batch,
+)
+from kfgpu.components.ops import fingerprint_data
 from kfgpu.components.registry import check_gate, register_model
 from kfgpu.components.serving import (
     batch_predict,
@@ -34,18 +41,24 @@ __all__ = [
     "detect_drift",
     "engineer_features",
     "evaluate_model",
+    "fingerprint_data",
+    "fetch_model",
     "launch_training",
+    "monitor_endpoint",
     "promote_canary",
     "register_model",
     "rollback_canary",
     "train_model",
+    "trigger_retraining",
     "tune_hyperparameters",
     "tune_worker",
+    "validate_batch",
     "validate_data",
 ]
 
 #: Every component, by name, in pipeline order: what ``kfgpu compile`` writes out.
 COMPONENTS = {
+    "fingerprint_data": fingerprint_data,
     "validate_data": validate_data,
     "engineer_features": engineer_features,
     "tune_worker": tune_worker,
@@ -60,4 +73,8 @@ COMPONENTS = {
     "rollback_canary": rollback_canary,
     "batch_predict": batch_predict,
     "detect_drift": detect_drift,
+    "monitor_endpoint": monitor_endpoint,
+    "trigger_retraining": trigger_retraining,
+    "fetch_model": fetch_model,
+    "validate_batch": validate_batch,
 }

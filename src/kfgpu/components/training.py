@@ -44,6 +44,7 @@ def validate_data(
     leakage_threshold: float = 0.99,
     schema_uri: str = "",
     reference_uri: str = "",
+    data_fingerprint: str = "",
 ) -> NamedTuple("Outputs", [("task", str)]):
     """Read raw tabular data, validate it, and hand on a fingerprinted Parquet copy.
 
@@ -66,6 +67,9 @@ def validate_data(
             changes, out-of-range values, unseen categories); empty infers one.
         reference_uri: a model bundle, reference profile or dataset to compare with for
             train/serving skew (reported as warnings); empty skips it.
+        data_fingerprint: the output of fingerprint_data for data_uri. Part of the step's
+            cache key, so a file replaced under the same URI is not served from the cache;
+            recorded as the dataset's ``source_version`` metadata.
 
     Returns:
         dataset: the data as Parquet, with its fingerprint (sha256, rows, schema) in metadata.
@@ -94,6 +98,8 @@ def validate_data(
         reference_uri=reference_uri,
     )
     result.publish(metrics=metrics, dataset=dataset, schema=schema)
+    if data_fingerprint:
+        dataset.metadata["source_version"] = data_fingerprint
     return namedtuple("Outputs", ["task"])(result.extra["task"])
 
 

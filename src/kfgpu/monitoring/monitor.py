@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from kfgpu.validation.profile import ReferenceProfile
 
-__all__ = ["MonitorPolicy", "MonitorVerdict", "monitor", "read_logs"]
+__all__ = ["MonitorPolicy", "MonitorVerdict", "monitor", "quality_issues", "read_logs"]
 
 _TRIGGERS = ("data_drift", "concept_drift", "data_quality")
 
@@ -181,7 +181,7 @@ def read_logs(
     return df.reset_index(drop=True)
 
 
-def _quality(
+def quality_issues(
     df: pd.DataFrame, reference: ReferenceProfile, features: Sequence[str], policy: MonitorPolicy
 ) -> list[dict[str, Any]]:
     """Data-quality failures of the logged features against the training profile."""
@@ -328,7 +328,7 @@ def monitor(
         )
     alarms: list[str] = []
     reasons: list[str] = []
-    quality = _quality(logs, reference, features, policy)
+    quality = quality_issues(logs, reference, features, policy)
     if quality:
         alarms.append("data_quality")
         reasons.append(

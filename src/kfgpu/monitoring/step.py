@@ -8,7 +8,13 @@ from typing import Any
 
 from kfgpu._step import StepResult, step
 
-__all__ = ["monitor_step", "notify_webhook", "trigger_retraining_step"]
+__all__ = [
+    "fetch_model_step",
+    "monitor_step",
+    "notify_webhook",
+    "trigger_retraining_step",
+    "validate_batch_step",
+]
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -140,18 +146,21 @@ def trigger_retraining_step(
 
     Writes what it did to ``run_path`` (JSON) before returning or failing.
 
+    With neither a KFP host nor a webhook it does nothing and says so.
+
     Raises:
-        ConfigError: neither a KFP host nor a webhook is given, bad parameters JSON, or the
-            webhook fails.
+        ConfigError: bad parameters JSON, or the webhook fails.
     """
     from kfgpu.errors import ConfigError
 
     verdict = json.loads(Path(verdict_path).read_text())
     if not kfp_host and not webhook_url:
-        raise ConfigError(
-            "nothing to trigger: set kfp_host (start the training pipeline on Kubeflow) "
-            "and/or webhook_url (notify)"
+        note = (
+            "retraining was asked for, but neither kfp_host (start the training pipeline "
+            "on Kubeflow) nor webhook_url (notify) is set: nothing was started"
         )
+        _atomic_write(run_path, json.dumps({"verdict": verdict.get("summary"), "note": note}))
+        return StepResult(summary=note, extra={"run": None, "webhook": None})
     try:
         params = json.loads(parameters or "{}")
     except json.JSONDecodeError as e:
@@ -178,3 +187,107 @@ def trigger_retraining_step(
     if done["webhook"] is not None:
         parts.append(f"notified the webhook ({done['webhook']})")
     return StepResult(summary="; ".join(parts), extra=done)
+
+
+@step("validate_batch")
+def validate_batch_step(
+    *,
+    data_uri: str,
+    bundle_path: str,
+    dataset_path: str,
+    report_path: str,
+    policy: str = "",
+) -> StepResult:
+    """Check an incoming batch against the model it will be scored with.
+
+    Missing input columns fail the step (after the report is written); data-quality issues
+    and drift against the bundle's training profile are reported as warnings, and the
+    batch goes on (as fingerprinted Parquet) to batch_predict.
+
+    Raises:
+        SchemaError: input columns the bundle needs are missing.
+        DataError: the batch cannot be read or is empty.
+    """
+    from kfgpu.bundle import read_description
+    from kfgpu.data import read_table
+    from kfgpu.data.io import artifact_metadata, write_parquet
+    from kfgpu.errors import EmptyDataError, SchemaError
+    from kfgpu.monitoring.monitor import MonitorPolicy, quality_issues
+    from kfgpu.validation.drift import DriftConfig, detect_drift
+    from kfgpu.validation.profile import build_profile
+    from kfgpu.validation.step import load_reference
+
+    rules = MonitorPolicy.parse(policy)
+    description = read_description(bundle_path)
+    reference = load_reference(bundle_path)
+    features = [i["name"] for i in description.get("signature", {}).get("inputs", [])]
+    df = read_table(data_uri)
+    lines = [f"# Batch check: {data_uri}", "", f"- rows: {len(df)}"]
+    missing = [c for c in features if c not in df.columns]
+    if missing or df.empty:
+        reason = (
+            f"the batch lacks input column(s) {missing} the model needs; it has "
+            f"{list(df.columns)[:20]}"
+            if missing
+            else f"the batch {data_uri!r} has no rows"
+        )
+        _atomic_write(report_path, "\n".join([*lines, "", f"**FAILED**: {reason}", ""]))
+        if missing:
+            raise SchemaError(reason)
+        raise EmptyDataError(reason)
+    issues = quality_issues(df, reference, features, rules)
+    target = str(description.get("target", ""))
+    shared = [c for c in reference.columns if c in df.columns and c != target]
+    categorical = [c for c in reference.categorical_columns() if c in shared]
+    drift = detect_drift(
+        reference.select(shared),
+        build_profile([df[shared]], categorical=categorical, sample_rows=0),
+        DriftConfig.from_dict(dict(rules.drift)),
+    )
+    lines += [f"- drift: {drift.summary()}", f"- data-quality warnings: {len(issues)}", ""]
+    lines += [f"  - {q['message']}" for q in issues]
+    write_parquet(df, dataset_path)
+    _atomic_write(report_path, "\n".join(lines) + "\n")
+    return StepResult(
+        metrics={
+            "rows": float(len(df)),
+            "quality_warnings": float(len(issues)),
+            "drift_share": float(drift.drift_share),
+        },
+        metadata={"dataset": artifact_metadata(df)},
+        summary=(
+            f"{len(df)} rows; {len(issues)} data-quality warning(s); "
+            f"{'drift' if drift.dataset_drift else 'no drift'} ({drift.drift_share:.0%} of columns)"
+        ),
+    )
+
+
+@step("fetch_model")
+def fetch_model_step(*, model_uri: str, bundle_path: str, tracking_uri: str = "") -> StepResult:
+    """Copy the bundle at ``model_uri`` (a directory or ``models:/NAME@ALIAS``) to
+    ``bundle_path``, checksums verified.
+
+    Raises:
+        BundleError: the bundle is incomplete or fails its checksums.
+        ConfigError: a ``models:/`` URI without a registry, or an unknown model.
+    """
+    import shutil
+
+    from kfgpu.bundle import read_description, verify_bundle
+    from kfgpu.serving.server import resolve_bundle
+
+    source = resolve_bundle(model_uri, tracking_uri=tracking_uri)
+    verify_bundle(source)
+    shutil.copytree(source, bundle_path, dirs_exist_ok=True)
+    verify_bundle(bundle_path)
+    desc = read_description(bundle_path)
+    return StepResult(
+        metadata={
+            "model": {
+                "source": model_uri,
+                "family": desc.get("model", {}).get("family"),
+                "format": "kfgpu-bundle/1",
+            }
+        },
+        summary=f"{model_uri} -> {desc.get('task')} model of {desc.get('target')!r}",
+    )

@@ -17,13 +17,27 @@ from kfgpu.components import (
     check_gate,
     engineer_features,
     evaluate_model,
+    fingerprint_data,
     register_model,
     train_model,
     tune_hyperparameters,
     validate_data,
 )
+from kfgpu.ops.platform import PlatformConfig, apply_cache_policy, apply_gpu_settings
 
-__all__ = ["DEFAULT_DATA", "DEFAULT_TARGET", "training"]
+__all__ = ["DEFAULT_DATA", "DEFAULT_TARGET", "TRAIN_PLATFORM", "training"]
+
+#: Platform settings of the training task on a cluster: a memory-backed /dev/shm for DDP
+#: workers, two retries (a preempted pod saves a checkpoint and the retry resumes), MLflow
+#: credentials from the ``mlflow-credentials`` Secret when it exists. The GPU count and the
+#: node selector (GPU product) are pipeline parameters.
+TRAIN_PLATFORM = PlatformConfig(
+    shm_size="8Gi",
+    retries=2,
+    retry_backoff="60s",
+    retry_backoff_factor=2.0,
+    mlflow_secret="mlflow-credentials",
+)
 
 #: The embedded default: 100,000 rows of the seeded synthetic fraud data (2% positives).
 DEFAULT_DATA = "kfgpu://fraud?rows=100000&seed=0"
@@ -90,8 +104,13 @@ def training(
     sensitive_column: str = "",
     gate_spec: str = "",
     registered_model_name: str = "kfgpu-model",
+    gpus: int = 0,
+    gpu_nodes: dict = {},  # noqa: B006  # KFP reads the default; a dict parameter
     mlflow_tracking_uri: str = "",
 ) -> TrainingOutputs:
+    # The data's content fingerprint is part of validate_data's cache key, so a file
+    # replaced under the same URI is never served from the cache (see kfgpu.ops.platform).
+    fingerprint = fingerprint_data(data_uri=data_uri).set_display_name("fingerprint data")
     validated = validate_data(
         data_uri=data_uri,
         target=target,
@@ -99,7 +118,9 @@ def training(
         max_null_fraction=max_null_fraction,
         leakage_threshold=leakage_threshold,
         schema_uri=schema_uri,
+        data_fingerprint=fingerprint.output,
     ).set_display_name("validate data")
+    apply_cache_policy(fingerprint, validated)
     features = engineer_features(
         dataset=validated.outputs["dataset"],
         target=target,
@@ -162,12 +183,9 @@ def training(
         mlflow_tracking_uri=mlflow_tracking_uri,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("train model")
-    # A preempted pod fails after saving a checkpoint; the retry resumes from it.
-    trained.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-    # DDP workers share tensors through /dev/shm; the container default (64 MiB) is too small.
-    kubernetes.empty_dir_mount(
-        trained, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="8Gi"
-    )
+    # GPUs (a run-time count; the product through the gpu_nodes node selector, e.g.
+    # {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}), /dev/shm, retries, secrets.
+    apply_gpu_settings(trained, TRAIN_PLATFORM, gpus=gpus, node_selector_param=gpu_nodes)
     trained.set_cpu_request("4").set_memory_request("16G").set_memory_limit("32G")
     evaluated = evaluate_model(
         model=trained.outputs["model"],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +68,9 @@ class BundleModel(kserve.Model):
         max_batch_size: rows per forward pass; 1 turns micro-batching off.
         max_wait_ms: how long a batch may wait to fill under concurrent load.
         max_rows: most rows in one request (more: 413).
+        logger: an :class:`~kfgpu.monitoring.logger.InferenceLogger` that gets a sample of
+            each answered request's raw columns and outputs (off the request path); None:
+            no inference logging.
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class BundleModel(kserve.Model):
         max_batch_size: int = 64,
         max_wait_ms: float = 2.0,
         max_rows: int = 10_000,
+        logger: Any = None,
     ) -> None:
         super().__init__(name)
+        self.logger = logger
         if precision not in ("auto", "32", "16"):
             raise ConfigError(f"precision={precision!r} is not supported; use 'auto', '32' or '16'")
         self.bundle_path = Path(bundle_path)
@@ -207,6 +213,13 @@ class BundleModel(kserve.Model):
         except Exception:
             m["requests"].labels(self.name, protocol, "error").inc()
             raise
+        if self.logger is not None:
+            # A reference to the request's columns and outputs goes on a queue; sampling,
+            # conversion and writing happen in the logger's thread.
+            request_id = (headers or {}).get("x-request-id", "") or (
+                payload.id if isinstance(payload, InferRequest) and payload.id else ""
+            )
+            self.logger.log(rows.columns, rows.n, out, request_id=request_id or uuid.uuid4().hex)
         m["requests"].labels(self.name, protocol, "ok").inc()
         m["rows"].labels(self.name).inc(rows.n)
         m["latency"].labels(self.name, protocol).observe(time.perf_counter() - t0)

@@ -159,7 +159,12 @@ class RequestSchema:
                 return v
             if v is None:
                 return self._missing(f, v, where)
-            if isinstance(v, _NUMBER_TYPES):  # numpy scalars and int/float subclasses
+            if isinstance(v, _NUMBER_TYPES) or getattr(getattr(v, "dtype", None), "kind", "") in (
+                "i",
+                "u",
+                "f",
+                "b",
+            ):  # int/float subclasses and numpy scalars (in-process callers)
                 fv = float(v)
                 return fv if math.isfinite(fv) else self._missing(f, v, where)
             raise RequestError(

@@ -16,6 +16,7 @@ each with ``{"error": "<message naming the field>"}``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -225,6 +226,8 @@ def serve(
     grpc_port: int = 0,
     tracking_uri: str = "",
     access_log: bool = False,
+    log_uri: str = "",
+    log_sample_rate: float = 1.0,
 ) -> None:
     """Serve a bundle (path or ``models:/`` URI) until interrupted.
 
@@ -243,6 +246,9 @@ def serve(
         grpc_port: also serve KServe's gRPC V2 API on this port; 0: no gRPC.
         tracking_uri: MLflow registry for ``models:/`` sources.
         access_log: log every request (uvicorn's access log and KServe's timing trace).
+        log_uri: write a sample of the requests' features and predictions there as Parquet
+            (a directory or fsspec URL; see :mod:`kfgpu.monitoring.logger`); empty: none.
+        log_sample_rate: the share of requests logged, in (0, 1].
     """
     if max_request_bytes < 1:
         raise ConfigError(f"max_request_bytes={max_request_bytes!r} is invalid; use >= 1")
@@ -259,6 +265,26 @@ def serve(
 
     from kfgpu.serving.predictor import BundleModel, RequestRejected
 
+    logger = None
+    if log_uri:
+        from kfgpu.bundle import read_description
+        from kfgpu.monitoring.logger import InferenceLogger
+
+        desc = read_description(path)
+        # The version logged with each row: the registry reference, or the bundle's
+        # content (the hash of its checksum file) for a bundle served from a path.
+        version = (
+            source[len("models:/") :]
+            if source.startswith("models:/")
+            else hashlib.sha256((path / "CHECKSUMS.sha256").read_bytes()).hexdigest()[:12]
+        )
+        logger = InferenceLogger(
+            log_uri,
+            model=model_name,
+            model_version=version,
+            labels=[str(c) for c in desc.get("labels", {}).get("classes", [])],
+            sample_rate=log_sample_rate,
+        )
     model = BundleModel(
         model_name,
         path,
@@ -267,6 +293,7 @@ def serve(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         max_rows=max_rows,
+        logger=logger,
     )
     model.load()
 
@@ -301,4 +328,8 @@ def serve(
     if not access_log:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-    server.start([model])
+    try:
+        server.start([model])
+    finally:
+        if logger is not None:
+            logger.close()  # what is queued is written before the process ends

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from kfgpu.serving.process import Server, free_port, stop_server
+from kfgpu.serving.process import start_server as _start
+
+__all__ = ["MODEL", "Server", "free_port", "make_bundle", "start_server", "stop_server"]
 
 MODEL = "fraud"
 
@@ -49,57 +48,9 @@ def make_bundle(root: Path, *, hidden: tuple[int, ...] = (8,), rows: int = 500) 
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    model: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-
 def start_server(bundle: Path, log: Path, **kw: Any) -> Server:
-    """``kfgpu.serving.server.serve`` in a child process; returns once it is ready."""
-    import httpx
-
-    port = free_port()
-    args = {"port": port, "model_name": MODEL, **kw}
-    code = f"from kfgpu.serving.server import serve; serve({str(bundle)!r}, **{args!r})"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as fh:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT, env=env
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/v2/models/{MODEL}/ready", timeout=1).status_code == 200:
-                return Server(url=url, model=MODEL, proc=proc, log=log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server not ready in 90 s:\n{log.read_text()[-3000:]}")
-
-
-def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(timeout=10)
+    """The real server in a child process, serving ``bundle`` as ``MODEL``."""
+    return _start(bundle, log, model_name=MODEL, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,276 @@
+"""Serving throughput and latency: the real KServe server on 127.0.0.1, batching on and off.
+
+Two bundles with random weights on the synthetic fraud data's transform: ``small`` (MLP
+64-64) and ``heavy`` (MLP 2048 x 4, whose batch-1 forward takes milliseconds). For each,
+in this process: the raw forward rate at batch 1 (``forward1_per_s``) and the in-process
+predict time of a one-row request (decode, frame, transform, forward:
+``predict1_ms``). Then ``kfgpu.serving.server.serve`` runs in a child process, once with
+micro-batching (``--max-batch-size 64 --max-wait-ms 2``) and once without (1), and an
+aiohttp load generator in this process sends one-row V1 requests at concurrency 1, 8 and
+32 for ``KFGPU_BENCH_SERVING_S`` seconds each (default 5): requests/s, p50 and p99.
+
+Figures: ``<bundle>.<batched|unbatched>.c<N>.{rps,p50_ms,p99_ms,errors}``,
+``<bundle>.batching_gain_c32`` (requests/s batched / unbatched at 32),
+``<bundle>.overhead_p50_ms`` (p50 at concurrency 1, batched server, minus
+``predict1_ms``). Then a soak: ``KFGPU_BENCH_SOAK_S`` seconds (default 60) at concurrency
+32 on the small bundle, batched: ``soak.errors``, ``soak.rps`` and the server's RSS after
+warm-up and at the end (``soak.rss_start_mb``, ``soak.rss_end_mb``).
+
+Goals (printed, not asserted): batching_gain_c32 >= 3 (on the heavy bundle; for the small
+one the HTTP path is the whole cost), overhead_p50_ms <= 2, soak errors 0 and RSS flat.
+The load generator shares the machine's cores with the server: on a 2-core box it takes
+a large share of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._harness import benchmark, progress
+
+CONCURRENCY = (1, 8, 32)
+BUNDLES = {"small": (64, 64), "heavy": (2048, 2048, 2048, 2048)}
+
+
+def _bundle(root: Path, hidden: tuple[int, ...]) -> Path:
+    import torch
+
+    from kfgpu.bundle import write_bundle
+    from kfgpu.data import fraud
+    from kfgpu.features import fit_transform, infer_feature_spec
+    from kfgpu.training.families import build_network, tabular_mlp_config
+
+    torch.manual_seed(0)
+    df = fraud(2000, seed=1)
+    fitted = fit_transform(df, infer_feature_spec(df, "is_fraud"))
+    cfg = tabular_mlp_config(
+        n_numeric=fitted.n_dense,
+        cardinalities=fitted.cardinalities,
+        hidden_sizes=hidden,
+        dropout=0.0,
+        n_outputs=2,
+    )
+    return write_bundle(
+        root,
+        state_dict=build_network("tabular_mlp", cfg).state_dict(),
+        transform=fitted,
+        description={
+            "task": "classification",
+            "model": {"family": "tabular_mlp", "config": cfg},
+            "labels": {"classes": [0, 1]},
+        },
+    )
+
+
+def _body() -> dict[str, Any]:
+    import pandas as pd
+
+    from kfgpu.data import fraud
+
+    row = fraud(50, seed=5).drop(columns=["is_fraud"]).dropna().iloc[0]
+    return {
+        "instances": [
+            {
+                k: (None if pd.isna(v) else getattr(v, "item", lambda v=v: v)())
+                for k, v in row.items()
+            }
+        ]
+    }
+
+
+def _in_process(path: Path, body: dict[str, Any]) -> dict[str, float]:
+    """Batch-1 forward rate and the one-row predict time, in this process."""
+    import torch
+
+    from kfgpu.serving.predictor import BundleModel
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = BundleModel("m", path, device="cpu")
+    model.load()
+    assert model.schema is not None
+    frame = model.schema.frame([model.schema.parse_v1(body)])
+    num, codes = model.bundle.transform.raw_arrays(frame)
+    x, c = torch.from_numpy(num), torch.from_numpy(codes)
+    module = model.bundle.module
+
+    def timed(fn: Any, seconds: float = 2.0) -> float:
+        for _ in range(20):
+            fn()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            fn()
+            n += 1
+        return (time.perf_counter() - t0) / n
+
+    with torch.inference_mode():
+        forward_s = timed(lambda: module(x, c))
+
+    def predict() -> None:
+        assert model.schema is not None
+        model.forward_frame(model.schema.frame([model.schema.parse_v1(body)]))
+
+    predict_s = timed(predict)
+    return {"forward1_per_s": 1.0 / forward_s, "predict1_ms": predict_s * 1000}
+
+
+async def _load(
+    url: str, body: dict[str, Any], concurrency: int, seconds: float
+) -> dict[str, float]:
+    import aiohttp
+
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=data, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                        continue
+            except aiohttp.ClientError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "rps": n / wall,
+        "p50_ms": 1000 * statistics.median(latencies) if n else float("nan"),
+        "p99_ms": 1000 * latencies[min(n - 1, int(0.99 * n))] if n else float("nan"),
+        "errors": float(errors),
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+@benchmark("serving")
+def serving() -> dict[str, float]:
+    """KServe server on 127.0.0.1: req/s, p50/p99 at c=1/8/32, batching on vs off; soak."""
+    from kfgpu.serving.process import start_server, stop_server
+
+    seconds = float(os.environ.get("KFGPU_BENCH_SERVING_S", "5"))
+    soak_s = float(os.environ.get("KFGPU_BENCH_SOAK_S", "60"))
+    figures: dict[str, float] = {}
+    body = _body()
+    with tempfile.TemporaryDirectory(prefix="kfgpu-bench-serving-") as tmp:
+        root = Path(tmp)
+        paths = {name: _bundle(root / name, hidden) for name, hidden in BUNDLES.items()}
+        for name, path in paths.items():
+            progress(f"serving: {name}: in-process forward")
+            for k, v in _in_process(path, body).items():
+                figures[f"{name}.{k}"] = v
+            for mode, batch in (("batched", 64), ("unbatched", 1)):
+                progress(f"serving: {name}: server {mode}")
+                srv = start_server(
+                    path, root / f"{name}-{mode}.log", max_batch_size=batch, max_wait_ms=2.0
+                )
+                url = f"{srv.url}/v1/models/{srv.model}:predict"
+                try:
+                    asyncio.run(_load(url, body, 8, 1.0))  # warm-up
+                    for c in CONCURRENCY:
+                        res = asyncio.run(_load(url, body, c, seconds))
+                        for k, v in res.items():
+                            figures[f"{name}.{mode}.c{c}.{k}"] = v
+                        progress(f"serving: {name} {mode} c={c}: {res}")
+                finally:
+                    stop_server(srv)
+            figures[f"{name}.batching_gain_c32"] = (
+                figures[f"{name}.batched.c32.rps"] / figures[f"{name}.unbatched.c32.rps"]
+            )
+            figures[f"{name}.overhead_p50_ms"] = (
+                figures[f"{name}.batched.c1.p50_ms"] - figures[f"{name}.predict1_ms"]
+            )
+        if soak_s > 0:
+            progress(f"serving: soak {soak_s:g}s at c=32 (small, batched)")
+            srv = start_server(
+                paths["small"], root / "soak.log", max_batch_size=64, max_wait_ms=2.0
+            )
+            url = f"{srv.url}/v1/models/{srv.model}:predict"
+            try:
+                asyncio.run(_load(url, body, 32, min(5.0, soak_s)))  # warm-up
+                figures["soak.rss_start_mb"] = _rss_mb(srv.proc.pid)
+                res = asyncio.run(_load(url, body, 32, soak_s))
+                figures["soak.rss_end_mb"] = _rss_mb(srv.proc.pid)
+                figures["soak.seconds"] = soak_s
+                figures["soak.rps"] = res["rps"]
+                figures["soak.errors"] = res["errors"]
+                figures["soak.p99_ms"] = res["p99_ms"]
+                figures["soak.server_alive"] = float(srv.alive())
+            finally:
+                stop_server(srv)
+    return figures
+
+
+@benchmark("inference_logging")
+def inference_logging() -> dict[str, float]:
+    """The predictor's throughput with inference logging on over off, in the same run.
+
+    The small bundle (where the request path is the whole cost, so logging's share shows
+    most), batched, one-row V1 requests at concurrency 8 for ``KFGPU_BENCH_SERVING_S``
+    seconds (default 5) per round. Servers with logging off and on alternate for
+    ``KFGPU_BENCH_LOG_ROUNDS`` rounds (default 3) and the medians are compared, so a
+    slow moment of the machine does not land on one side only. Logging on: every request
+    logged (sample rate 1) to Parquet in a temporary directory. Goal: ratio >= 0.95.
+    """
+    from kfgpu.monitoring.monitor import read_logs
+    from kfgpu.serving.process import start_server, stop_server
+
+    seconds = float(os.environ.get("KFGPU_BENCH_SERVING_S", "5"))
+    rounds = int(os.environ.get("KFGPU_BENCH_LOG_ROUNDS", "3"))
+    body = _body()
+    rps: dict[str, list[float]] = {"off": [], "on": []}
+    logged = 0
+    with tempfile.TemporaryDirectory(prefix="kfgpu-bench-logging-") as tmp:
+        root = Path(tmp)
+        path = _bundle(root / "small", BUNDLES["small"])
+        for r in range(rounds):
+            for mode in ("off", "on"):
+                logs = root / f"logs-{r}"
+                extra = {"log_uri": str(logs)} if mode == "on" else {}
+                srv = start_server(
+                    path, root / f"{mode}-{r}.log", max_batch_size=64, max_wait_ms=2.0, **extra
+                )
+                url = f"{srv.url}/v1/models/{srv.model}:predict"
+                try:
+                    asyncio.run(_load(url, body, 8, 1.0))  # warm-up
+                    res = asyncio.run(_load(url, body, 8, seconds))
+                finally:
+                    stop_server(srv)
+                if res["errors"]:
+                    raise RuntimeError(f"{res['errors']:g} errors with logging {mode}")
+                rps[mode].append(res["rps"])
+                progress(f"inference_logging: round {r + 1} logging {mode}: {res['rps']:.0f} req/s")
+                if mode == "on":
+                    logged += len(read_logs(str(logs)))
+    off, on = statistics.median(rps["off"]), statistics.median(rps["on"])
+    return {
+        "rps_logging_off": off,
+        "rps_logging_on": on,
+        "on_over_off": on / off,
+        "rows_logged": float(logged),
+        "rounds": float(rounds),
+    }

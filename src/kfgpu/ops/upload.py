@@ -1,0 +1,224 @@
+"""Upload a pipeline and a content-named version to Kubeflow Pipelines, idempotently.
+
+The pipeline is named by its ``@dsl.pipeline(name=...)`` (``kfgpu-training``); a version is
+named ``<kfgpu version>-<first 12 hex of the package's sha256>``. Compiling is deterministic,
+so the same code gives the same version name: uploading twice finds the version and creates
+nothing, and changed code (or a changed kfp) gives a new version beside the old ones.
+
+The pipeline is created on its own (``POST /apis/v2beta1/pipelines``) and the package uploaded
+as a version of it (``POST /apis/v2beta1/pipelines/upload_version``), rather than through
+``upload_pipeline``, which would also add a first version named after the pipeline: every
+version kfgpu makes is content-named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kfgpu._version import __version__
+from kfgpu.errors import ConfigError, OpsError
+from kfgpu.ops.client import api_call
+
+__all__ = [
+    "CompiledPipeline",
+    "UploadResult",
+    "compiled",
+    "find_pipeline",
+    "find_version",
+    "latest_version",
+    "upload",
+    "version_name",
+]
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """A compiled pipeline package on disk and what identifies it."""
+
+    path: Path
+    name: str
+    description: str
+    sha256: str
+    parameters: dict[str, dict[str, Any]]
+
+    @property
+    def version_name(self) -> str:
+        return version_name(self.sha256)
+
+
+def version_name(sha256: str) -> str:
+    """``<kfgpu version>-<sha256[:12]>``: the name of the version holding this content."""
+    return f"{__version__}-{sha256[:12]}"
+
+
+def _describe(path: Path) -> CompiledPipeline:
+    content = path.read_bytes()
+    try:
+        docs = list(yaml.safe_load_all(content))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not a compiled pipeline (YAML error: {e})") from e
+    spec = docs[0] if docs else None
+    if not isinstance(spec, dict) or "pipelineInfo" not in spec or "root" not in spec:
+        raise ConfigError(
+            f"{path} is not a compiled KFP pipeline (no pipelineInfo/root); compile one with "
+            "`kfgpu compile` or name a pipeline kfgpu knows"
+        )
+    params = spec["root"].get("inputDefinitions", {}).get("parameters", {}) or {}
+    return CompiledPipeline(
+        path=path,
+        name=spec["pipelineInfo"]["name"],
+        description=str(spec["pipelineInfo"].get("description", "")),
+        sha256=hashlib.sha256(content).hexdigest(),
+        parameters=params,
+    )
+
+
+@contextmanager
+def compiled(pipeline: str) -> Iterator[CompiledPipeline]:
+    """Compile a pipeline kfgpu knows (``training``) to a temporary package, or read a
+    compiled package (a ``.yaml`` path), and yield what identifies it."""
+    from kfgpu.pipelines import PIPELINES
+
+    if pipeline in PIPELINES:
+        from kfp import compiler
+
+        with tempfile.TemporaryDirectory(prefix="kfgpu-upload-") as tmp:
+            path = Path(tmp) / f"{pipeline}.yaml"
+            compiler.Compiler().compile(PIPELINES[pipeline], str(path))
+            yield _describe(path)
+        return
+    path = Path(pipeline)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        yield _describe(path)
+        return
+    raise ConfigError(
+        f"unknown pipeline {pipeline!r}: name one of {sorted(PIPELINES)} or a compiled "
+        ".yaml package"
+    )
+
+
+def _filter(key: str, value: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "string_value": value}]})
+
+
+def find_pipeline(client: Any, name: str, namespace: str = "") -> str | None:
+    """The ID of the pipeline called ``name`` (in ``namespace``, when given), or ``None``."""
+    response = api_call(
+        f"list pipelines named {name!r}",
+        client.list_pipelines,
+        filter=_filter("display_name", name),
+        namespace=namespace or None,
+        page_size=2,
+    )
+    found = [p for p in (response.pipelines or []) if p.display_name == name]
+    if len(found) > 1:
+        raise OpsError(
+            f"{len(found)} pipelines are named {name!r}; delete the extra ones in the KFP UI"
+        )
+    return found[0].pipeline_id if found else None
+
+
+def find_version(client: Any, pipeline_id: str, name: str) -> str | None:
+    """The ID of the version called ``name`` of ``pipeline_id``, or ``None``."""
+    response = api_call(
+        f"list versions named {name!r}",
+        client.list_pipeline_versions,
+        pipeline_id=pipeline_id,
+        filter=_filter("display_name", name),
+        page_size=2,
+    )
+    found = [v for v in (response.pipeline_versions or []) if v.display_name == name]
+    return found[0].pipeline_version_id if found else None
+
+
+def latest_version(client: Any, pipeline_id: str) -> tuple[str, str] | None:
+    """``(id, name)`` of the newest version of ``pipeline_id``, or ``None``."""
+    response = api_call(
+        "list pipeline versions",
+        client.list_pipeline_versions,
+        pipeline_id=pipeline_id,
+        sort_by="created_at desc",
+        page_size=1,
+    )
+    versions = response.pipeline_versions or []
+    return (versions[0].pipeline_version_id, versions[0].display_name) if versions else None
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What :func:`upload` found or made."""
+
+    pipeline_name: str
+    pipeline_id: str
+    version_name: str
+    version_id: str
+    created_pipeline: bool
+    created_version: bool
+
+    def summary(self) -> str:
+        if not self.created_version:
+            return (
+                f"pipeline {self.pipeline_name!r} version {self.version_name!r} is already "
+                f"uploaded (id {self.version_id}); nothing to do"
+            )
+        what = "created pipeline and version" if self.created_pipeline else "uploaded version"
+        return (
+            f"{what} {self.pipeline_name!r} / {self.version_name!r} "
+            f"(pipeline {self.pipeline_id}, version {self.version_id})"
+        )
+
+
+def upload(client: Any, package: CompiledPipeline, *, namespace: str = "") -> UploadResult:
+    """Make sure ``package`` exists on the server as a version named by its content.
+
+    Creates the pipeline if no pipeline has its name, then the version if no version has
+    its content name; otherwise does nothing and says so.
+    """
+    import kfp_server_api
+
+    created_pipeline = False
+    pipeline_id = find_pipeline(client, package.name, namespace)
+    if pipeline_id is None:
+        body = kfp_server_api.V2beta1Pipeline(
+            display_name=package.name,
+            description=package.description or None,
+            namespace=namespace or None,
+        )
+        made = api_call(
+            f"create pipeline {package.name!r}",
+            client.pipelines.pipeline_service_create_pipeline,
+            pipeline=body,
+        )
+        pipeline_id, created_pipeline = made.pipeline_id, True
+    version_id = (
+        None if created_pipeline else find_version(client, pipeline_id, package.version_name)
+    )
+    if version_id is not None:
+        return UploadResult(
+            package.name, pipeline_id, package.version_name, version_id, False, False
+        )
+    made_version = api_call(
+        f"upload version {package.version_name!r} of {package.name!r}",
+        client.upload_pipeline_version,
+        pipeline_package_path=str(package.path),
+        pipeline_version_name=package.version_name,
+        pipeline_id=pipeline_id,
+        description=f"kfgpu {__version__}, package sha256 {package.sha256}",
+    )
+    return UploadResult(
+        package.name,
+        pipeline_id,
+        package.version_name,
+        made_version.pipeline_version_id,
+        created_pipeline,
+        True,
+    )

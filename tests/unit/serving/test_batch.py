@@ -1,0 +1,123 @@
+"""batch_predict: Parquet in, Parquet out, streamed in chunks, atomic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kfgpu.errors import SchemaError
+from kfgpu.serving.batch import batch_predict_step
+from tests.conftest import run_kfgpu
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kfgpu.data import fraud
+
+    df = fraud(2500, seed=11).drop(columns=["is_fraud"])
+    df.insert(0, "id", np.arange(len(df)))
+    path = tmp_path_factory.mktemp("batch") / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=700)
+    return path
+
+
+def test_chunked_output_equals_in_memory_predictions(
+    bundle_path: Path, data: Path, tmp_path: Path
+) -> None:
+    from kfgpu.bundle import load_bundle
+
+    out = tmp_path / "out.parquet"
+    result = batch_predict_step(
+        bundle_path=str(bundle_path),
+        data_uri=str(data),
+        output_path=str(out),
+        chunk_rows=600,
+        keep_columns=["id"],
+    )
+    assert result.metrics["rows"] == 2500 and result.metrics["chunks"] == 5
+    got = pd.read_parquet(out)
+    want = load_bundle(bundle_path).predict(pd.read_parquet(data))
+    assert list(got.columns) == ["id", "prediction", "proba_0", "proba_1"]
+    assert got["id"].tolist() == list(range(2500))
+    np.testing.assert_allclose(got[["proba_0", "proba_1"]], want[["proba_0", "proba_1"]], atol=1e-6)
+    assert got["prediction"].tolist() == want["prediction"].tolist()
+
+
+def test_failure_leaves_no_partial_file(bundle_path: Path, data: Path, tmp_path: Path) -> None:
+    df = pd.read_parquet(data)
+    df["amount"] = df["amount"].map(str)  # numeric text parses, until the bad value
+    df.loc[2000, "amount"] = "not a number"  # fails in the fourth chunk, after three were written
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), bad)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(SchemaError, match="not a number"):
+        batch_predict_step(
+            bundle_path=str(bundle_path), data_uri=str(bad), output_path=str(out), chunk_rows=600
+        )
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_missing_columns_are_named(bundle_path: Path, data: Path, tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match="keep_columns"):
+        batch_predict_step(
+            bundle_path=str(bundle_path),
+            data_uri=str(data),
+            output_path=str(tmp_path / "o.parquet"),
+            keep_columns=["nope"],
+        )
+    small = tmp_path / "small.parquet"
+    pd.read_parquet(data).drop(columns=["country"]).to_parquet(small)
+    with pytest.raises(SchemaError, match="country"):
+        batch_predict_step(
+            bundle_path=str(bundle_path),
+            data_uri=str(small),
+            output_path=str(tmp_path / "o.parquet"),
+        )
+
+
+def test_cli_predict_and_deploy_dry_run(bundle_path: Path, data: Path, tmp_path: Path) -> None:
+    import yaml
+
+    out = tmp_path / "p.parquet"
+    r = run_kfgpu(
+        "predict", str(bundle_path), str(data), str(out), "--keep", "id", "--chunk-rows", "1000"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2500 rows in 3 chunk(s)" in r.stdout and len(pd.read_parquet(out)) == 2500
+    r = run_kfgpu(
+        "deploy",
+        str(bundle_path),
+        "--name",
+        "fraud",
+        "--storage-uri",
+        "s3://m/v2",
+        "--mode",
+        "RawDeployment",
+        "--canary",
+        "10",
+        "--gpus",
+        "1",
+        "--dry-run",
+    )
+    assert r.returncode == 0, r.stderr
+    obj = yaml.safe_load(r.stdout)
+    assert obj["spec"]["canary"][0]["trafficPercent"] == 10
+    r = run_kfgpu(
+        "deploy",
+        str(bundle_path),
+        "--name",
+        "fraud",
+        "--mode",
+        "RawDeployment",
+        "--canary",
+        "10",
+        "--kserve-version",
+        "0.19",
+        "--dry-run",
+    )
+    assert r.returncode == 1 and "kserve issue 5335" in r.stderr
