@@ -190,14 +190,16 @@ def open_storage(url: str, config: TuneConfig) -> Any:
 
 
 def make_sampler(space: SearchSpace, config: TuneConfig, *, worker_index: int = 0) -> Any:
-    """The configured sampler; worker ``i`` is seeded with ``seed + i``."""
+    """The configured sampler; worker ``i`` is seeded with ``seed + i`` (the grid sampler
+    with ``seed`` in every worker: grid ids are shared through the storage, so every
+    worker must order the grid the same way)."""
     import optuna
 
     seed = config.seed + worker_index
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        return optuna.samplers.GridSampler(space.grid(), seed=config.seed)
     if config.sampler == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -305,12 +307,26 @@ _FINISHED = ("COMPLETE", "PRUNED")
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state (surplus ones left out), and ``GRID_DONE``: the distinct grid points
+    finished (Optuna's GridSampler may hand one point to two workers at once)."""
     counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
+    grid_done: set[int] = set()
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get(SURPLUS_ATTR):
             continue
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        if t.state.name in ("COMPLETE", "PRUNED") and "grid_id" in t.system_attrs:
+            grid_done.add(int(t.system_attrs["grid_id"]))
+    counts["GRID_DONE"] = len(grid_done)
     return counts
+
+
+def _finished(counts: dict[str, int], config: TuneConfig) -> int:
+    """What spends the budget: finished trials, or distinct grid points for a grid search
+    (a point two workers drew at once counts once, so every point gets run)."""
+    if config.sampler == "grid":
+        return counts["GRID_DONE"]
+    return counts["COMPLETE"] + counts["PRUNED"]
 
 
 def _fail_stale(study: optuna.Study) -> None:
@@ -350,7 +366,8 @@ def run_worker(
             for t in study.get_trials(deepcopy=False, states=states)
             if t.number < trial.number and not t.user_attrs.get(SURPLUS_ATTR)
         )
-        if ahead >= budget:
+        if ahead >= budget and config.sampler != "grid":
+            # (A grid search stops when the grid is covered: GridSampler draws unvisited points.)
             trial.set_user_attr(SURPLUS_ATTR, True)
             raise _Surplus(
                 f"trial {trial.number} not run: the budget of {budget} trials was taken by "
@@ -371,7 +388,7 @@ def run_worker(
         if getattr(study, "_storage", None) is not None:
             _fail_stale(study)
         counts = _counts(study)
-        finished = counts["COMPLETE"] + counts["PRUNED"]
+        finished = _finished(counts, config)
         if finished >= budget:
             report.stopped = "budget"
             break
@@ -537,7 +554,7 @@ def run_study(
             )
             ok = [w for w in workers if w["exit"] == 0]
             counts = _counts(study)
-            if not ok and counts["COMPLETE"] + counts["PRUNED"] < budget:
+            if not ok and _finished(counts, config) < budget:
                 codes = [w["exit"] for w in workers]
                 raise TrainingError(
                     f"every tuning worker failed (exit statuses {codes}) before study "

@@ -236,9 +236,12 @@ def test_local_processes_on_a_journal_file_and_grid_budget(tmp_path: Path) -> No
     outcome = run_study(space, cfg, factory=FIXED, kwargs={"seconds": 0.0})
     assert outcome.budget == 10 and outcome.storage.startswith("journal:")
     complete = [t for t in _real(outcome.study) if t.state == State.COMPLETE]
-    assert sorted((t.params["x"], t.params["y"]) for t in complete) == sorted(
+    # Every grid point ran; two workers may both draw one point in the same instant (Optuna's
+    # GridSampler), in which case it runs twice and the budget still covers the whole grid.
+    assert {(t.params["x"], t.params["y"]) for t in complete} == {
         (x, y) for x in (0.0, 0.25, 0.5, 0.75, 1.0) for y in (0, 1)
-    )
+    }
+    assert 10 <= len(complete) <= 12
 
 
 def test_storage_resolution_and_errors(tmp_path: Path, monkeypatch) -> None:
