@@ -23,6 +23,7 @@ from kfgpu.training.optim import make_optimizer, make_schedule
 from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
 
 __all__ = [
+    "CachedStepKwargs",
     "DataOrder",
     "EpochPrinter",
     "Preempted",
@@ -97,7 +98,7 @@ class TabularTask(pl.LightningModule):
         loss = self._loss(self(numeric, codes), y)
         # Summed here and logged once per epoch: Lightning's per-step logging machinery
         # costs more than a small model's step (the raw-loop benchmark in bench/ shows it).
-        self._loss_sum = self._loss_sum + loss.detach() * len(y)
+        self._loss_sum.add_(loss.detach(), alpha=len(y))  # one in-place op a step
         self._loss_rows += len(y)
         return loss
 
@@ -142,6 +143,40 @@ class TabularTask(pl.LightningModule):
         if schedule is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": schedule.lightning()}
+
+
+class CachedStepKwargs:
+    """Lightning 2.x inspects ``training_step``'s signature on every step (does it take
+    ``batch_idx``?), about 25 us a step of ``inspect`` work on CPU; the answer does not change
+    during a fit, so it is looked up once per ``training_step`` function. Installed on one
+    trainer's epoch loop (:func:`cache_step_signature`), not on Lightning's class; a class,
+    not a closure, so a ``ddp_spawn`` trainer still pickles."""
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        self.trainer = trainer
+        self.takes_batch_idx: dict[Any, bool] = {}
+
+    def __call__(self, kwargs: Any, batch: Any, batch_idx: int) -> Any:
+        from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
+
+        kwargs["batch"] = batch
+        fx = self.trainer.lightning_module.training_step
+        key = getattr(fx, "__func__", fx)
+        takes = self.takes_batch_idx.get(key)
+        if takes is None:
+            takes = self.takes_batch_idx[key] = is_param_in_hook_signature(
+                fx, "batch_idx", min_args=2
+            )
+        if takes:
+            kwargs["batch_idx"] = batch_idx
+        return kwargs
+
+
+def cache_step_signature(trainer: pl.Trainer) -> None:
+    """Install :class:`CachedStepKwargs` on ``trainer`` where this Lightning has the hook."""
+    loop = trainer.fit_loop.epoch_loop
+    if callable(getattr(type(loop), "_build_kwargs", None)):
+        loop._build_kwargs = CachedStepKwargs(trainer)  # type: ignore[method-assign]
 
 
 class DataOrder(pl.Callback):

@@ -400,6 +400,7 @@ def train_tabular(
         Preempted,
         RunCheckpoint,
         Throughput,
+        cache_step_signature,
     )
 
     if task not in ("classification", "regression"):
@@ -519,6 +520,7 @@ def train_tabular(
             num_sanity_val_steps=0,
             log_every_n_steps=50,
         )
+        cache_step_signature(trainer)
         if run_ckpt is not None:
             # In this process until fit registers its own: under ddp_spawn this process
             # only waits, and passes the signal on to the workers.
