@@ -190,16 +190,17 @@ def open_storage(url: str, config: TuneConfig) -> Any:
 
 
 def make_sampler(space: SearchSpace, config: TuneConfig, *, worker_index: int = 0) -> Any:
-    """The configured sampler; worker ``i`` is seeded with ``seed + i`` (the grid sampler
-    with ``seed`` in every worker: grid ids are shared through the storage, so every
-    worker must order the grid the same way)."""
+    """The configured sampler; worker ``i`` is seeded with ``seed + i``. The grid sampler
+    gets one fixed seed everywhere: it shuffles the grid by its seed and shares grid ids
+    through the storage, so every worker, in every pod (``tune_worker`` pods are seeded
+    apart), must order the grid the same way; the order does not change what a grid covers."""
     import optuna
 
     seed = config.seed + worker_index
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=config.seed)
+        return optuna.samplers.GridSampler(space.grid(), seed=0)
     if config.sampler == "cmaes":
         try:
             import cmaes  # noqa: F401

@@ -258,3 +258,15 @@ def test_storage_resolution_and_errors(tmp_path: Path, monkeypatch) -> None:
         open_storage("redis://h", cfg)
     with pytest.raises(ConfigError, match=r"directory .* does not exist"):
         open_storage(str(tmp_path / "no" / "such" / "s.journal"), cfg)
+
+
+def test_every_worker_orders_the_grid_alike() -> None:
+    from kfgpu.tuning.study import make_sampler
+
+    space = SearchSpace.from_dict({"x": {"type": "categorical", "choices": list("abcdefgh")}})
+    # tune_worker pods differ in seed and worker index; grid ids mean the same in each.
+    grids = [
+        make_sampler(space, TuneConfig(sampler="grid", seed=seed), worker_index=i)._all_grids
+        for seed, i in ((0, 0), (0, 1), (1000, 0), (7, 3))
+    ]
+    assert all(g == grids[0] for g in grids)
