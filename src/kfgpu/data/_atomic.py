@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 
-__all__ = ["atomic_local_file"]
+__all__ = ["atomic_local_file", "atomic_write_text"]
 
 
 @contextlib.contextmanager
@@ -29,3 +29,9 @@ def atomic_local_file(path: str) -> Iterator[tuple[str, str]]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to the local file ``path`` through :func:`atomic_local_file`."""
+    with atomic_local_file(os.fspath(path)) as (tmp, _), open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)

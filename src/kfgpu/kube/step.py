@@ -82,7 +82,7 @@ def record_outcome(
     """Write how a job ended to ``outcome_path`` (JSON) and to MLflow tags; return it."""
     import json
 
-    from kfgpu.data._atomic import atomic_local_file
+    from kfgpu.data._atomic import atomic_write_text
     from kfgpu.registry import tracking
 
     failed = result.failed_rank or {}
@@ -96,8 +96,7 @@ def record_outcome(
         "failed_rank": result.failed_rank,
     }
     if outcome_path:
-        with atomic_local_file(outcome_path) as (tmp, _), open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(outcome, indent=2, default=str) + "\n")
+        atomic_write_text(outcome_path, json.dumps(outcome, indent=2, default=str) + "\n")
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
     if uri:
         tags = {

@@ -156,15 +156,32 @@ def read_logs(
     until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Every inference-log row under ``uri`` (see :mod:`kfgpu.monitoring.logger`) in the
-    time window ``[since, until)``; an empty frame when there is none."""
+    time window ``[since, until)``; an empty frame when there is none.
+
+    Day partitions that cannot hold a row of the window are not read: a file under
+    ``date=D/`` was written on day D, after every row it holds, so its rows are from D or,
+    near midnight, the day before.
+    """
+    import datetime
+    import re
+
     import fsspec
     import pandas as pd
+
+    def may_hold_window(path: str) -> bool:
+        m = re.search(r"/date=(\d{4}-\d{2}-\d{2})/", path)
+        if m is None:
+            return True
+        day = datetime.date.fromisoformat(m.group(1))
+        if since is not None and day < since.date():
+            return False
+        return until is None or day - datetime.timedelta(days=1) <= until.date()
 
     fs, root = fsspec.core.url_to_fs(uri)
     files = sorted(
         p
         for p in fs.glob(f"{root.rstrip('/')}/**/*.parquet")
-        if not p.rsplit("/", 1)[-1].startswith(".")
+        if not p.rsplit("/", 1)[-1].startswith(".") and may_hold_window(p)
     )
     if not files:
         return pd.DataFrame()
@@ -310,8 +327,7 @@ def monitor(
         policy: thresholds and triggers; None: :class:`MonitorPolicy` defaults.
         labels: ground truth that arrived later: ``_request_id`` and the target column.
     """
-    from kfgpu.validation.drift import DriftConfig, detect_drift
-    from kfgpu.validation.profile import build_profile
+    from kfgpu.validation.drift import DriftConfig, frame_drift
 
     policy = policy or MonitorPolicy()
     target = str(description.get("target", ""))
@@ -335,12 +351,14 @@ def monitor(
             f"data quality: {len(quality)} issue(s): "
             + "; ".join(q["message"] for q in quality[:3])
         )
-    shared = [c for c in reference.columns if c in logs.columns and c != target]
-    categorical = [c for c in reference.categorical_columns() if c in shared]
-    current = build_profile([logs[shared]], categorical=categorical, sample_rows=2000)
-    result = detect_drift(
-        reference.select(shared), current, DriftConfig.from_dict(dict(policy.drift))
+    result = frame_drift(
+        reference, logs, DriftConfig.from_dict(dict(policy.drift)), exclude=[target]
     )
+    if result is None:
+        raise ConfigError(
+            f"no column of the model's reference profile {list(reference.columns)[:10]} is in "
+            "the logs; they are not this model's inference logs"
+        )
     drift = result.to_dict()
     if result.dataset_drift:
         alarms.append("data_drift")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kfgpu._step import StepResult, step
+from kfgpu.data._atomic import atomic_write_text
 
 __all__ = [
     "fetch_model_step",
@@ -15,13 +16,6 @@ __all__ = [
     "trigger_retraining_step",
     "validate_batch_step",
 ]
-
-
-def _atomic_write(path: str, text: str) -> None:
-    from kfgpu.data._atomic import atomic_local_file
-
-    with atomic_local_file(path) as (tmp, _), open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 @step("monitor")
@@ -58,6 +52,7 @@ def monitor_step(
     """
     import pandas as pd
 
+    from kfgpu.bundle import read_description
     from kfgpu.data import read_table
     from kfgpu.monitoring.monitor import MonitorPolicy, monitor, read_logs
     from kfgpu.serving.server import resolve_bundle
@@ -67,7 +62,7 @@ def monitor_step(
     rules = MonitorPolicy.parse(policy)
     bundle = str(resolve_bundle(model_uri, tracking_uri=tracking_uri))
     reference = load_reference(bundle)
-    description = json.loads((Path(bundle) / "bundle.json").read_text())
+    description = read_description(bundle)
     end = pd.Timestamp(now, tz="UTC") if now else pd.Timestamp.now(tz="UTC")
     start = end - pd.Timedelta(hours=window_hours) if window_hours > 0 else None
     logs = read_logs(logs_uri, since=start, until=end if now else None)
@@ -80,7 +75,7 @@ def monitor_step(
         "model_uri": model_uri,
     }
     data = verdict.to_dict()
-    _atomic_write(verdict_path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(verdict_path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     if verdict.drift is not None:
         features = [c for c in reference.columns if c in logs.columns]
         html = render_drift_html(
@@ -92,7 +87,7 @@ def monitor_step(
         )
     else:
         html = f"<html><body><h1>Monitoring</h1><p>{verdict.summary}</p></body></html>\n"
-    _atomic_write(report_path, html)
+    atomic_write_text(report_path, html)
     return StepResult(
         metrics={
             "rows": float(verdict.rows),
@@ -159,7 +154,7 @@ def trigger_retraining_step(
             "retraining was asked for, but neither kfp_host (start the training pipeline "
             "on Kubeflow) nor webhook_url (notify) is set: nothing was started"
         )
-        _atomic_write(run_path, json.dumps({"verdict": verdict.get("summary"), "note": note}))
+        atomic_write_text(run_path, json.dumps({"verdict": verdict.get("summary"), "note": note}))
         return StepResult(summary=note, extra={"run": None, "webhook": None})
     try:
         params = json.loads(parameters or "{}")
@@ -180,7 +175,7 @@ def trigger_retraining_step(
                 webhook_url, {"event": "kfgpu.retrain", **verdict, "run": done["run"]}
             )
     finally:
-        _atomic_write(run_path, json.dumps(done, indent=2, default=str) + "\n")
+        atomic_write_text(run_path, json.dumps(done, indent=2, default=str) + "\n")
     parts = []
     if done["run"] is not None:
         parts.append(f"started {pipeline} run {done['run']}")
@@ -213,8 +208,7 @@ def validate_batch_step(
     from kfgpu.data.io import artifact_metadata, write_parquet
     from kfgpu.errors import EmptyDataError, SchemaError
     from kfgpu.monitoring.monitor import MonitorPolicy, quality_issues
-    from kfgpu.validation.drift import DriftConfig, detect_drift
-    from kfgpu.validation.profile import build_profile
+    from kfgpu.validation.drift import DriftConfig, frame_drift
     from kfgpu.validation.step import load_reference
 
     rules = MonitorPolicy.parse(policy)
@@ -231,23 +225,22 @@ def validate_batch_step(
             if missing
             else f"the batch {data_uri!r} has no rows"
         )
-        _atomic_write(report_path, "\n".join([*lines, "", f"**FAILED**: {reason}", ""]))
+        atomic_write_text(report_path, "\n".join([*lines, "", f"**FAILED**: {reason}", ""]))
         if missing:
             raise SchemaError(reason)
         raise EmptyDataError(reason)
     issues = quality_issues(df, reference, features, rules)
-    target = str(description.get("target", ""))
-    shared = [c for c in reference.columns if c in df.columns and c != target]
-    categorical = [c for c in reference.categorical_columns() if c in shared]
-    drift = detect_drift(
-        reference.select(shared),
-        build_profile([df[shared]], categorical=categorical, sample_rows=0),
+    drift = frame_drift(
+        reference,
+        df,
         DriftConfig.from_dict(dict(rules.drift)),
+        exclude=[str(description.get("target", ""))],
     )
+    assert drift is not None  # every input column is present (checked above)
     lines += [f"- drift: {drift.summary()}", f"- data-quality warnings: {len(issues)}", ""]
     lines += [f"  - {q['message']}" for q in issues]
     write_parquet(df, dataset_path)
-    _atomic_write(report_path, "\n".join(lines) + "\n")
+    atomic_write_text(report_path, "\n".join(lines) + "\n")
     return StepResult(
         metrics={
             "rows": float(len(df)),

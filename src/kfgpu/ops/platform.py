@@ -46,12 +46,14 @@ __all__ = [
     "GPU_PRODUCT_LABEL",
     "MLFLOW_SECRET_KEYS",
     "OBJECT_STORAGE_SECRET_KEYS",
+    "STUDY_STORAGE_SECRET",
     "PlatformConfig",
     "PvcMount",
     "SecretEnv",
     "Toleration",
     "apply_cache_policy",
     "apply_gpu_settings",
+    "use_study_storage",
 ]
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -314,3 +316,18 @@ def apply_cache_policy(fingerprint_task: Any, reader_task: Any | None = None) ->
             "name would be served from the cache"
         )
     reader_task.set_caching_options(True)
+
+
+#: The Secret (``manifests/postgres``) that holds the shared Optuna study's storage URL.
+STUDY_STORAGE_SECRET = "optuna-postgres"
+
+
+def use_study_storage(task: Any) -> Any:
+    """Give a tuning task the shared study's storage URL, from :data:`STUDY_STORAGE_SECRET`
+    (key ``url``) as ``KFGPU_TUNING_STORAGE``, when that Secret exists; return the task."""
+    from kfp import kubernetes
+
+    from kfgpu.tuning.study import STORAGE_ENV
+
+    kubernetes.use_secret_as_env(task, STUDY_STORAGE_SECRET, {"url": STORAGE_ENV}, optional=True)
+    return task

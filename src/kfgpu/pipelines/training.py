@@ -23,7 +23,12 @@ from kfgpu.components import (
     tune_hyperparameters,
     validate_data,
 )
-from kfgpu.ops.platform import PlatformConfig, apply_cache_policy, apply_gpu_settings
+from kfgpu.ops.platform import (
+    PlatformConfig,
+    apply_cache_policy,
+    apply_gpu_settings,
+    use_study_storage,
+)
 
 __all__ = ["DEFAULT_DATA", "DEFAULT_TARGET", "TRAIN_PLATFORM", "training"]
 
@@ -150,9 +155,7 @@ def training(
     tuned.set_cpu_request("4").set_memory_request("16G")
     # On a cluster the shared study lives in PostgreSQL (manifests/postgres); its URL comes
     # from that Secret when it exists.
-    kubernetes.use_secret_as_env(
-        tuned, "optuna-postgres", {"url": "KFGPU_TUNING_STORAGE"}, optional=True
-    )
+    use_study_storage(tuned)
     trained = train_model(
         train=features.outputs["train"],
         validation=features.outputs["validation"],

@@ -18,12 +18,13 @@ from kfp import dsl, kubernetes
 
 from kfgpu._image import BASE_IMAGE
 from kfgpu.components import engineer_features, tune_hyperparameters, tune_worker, validate_data
+from kfgpu.ops.platform import STUDY_STORAGE_SECRET, use_study_storage
 from kfgpu.pipelines.training import DEFAULT_DATA, DEFAULT_TARGET
 
 __all__ = ["DEFAULT_SEARCH_SPACE", "STORAGE_SECRET", "tuning"]
 
 #: The Secret (from manifests/postgres) holding the study storage URL under ``url``.
-STORAGE_SECRET = "optuna-postgres"
+STORAGE_SECRET = STUDY_STORAGE_SECRET
 
 DEFAULT_SEARCH_SPACE = (
     '{"learning_rate": {"type": "float", "low": 0.0001, "high": 0.01, "log": true}, '
@@ -95,9 +96,7 @@ def tuning(
             base_config=base_config,
         ).set_display_name("tune worker")
         worker.set_cpu_limit("4").set_memory_limit("16G").set_retry(num_retries=2)
-        kubernetes.use_secret_as_env(
-            worker, STORAGE_SECRET, {"url": "KFGPU_TUNING_STORAGE"}, optional=True
-        )
+        use_study_storage(worker)
     collect = tune_hyperparameters(
         train=features.outputs["train"],
         validation=features.outputs["validation"],
@@ -115,6 +114,4 @@ def tuning(
         base_config=base_config,
     ).set_display_name("collect best parameters")
     collect.after(worker)
-    kubernetes.use_secret_as_env(
-        collect, STORAGE_SECRET, {"url": "KFGPU_TUNING_STORAGE"}, optional=True
-    )
+    use_study_storage(collect)

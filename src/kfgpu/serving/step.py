@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kfgpu._step import StepResult, step
+from kfgpu.data._atomic import atomic_write_text
 from kfgpu.errors import DeployError
 
 __all__ = ["canary_step", "deploy_model_step"]
@@ -14,8 +15,7 @@ __all__ = ["canary_step", "deploy_model_step"]
 
 def _write(path: str, payload: dict[str, Any]) -> None:
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @step("deploy_model")

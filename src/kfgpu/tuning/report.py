@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfgpu.data._atomic import atomic_local_file
+from kfgpu.data._atomic import atomic_write_text
 from kfgpu.errors import TrainingError
 from kfgpu.tuning.config import TuneConfig
 from kfgpu.tuning.study import SECONDS_ATTR, SURPLUS_ATTR, WORKER_ATTR, StudyOutcome
@@ -17,11 +17,6 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["best_trial", "study_summary", "write_html", "write_outputs"]
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_local_file(os.fspath(path)) as (tmp, _):
-        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def _real_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

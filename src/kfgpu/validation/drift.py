@@ -33,11 +33,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
 from kfgpu.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 from kfgpu.validation.profile import (
     CategoricalCounts,
     ColumnKind,
@@ -60,6 +63,7 @@ __all__ = [
     "categorical_drift",
     "chisquare_from_counts",
     "detect_drift",
+    "frame_drift",
     "jensenshannon_from_counts",
     "ks_from_sketches",
     "numeric_drift",
@@ -791,3 +795,27 @@ def detect_drift(
         current_rows=current.rows,
         notes=notes,
     )
+
+
+def frame_drift(
+    reference: ReferenceProfile,
+    df: pd.DataFrame,
+    config: DriftConfig | None = None,
+    *,
+    exclude: Sequence[str] = (),
+    sample_rows: int = 0,
+) -> DriftResult | None:
+    """Drift of a data frame against a reference profile, on the columns both have.
+
+    Columns in ``exclude`` (the label, which serving data lacks) are left out; the frame is
+    profiled with the reference's column kinds, keeping ``sample_rows`` rows as a sample.
+    None when no column is shared.
+    """
+    from kfgpu.validation.profile import build_profile
+
+    shared = [c for c in reference.columns if c in df.columns and c not in exclude]
+    if not shared:
+        return None
+    categorical = [c for c in reference.categorical_columns() if c in shared]
+    current = build_profile([df[shared]], categorical=categorical, sample_rows=sample_rows)
+    return detect_drift(reference.select(shared), current, config)

@@ -846,7 +846,7 @@ class ReferenceProfile:
         Returns:
             ``{"profile": path, "sample": path}``.
         """
-        from kfgpu.data._atomic import atomic_local_file
+        from kfgpu.data._atomic import atomic_write_text
         from kfgpu.data.io import write_parquet
 
         d = os.fspath(directory)
@@ -854,8 +854,7 @@ class ReferenceProfile:
         profile_path = os.path.join(d, PROFILE_FILE)
         sample_path = os.path.join(d, SAMPLE_FILE)
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        with atomic_local_file(profile_path) as (tmp, _dest), open(tmp, "w") as f:
-            f.write(text)
+        atomic_write_text(profile_path, text)
         write_parquet(self.sample, sample_path)
         return {"profile": profile_path, "sample": sample_path}
 

@@ -122,12 +122,11 @@ def skew_anomalies(df: pd.DataFrame, reference_uri: str, *, target: str) -> list
     """Train/serving skew: one warning per feature whose distribution differs from the
     reference (a bundle's training profile, a saved profile, or another dataset)."""
     from kfgpu.validation.checks import Anomaly
-    from kfgpu.validation.drift import DriftConfig, detect_drift
-    from kfgpu.validation.profile import build_profile
+    from kfgpu.validation.drift import DriftConfig, frame_drift
 
     reference = load_reference(reference_uri)
-    shared = [c for c in reference.columns if c in df.columns and c != target]
-    if not shared:
+    result = frame_drift(reference, df, DriftConfig(), exclude=[target])
+    if result is None:
         return [
             Anomaly(
                 None,
@@ -137,9 +136,6 @@ def skew_anomalies(df: pd.DataFrame, reference_uri: str, *, target: str) -> list
                 None,
             )
         ]
-    categorical = [c for c in reference.categorical_columns() if c in shared]
-    current = build_profile([df[shared]], categorical=categorical, sample_rows=0)
-    result = detect_drift(reference.select(shared), current, DriftConfig())
     return [
         Anomaly(
             col.column,

@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +23,7 @@ import pytest
 from kfgpu.errors import TrainingError
 from kfgpu.kube.jobs import LaunchConfig, render
 from kfgpu.kube.launcher import LaunchResult, _first_failure, _rank, launch, pod_selector
+from tests.kube_api import kube_api
 
 CUSTOM = re.compile(
     r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
@@ -149,23 +150,8 @@ def _make_handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def stand_in(state: FakeKube) -> Iterator[Any]:
     """Serve ``state`` on 127.0.0.1 and yield a real ``kubernetes.client.ApiClient`` for it."""
-    from kubernetes import client
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    config = client.Configuration()
-    config.host = f"http://127.0.0.1:{server.server_address[1]}"
-    api = client.ApiClient(config)
-    try:
+    with kube_api(_make_handler(state)) as api:
         yield api
-    finally:
-        api.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _pod(

@@ -265,3 +265,29 @@ def test_sink_rejects_a_pair_that_does_not_decode(sink_client) -> None:
         headers={**h, "ce-type": "org.kubeflow.serving.inference.response"},
     )
     assert r.status_code == 400 and r.json()["field"] == "instances"
+
+
+def test_read_logs_skips_day_partitions_outside_the_window(tmp_path: Path) -> None:
+    import pandas as pd
+
+    def part(day: str, ts: str) -> None:
+        folder = tmp_path / f"date={day}"
+        folder.mkdir()
+        pd.DataFrame({"x": [1.0], "_ts": [pd.Timestamp(ts, tz="UTC")]}).to_parquet(
+            folder / "part-a.parquet"
+        )
+
+    part("2026-01-02", "2026-01-01T23:59:59")  # written just after midnight
+    part("2026-01-03", "2026-01-03T12:00:00")
+    # An old partition that would fail to read: it must not be opened for a later window.
+    (tmp_path / "date=2025-12-01").mkdir()
+    (tmp_path / "date=2025-12-01" / "part-x.parquet").write_text("not parquet")
+    since = pd.Timestamp("2026-01-01T12:00:00", tz="UTC")
+    df = read_logs(str(tmp_path), since=since)
+    assert df["_ts"].dt.day.tolist() == [1, 3]
+    until = pd.Timestamp("2026-01-02T00:00:00", tz="UTC")
+    assert read_logs(str(tmp_path), since=since, until=until)["_ts"].dt.day.tolist() == [1]
+    import pyarrow as pa
+
+    with pytest.raises(pa.ArrowInvalid):  # without a window every file is read
+        read_logs(str(tmp_path))

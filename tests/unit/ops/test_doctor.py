@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from kfgpu.ops.client import Connection, connect
 from kfgpu.ops.doctor import run_checks
+from tests.kube_api import kube_api
 from tests.unit.ops.kfp_standin import KfpState
 
 CRD_PREFIX = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
@@ -123,23 +123,8 @@ def kube(
                 return self._send(404, missing)
             return self._send(404, missing)
 
-    from kubernetes import client
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    config = client.Configuration()
-    config.host = f"http://127.0.0.1:{server.server_address[1]}"
-    api = client.ApiClient(config)
-    try:
+    with kube_api(Handler) as api:
         yield api
-    finally:
-        api.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _status(checks: list[Any]) -> dict[str, str]:

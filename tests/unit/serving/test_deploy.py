@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from kfgpu.errors import ConfigError, DeployError
 from kfgpu.serving.deploy import deploy, promote_canary, rollback_canary
 from kfgpu.serving.isvc import ServiceConfig, build_inference_service
 from kfgpu.serving.step import deploy_model_step
+from tests.kube_api import kube_api
 from tests.unit.serving.conftest import MODEL, Server
 
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices"
@@ -183,23 +183,8 @@ def _handler(state: FakeKube) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def stand_in(state: FakeKube) -> Iterator[Any]:
-    from kubernetes import client
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    config = client.Configuration()
-    config.host = f"http://127.0.0.1:{server.server_address[1]}"
-    api = client.ApiClient(config)
-    try:
+    with kube_api(_handler(state)) as api:
         yield api
-    finally:
-        api.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _isvc(uri: str = "s3://m/v2", **kw: Any) -> dict[str, Any]:
