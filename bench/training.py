@@ -2,7 +2,7 @@
 data-stall fraction, and 2-process DDP over 1 process.
 
 Same data (the synthetic fraud table, transformed once), same network, batch size,
-optimizer and epochs in both runs, in this process. Step throughput counts training rows
+optimizer, learning-rate schedule and epochs in both runs, in this process. Step throughput counts training rows
 over the time spent in training steps (validation and set-up excluded): for kfgpu it is
 the run report train_model writes into every bundle (``training.report``), for the raw
 loop the time inside its batch loops. ``kfgpu_fit_over_raw_wall`` compares whole runs,
@@ -42,7 +42,8 @@ def _data(rows: int) -> tuple[Any, Any, Any, Any]:
 
 
 def _raw_loop(train: Any, val: Any, fitted: Any, epochs: int) -> tuple[float, float]:
-    """A hand-written loop: same model, batches sliced from in-memory tensors, AdamW.
+    """A hand-written loop: same model, batches sliced from in-memory tensors, AdamW with
+    train_model's default learning-rate schedule (cosine annealing, stepped per epoch).
 
     Returns the seconds spent in training steps (the step-throughput baseline) and the
     wall seconds including each epoch's validation pass.
@@ -68,6 +69,7 @@ def _raw_loop(train: Any, val: Any, fitted: Any, epochs: int) -> tuple[float, fl
         ),
     )
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-5)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     steps_s = 0.0
     t0 = time.perf_counter()
     for epoch in range(epochs):
@@ -81,6 +83,7 @@ def _raw_loop(train: Any, val: Any, fitted: Any, epochs: int) -> tuple[float, fl
             loss.backward()
             opt.step()
         steps_s += time.perf_counter() - e0
+        schedule.step()
         net.eval()
         with torch.inference_mode():
             for start in range(0, len(vy), BATCH):
@@ -108,6 +111,7 @@ def _kfgpu_run(train: Any, val: Any, fitted: Any, epochs: int) -> tuple[dict[str
                 max_epochs=epochs,
                 hidden_sizes=HIDDEN,
                 batch_size=BATCH,
+                lr_schedule="cosine",
                 early_stopping_patience=0,
             ),
             bundle_path=f"{tmp}/bundle",
@@ -152,14 +156,14 @@ def _ddp_seconds(devices: int, rows: int, epochs: int) -> float:
 def run() -> dict[str, float]:
     """train_model vs a raw PyTorch loop; data-stall fraction; 2-process DDP over 1.
 
-    The two contenders alternate for ``KFGPU_BENCH_TRAIN_ROUNDS`` rounds (default 3) and
+    The two contenders alternate for ``KFGPU_BENCH_TRAIN_ROUNDS`` rounds (default 5) and
     the medians are compared, so that a slow moment of a shared machine does not land on one
     side only (single passes on this 2-core box varied by +-5%). Each round's ratio is
     printed too.
     """
     rows = int(os.environ.get("KFGPU_BENCH_TRAIN_ROWS", "200000"))
     epochs = int(os.environ.get("KFGPU_BENCH_TRAIN_EPOCHS", "3"))
-    rounds = int(os.environ.get("KFGPU_BENCH_TRAIN_ROUNDS", "3"))
+    rounds = int(os.environ.get("KFGPU_BENCH_TRAIN_ROUNDS", "5"))
     train, val, fitted, _ = _data(rows)
     n = len(train) * epochs
     raw_rates: list[float] = []

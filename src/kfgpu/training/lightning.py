@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.profilers import PassThroughProfiler
+from pytorch_lightning.strategies import ParallelStrategy
 from torch import nn
 from torch.nn import functional as F
 
@@ -23,11 +26,14 @@ from kfgpu.training.optim import make_optimizer, make_schedule
 from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
 
 __all__ = [
+    "BestCheckpoint",
     "CachedStepKwargs",
     "DataOrder",
     "EpochPrinter",
     "Preempted",
+    "QuietProfiler",
     "RunCheckpoint",
+    "StopEarly",
     "TabularDataModule",
     "TabularTask",
     "Throughput",
@@ -41,7 +47,28 @@ _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_loss_sum", "_loss_rows"})
 
 
 class TabularTask(pl.LightningModule):
-    """Wraps a family network with its loss, optimiser and validation metrics."""
+    """Wraps a family network with its loss, optimiser and validation metrics.
+
+    The task runs its own optimiser steps (Lightning's manual optimisation): each training
+    step is forward, ``manual_backward`` and, on the last batch of each accumulation group,
+    ``opt.step()``, the same calls a hand-written loop makes. Lightning's automatic
+    optimisation wraps every step in a closure, a zero-grad hook round and a clipping hook
+    round; on CPU that cost 3% of a 7.6 ms step in bench/training.py's setting. Everything
+    the Trainer did for automatic optimisation is done here, to the same rules:
+
+    * ``accumulate_grad_batches``: the loss is divided by the group size, gradients are
+      zeroed on a group's first batch, the step is taken on its last batch or the epoch's
+      last batch; under DDP the batches that only accumulate skip the allreduce
+      (``no_sync``, entered before the forward, in ``on_train_batch_start``).
+    * ``gradient_clip_val``: the gradient norm is clipped in ``on_before_optimizer_step``,
+      after a 16-mixed loss scale has been taken off the gradients.
+    * Learning-rate schedules: step schedules after each optimiser step; epoch and plateau
+      schedules at the epoch's end, after its validation and before the epoch-end
+      checkpoint, so a resumed run continues with the learning rate it would have had.
+
+    Precision, DDP, FSDP and checkpointing stay Lightning's: ``manual_backward`` scales the
+    loss, ``opt.step()`` unscales, steps and counts the global step.
+    """
 
     network: nn.Module
 
@@ -65,17 +92,24 @@ class TabularTask(pl.LightningModule):
         weight_decay: float,
         max_epochs: int,
         lr_schedule: str = "cosine",
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float = 0.0,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False
         self.network = network
         self.task = task
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
         self.lr_schedule = lr_schedule
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.gradient_clip_val = gradient_clip_val
+        self._schedule_interval: str | None = None
+        self._no_sync = contextlib.ExitStack()
         self._loss_sum = torch.zeros(())
         self._loss_rows = 0
-        self._val_sums: list[torch.Tensor] = []
+        self._val_sums = torch.zeros(3)
 
     def setup(self, stage: str) -> None:
         # Several CPU processes on one machine each default to every core's worth of
@@ -93,36 +127,95 @@ class TabularTask(pl.LightningModule):
             return F.cross_entropy(out.float(), y)
         return F.mse_loss(out.float().squeeze(1), y)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The training loss of one batch (forward only)."""
         numeric, codes, y = batch
-        loss = self._loss(self(numeric, codes), y)
+        return self._loss(self(numeric, codes), y)
+
+    def _steps_on(self, batch_idx: int) -> bool:
+        """Whether the optimiser steps after this batch: a group's or the epoch's last."""
+        return (batch_idx + 1) % self.accumulate_grad_batches == 0 or (
+            batch_idx + 1 >= self.trainer.num_training_batches
+        )
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.accumulate_grad_batches > 1 and not self._steps_on(batch_idx):
+            strategy = self.trainer.strategy
+            if isinstance(strategy, ParallelStrategy):
+                # DDP decides at the forward whether the backward allreduces.
+                self._no_sync.enter_context(strategy.block_backward_sync())
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._no_sync.close()
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss = self.batch_loss(batch)
+        opt: Any = self.optimizers()
+        group = self.accumulate_grad_batches
+        if batch_idx % group == 0:
+            opt.zero_grad()
+        self.manual_backward(loss / group if group > 1 else loss)
+        if self._steps_on(batch_idx):
+            opt.step()
+            if self._schedule_interval == "step":
+                self._scheduler().step()
         # Summed here and logged once per epoch: Lightning's per-step logging machinery
         # costs more than a small model's step (the raw-loop benchmark in bench/ shows it).
-        self._loss_sum.add_(loss.detach(), alpha=len(y))  # one in-place op a step
-        self._loss_rows += len(y)
+        rows = len(batch[-1])
+        self._loss_sum.add_(loss.detach(), alpha=rows)  # one in-place op a step
+        self._loss_rows += rows
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.gradient_clip_val > 0:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+
+    def _scheduler(self) -> Any:
+        scheduler = self.lr_schedulers()
+        return scheduler[0] if isinstance(scheduler, list) else scheduler
+
+    def on_validation_epoch_start(self) -> None:
+        # Loss sum, correct predictions and rows, summed on the device and logged once at
+        # the epoch's end: two self.log calls a batch cost more than the batch's forward.
+        self._val_sums = torch.zeros(3, device=self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         numeric, codes, y = batch
         out = self(numeric, codes)
-        loss = self._loss(out, y)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
+        loss = self._loss(out, y).detach()
         if self.task == "classification":
-            acc = (out.argmax(dim=1) == y).float().mean()
-            self.log(
-                "val_accuracy",
-                acc,
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-                batch_size=len(y),
-            )
+            correct = (out.argmax(dim=1) == y).sum().float()
+        else:
+            correct = loss.new_zeros(())
+        rows = loss.new_tensor(float(len(y)))
+        self._val_sums.add_(torch.stack((loss.float() * rows, correct, rows)))
+
+    def on_validation_epoch_end(self) -> None:
+        # Summed over every rank: the figures are the exact means over all validation rows.
+        sums = self._val_sums
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.clone(), reduce_op="sum")
+        loss_sum, correct, rows = sums.unbind()
+        if rows <= 0:
+            return
+        self.log("val_loss", loss_sum / rows, sync_dist=True)
+        if self.task == "classification":
+            self.log("val_accuracy", correct / rows, sync_dist=True)
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_rows = 0
 
     def on_train_epoch_end(self) -> None:
+        # After this epoch's validation; before the epoch-end checkpoint (callbacks follow).
+        if self._schedule_interval == "epoch":
+            self._scheduler().step()
+        elif self._schedule_interval == "plateau":
+            val_loss = self.trainer.callback_metrics.get("val_loss")
+            if val_loss is not None:
+                self._scheduler().step(float(val_loss))
         if self._loss_rows:
             self.log("train_loss", self._loss_sum / self._loss_rows, sync_dist=True)
         # Reported as metrics so they reach the launching process under every strategy.
@@ -130,26 +223,43 @@ class TabularTask(pl.LightningModule):
         self.log("steps_run", float(self.global_step), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
+        # A fused AdamW unscales 16-mixed gradients inside its own step, too late for
+        # clipping them; Lightning refuses to clip it, so clipping runs take the plain one.
+        clip_scaled = self.gradient_clip_val > 0 and self.trainer.precision == "16-mixed"
         opt = make_optimizer(
-            self.parameters(), learning_rate=self.learning_rate, weight_decay=self.weight_decay
+            self.parameters(),
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            fused=False if clip_scaled else None,
         )
         # Only one-cycle needs the run's length: asking sets up the data loaders early.
-        total_steps = (
-            int(self.trainer.estimated_stepping_batches) if self.lr_schedule == "onecycle" else 0
-        )
+        total_steps = 0
+        if self.lr_schedule == "onecycle":
+            # Lightning's estimate counts batches here (the task accumulates, not the Trainer).
+            batches = int(self.trainer.estimated_stepping_batches)
+            epochs = max(1, self.trainer.max_epochs or 1)
+            per_epoch = math.ceil(batches / epochs)
+            total_steps = math.ceil(per_epoch / self.accumulate_grad_batches) * epochs
         schedule = make_schedule(
             opt, self.lr_schedule, max_epochs=self.max_epochs, total_steps=total_steps
         )
         if schedule is None:
+            self._schedule_interval = None
             return opt
-        return {"optimizer": opt, "lr_scheduler": schedule.lightning()}
+        self._schedule_interval = schedule.interval
+        # Stepped by this task (manual optimisation); given to Lightning to checkpoint.
+        interval = "step" if schedule.interval == "step" else "epoch"
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": schedule.scheduler, "interval": interval},
+        }
 
 
 class CachedStepKwargs:
     """Lightning 2.x inspects ``training_step``'s signature on every step (does it take
     ``batch_idx``?), about 25 us a step of ``inspect`` work on CPU; the answer does not change
     during a fit, so it is looked up once per ``training_step`` function. Installed on one
-    trainer's epoch loop (:func:`cache_step_signature`), not on Lightning's class; a class,
+    trainer's epoch loop (:func:`trim_step_overhead`), not on Lightning's class; a class,
     not a closure, so a ``ddp_spawn`` trainer still pickles."""
 
     def __init__(self, trainer: pl.Trainer) -> None:
@@ -172,11 +282,69 @@ class CachedStepKwargs:
         return kwargs
 
 
-def cache_step_signature(trainer: pl.Trainer) -> None:
-    """Install :class:`CachedStepKwargs` on ``trainer`` where this Lightning has the hook."""
+def _no_sigterm_broadcast() -> None:
+    """Stands in for Lightning's per-step SIGTERM broadcast where :class:`RunCheckpoint`
+    handles SIGTERM itself."""
+
+
+def trim_step_overhead(trainer: pl.Trainer, *, sigterm_handled: bool) -> None:
+    """Take per-step work off ``trainer``'s epoch loop that cannot change its result.
+
+    * :class:`CachedStepKwargs`: ``training_step``'s signature is inspected once, not per
+      step.
+    * ``sigterm_handled`` (a :class:`RunCheckpoint` is among the callbacks): Lightning
+      broadcasts rank 0's SIGTERM flag before every step of a multi-process run, a
+      collective and a host sync per step. Its flag is only set by Lightning's own handler,
+      which RunCheckpoint replaces for the whole fit (and RunCheckpoint shares its own flag
+      at the step boundary), so that broadcast could only ever carry 0.
+
+    Installed on this trainer's loop object, never on Lightning's classes; where this
+    Lightning lacks a hook, that item is left as it is.
+    """
     loop = trainer.fit_loop.epoch_loop
     if callable(getattr(type(loop), "_build_kwargs", None)):
         loop._build_kwargs = CachedStepKwargs(trainer)  # type: ignore[method-assign]
+    if sigterm_handled and callable(getattr(type(loop), "_broadcast_sigterm_tensor", None)):
+        loop._broadcast_sigterm_tensor = _no_sigterm_broadcast  # type: ignore[method-assign]
+
+
+class QuietProfiler(PassThroughProfiler):
+    """Lightning's default profiler, minus its per-call cost.
+
+    The default records nothing, but every hook call still builds and enters a fresh
+    generator-based context manager, ~60 of them a training step: about 90 us a step on CPU,
+    more than a small model's own step (bench/training.py). This one hands back one shared
+    no-op context; a profiler that records something is passed to the Trainer instead.
+    """
+
+    _NOTHING = contextlib.nullcontext()
+
+    def profile(self, action_name: str) -> Any:
+        return self._NOTHING
+
+
+class _StateKeyOnce:
+    """Mixin: the callback's state key computed once.
+
+    Lightning formats every callback's ``state_key`` on every hook call, about six a training
+    step; ModelCheckpoint's and EarlyStopping's are a ``repr`` of their settings, which do not
+    change during a fit.
+    """
+
+    @property
+    def state_key(self) -> str:
+        key: str | None = self.__dict__.get("_state_key_once")
+        if key is None:
+            key = self.__dict__["_state_key_once"] = super().state_key  # type: ignore[misc]
+        return key
+
+
+class BestCheckpoint(_StateKeyOnce, ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, for the best epoch's weights."""
+
+
+class StopEarly(_StateKeyOnce, EarlyStopping):
+    """Lightning's ``EarlyStopping``."""
 
 
 class DataOrder(pl.Callback):
@@ -285,8 +453,11 @@ class Throughput(pl.Callback):
 
         if trainer.world_size < 2 or not isinstance(trainer.strategy, DDPStrategy):
             return  # one worker; or FSDP, whose forward is itself a collective
-        if not pl_module.automatic_optimization or self.clock.steps == 0:
+        if self.clock.steps == 0:
             return
+        batch_loss = getattr(pl_module, "batch_loss", None)
+        if batch_loss is None and not pl_module.automatic_optimization:
+            return  # a user's manual training_step steps its optimiser: not timed alone
         local = torch.zeros((), device=pl_module.device)
         try:
             loader: Any = trainer.train_dataloader
@@ -294,6 +465,8 @@ class Throughput(pl.Callback):
 
             def loss() -> torch.Tensor:
                 with trainer.precision_plugin.forward_context():
+                    if batch_loss is not None:
+                        return batch_loss(batch)
                     out: Any = pl_module.training_step(batch, 0)
                 return out["loss"] if isinstance(out, dict) else out
 
@@ -422,6 +595,9 @@ class RunCheckpoint(Checkpoint):
         # until fit ends, when Lightning restores the handler that was there before fit.
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.handle_sigterm)
+        if getattr(trainer, "received_sigterm", False):
+            # Landed on Lightning's handler while fit was setting up: ours takes it over.
+            self.signalled = True
 
     def _stop_requested(self, trainer: pl.Trainer) -> bool:
         if trainer.world_size > 1:

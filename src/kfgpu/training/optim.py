@@ -28,21 +28,23 @@ class Schedule:
     scheduler: Any
     interval: Literal["epoch", "step", "plateau"]
 
-    def lightning(self) -> dict[str, Any]:
-        """The ``lr_scheduler`` entry of a LightningModule's ``configure_optimizers``."""
-        if self.interval == "plateau":
-            return {"scheduler": self.scheduler, "interval": "epoch", "monitor": "val_loss"}
-        return {"scheduler": self.scheduler, "interval": self.interval}
-
 
 def make_optimizer(
-    params: Iterable[torch.nn.Parameter], *, learning_rate: float, weight_decay: float
+    params: Iterable[torch.nn.Parameter],
+    *,
+    learning_rate: float,
+    weight_decay: float,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """AdamW, fused on CUDA where torch supports it (one kernel for every parameter)."""
+    """AdamW, fused on CUDA where torch supports it (one kernel for every parameter).
+
+    ``fused=False`` asks for the plain one on CUDA too; None decides by the device.
+    """
     import torch
 
     params = list(params)
-    fused = bool(params) and all(p.is_cuda for p in params)
+    if fused is None:
+        fused = bool(params) and all(p.is_cuda for p in params)
     return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused)
 
 

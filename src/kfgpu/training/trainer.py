@@ -299,6 +299,8 @@ def build_module(
         weight_decay=config.weight_decay,
         max_epochs=config.max_epochs,
         lr_schedule=config.lr_schedule,
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        gradient_clip_val=config.gradient_clip_val,
     )
 
 
@@ -395,12 +397,15 @@ def train_tabular(
     from kfgpu.bundle import write_bundle
     from kfgpu.training.families import build_network, family_config
     from kfgpu.training.lightning import (
+        BestCheckpoint,
         DataOrder,
         EpochPrinter,
         Preempted,
+        QuietProfiler,
         RunCheckpoint,
+        StopEarly,
         Throughput,
-        cache_step_signature,
+        trim_step_overhead,
     )
 
     if task not in ("classification", "regression"):
@@ -450,10 +455,8 @@ def train_tabular(
         *callbacks,
     ]
     if config.early_stopping_patience > 0:
-        from pytorch_lightning.callbacks import EarlyStopping
-
         run_callbacks.append(
-            EarlyStopping("val_loss", patience=config.early_stopping_patience, mode="min")
+            StopEarly("val_loss", patience=config.early_stopping_patience, mode="min")
         )
     logger: Any = False
     if mlflow_uri and mlflow_run_id:
@@ -461,8 +464,6 @@ def train_tabular(
 
         logger = MLFlowLogger(tracking_uri=mlflow_uri, run_id=mlflow_run_id)
     import tempfile
-
-    from pytorch_lightning.callbacks import ModelCheckpoint
 
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="kfgpu-train-"))
@@ -491,7 +492,7 @@ def train_tabular(
         # survive every strategy: ddp_spawn workers hand the path back to this process. With
         # a checkpoint_dir the file sits beside last.ckpt, whose callback state points at it,
         # so the best epoch so far survives a resume.
-        best = ModelCheckpoint(
+        best = BestCheckpoint(
             dirpath=ckpt_dir,
             filename="best",
             monitor="val_loss",
@@ -502,25 +503,29 @@ def train_tabular(
         )
         # Checkpoint callbacks run last, in list order: run_ckpt after best.
         ckpt_callbacks: list[pl.Callback] = [best] + ([run_ckpt] if run_ckpt else [])
+        manual = not module.automatic_optimization
         trainer = pl.Trainer(
             accelerator=accelerator,
             devices=config.devices,
             num_nodes=config.num_nodes,
             strategy=lightning_strategy(config),
             precision=config.precision,
-            accumulate_grad_batches=config.accumulate_grad_batches,
+            # kfgpu's own task accumulates and clips in its optimiser steps (manual
+            # optimisation); a user's module with automatic optimisation has Lightning's.
+            accumulate_grad_batches=1 if manual else config.accumulate_grad_batches,
             max_epochs=config.max_epochs,
             logger=logger,
             callbacks=[*ckpt_callbacks, *run_callbacks],
             enable_progress_bar=False,
             enable_model_summary=False,
             deterministic=config.deterministic,
-            gradient_clip_val=config.gradient_clip_val or None,
+            gradient_clip_val=None if manual else config.gradient_clip_val or None,
             default_root_dir=scratch,
             num_sanity_val_steps=0,
             log_every_n_steps=50,
+            profiler=QuietProfiler(),
         )
-        cache_step_signature(trainer)
+        trim_step_overhead(trainer, sigterm_handled=run_ckpt is not None)
         if run_ckpt is not None:
             # In this process until fit registers its own: under ddp_spawn this process
             # only waits, and passes the signal on to the workers.
