@@ -83,3 +83,16 @@ def test_fsdp_trains_a_bundle_that_loads_on_cpu(tmp_path: Path, precision: str) 
     # The best-weights checkpoint is one full state dict: the bundle holds every weight.
     proba = load_bundle(tmp_path / "bundle", device="cpu").predict_raw(raw)
     assert np.isfinite(proba).all() and proba.shape == (len(raw), 2)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "precision"), [("auto", "16-mixed"), ("fsdp", "32-true"), ("fsdp", "16-mixed")]
+)
+def test_gradient_clipping_on_gpu(tmp_path: Path, strategy: str, precision: str) -> None:
+    """Clipping after the 16-mixed unscale (the plain AdamW: the fused one cannot be clipped),
+    and FSDP's sharded norm through the root module."""
+    outcome, _ = _fit(
+        tmp_path, strategy=strategy, precision=precision, max_epochs=2, gradient_clip_val=0.5
+    )
+    assert outcome.description["hyperparameters"]["gradient_clip_val"] == 0.5
+    assert np.isfinite(outcome.metrics["val_loss"])

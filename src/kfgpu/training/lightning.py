@@ -167,7 +167,17 @@ class TabularTask(pl.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.gradient_clip_val > 0:
+        # After a 16-mixed loss scale has been taken off the gradients.
+        if self.gradient_clip_val <= 0:
+            return
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        root = self.trainer.strategy.model
+        if isinstance(root, FullyShardedDataParallel):
+            # Each rank holds a shard: the root module computes the norm over all of them
+            # (Lightning's own clipping refuses FSDP).
+            root.clip_grad_norm_(self.gradient_clip_val)
+        else:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
             )

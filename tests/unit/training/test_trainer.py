@@ -328,6 +328,73 @@ def test_gradient_accumulation_steps_once_per_group_of_batches(
     assert np.isfinite(three.metrics["val_loss"])
 
 
+class StepRecorder(pl.Callback):
+    """Gradient norms after each optimiser step and the learning rate at each epoch start."""
+
+    def __init__(self) -> None:
+        self.grad_norms: list[float] = []
+        self.epoch_lrs: list[float] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch_lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+    ) -> None:
+        # The step has run; the gradients it used stay until the next group's first batch.
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.grad_norms.append(
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+        )
+
+
+def _recorded(
+    splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform], **config: object
+) -> tuple[StepRecorder, TrainOutcome]:
+    train, val, _, ft = splits
+    recorder = StepRecorder()
+    out = train_tabular(
+        train,
+        val,
+        transform=ft,
+        target=LABEL_COLUMN,
+        task="classification",
+        config=TrainConfig(**{**SMALL, "early_stopping_patience": 0, **config}),  # type: ignore[arg-type]
+        bundle_path=None,
+        callbacks=[recorder],
+    )
+    return recorder, out
+
+
+def test_gradient_clipping_bounds_every_step_norm(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+) -> None:
+    free, _ = _recorded(fraud_splits, max_epochs=1)
+    clip = 0.5 * float(np.median(free.grad_norms))  # half the unclipped steps' norm
+    clipped, out = _recorded(fraud_splits, max_epochs=1, gradient_clip_val=clip)
+    assert max(free.grad_norms) > clip  # the bound below is not met by itself
+    assert len(clipped.grad_norms) == out.description["training"]["global_step"]
+    assert max(clipped.grad_norms) <= clip * (1 + 1e-5)
+
+
+def test_cosine_schedule_steps_once_per_epoch(
+    fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
+) -> None:
+    import math
+
+    lr, epochs = 0.004, 4
+    recorder, _ = _recorded(fraud_splits, max_epochs=epochs, learning_rate=lr, lr_schedule="cosine")
+    expected = [lr * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+    assert recorder.epoch_lrs == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "plateau"])
 def test_other_schedules_train(
     fraud_splits: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, FittedTransform],
