@@ -41,6 +41,8 @@ __all__ = [
 
 JobKind = Literal["TrainJob", "PyTorchJob", "MPIJob"]
 RestartPolicy = Literal["Never", "OnFailure", "ExitCode"]
+#: The replica restart policies the MPI Operator's validation admits.
+MPI_RESTART_POLICIES: tuple[str, ...] = ("Never", "OnFailure")
 
 #: ``kind -> (group, version, plural)``: where each job kind lives on the API server.
 JOB_RESOURCES: dict[str, tuple[str, str, str]] = {
@@ -101,7 +103,7 @@ class LaunchConfig:
         tolerations: pod tolerations, each a dict with Kubernetes' camelCase keys.
         node_selector: extra node selector labels.
         service_account: service account of the training pods.
-        restart_policy: replica restart policy (PyTorchJob and MPIJob).
+        restart_policy: replica restart policy (PyTorchJob; an MPIJob takes Never or OnFailure).
         backoff_limit: retries before the job is marked failed (PyTorchJob and MPIJob;
             a TrainJob takes it from its runtime).
         ttl_seconds_after_finished: seconds after which a finished job is garbage collected
@@ -501,6 +503,14 @@ def render_mpijob(cfg: LaunchConfig) -> dict[str, Any]:
             cfg.command,
             "is empty but an MPIJob launcher needs one",
             "pass e.g. ['horovodrun', '-np', '16', 'python', 'train.py']",
+        )
+    if cfg.restart_policy not in MPI_RESTART_POLICIES:
+        # The MPI Operator's validation admits only these two (ExitCode is PyTorchJob's).
+        raise _fail(
+            "restart_policy",
+            cfg.restart_policy,
+            "is not accepted by the MPI Operator",
+            f"pick one of {MPI_RESTART_POLICIES} for an MPIJob",
         )
     launcher = {
         "replicas": 1,

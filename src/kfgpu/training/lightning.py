@@ -28,15 +28,13 @@ from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
 __all__ = [
     "BestCheckpoint",
     "CachedStepKwargs",
-    "DataOrder",
-    "EpochPrinter",
     "Preempted",
     "QuietProfiler",
     "RunCheckpoint",
+    "RunMonitor",
     "StopEarly",
     "TabularDataModule",
     "TabularTask",
-    "Throughput",
 ]
 
 
@@ -357,19 +355,6 @@ class StopEarly(_StateKeyOnce, EarlyStopping):
     """Lightning's ``EarlyStopping``."""
 
 
-class DataOrder(pl.Callback):
-    """Sets the epoch of in-memory batches from the trainer's epoch at each epoch start.
-
-    The data order follows the trainer's epoch (seed + epoch), not the loader's own count
-    of iterations: a run resumed from a checkpoint sees the same batches.
-    """
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        loader = trainer.train_dataloader
-        if isinstance(loader, InMemoryBatches):
-            loader.set_epoch(trainer.current_epoch)
-
-
 class TabularDataModule(pl.LightningDataModule):
     """Holds the encoded splits as tensors and shards them per rank."""
 
@@ -420,22 +405,40 @@ class TabularDataModule(pl.LightningDataModule):
         return self._batches(self.val, shuffle=False)
 
 
-class Throughput(pl.Callback):
-    """Per-run training report (:mod:`kfgpu.training.report`): samples/s, step time, the
-    data-stall fraction and, under DDP with 2+ workers, the scaling efficiency.
+class RunMonitor(pl.Callback):
+    """kfgpu's own bookkeeping of a fit, as one callback.
 
-    The training loop's time is measured from each epoch's start to its last batch's end
-    (validation excluded). Logged as metrics so they reach MLflow and, through
-    ``callback_metrics``, the launching process under every strategy; the scaling
-    efficiency is measured once training ends and put in ``callback_metrics`` only.
+    * Data order: sets the epoch of in-memory batches from the trainer's epoch at each
+      epoch start. The order follows the trainer's epoch (seed + epoch), not the loader's
+      own count of iterations, so a run resumed from a checkpoint sees the same batches.
+    * Progress: one line per epoch on rank 0, after the epoch's validation, that reads well
+      in a KFP log.
+    * The run report (:mod:`kfgpu.training.report`): samples/s, step time, the data-stall
+      fraction and, under DDP with 2+ workers, the scaling efficiency. The training loop's
+      time runs from each epoch's start to its last batch's end (validation excluded).
+      Logged as metrics so they reach MLflow and, through ``callback_metrics``, the
+      launching process under every strategy; the scaling efficiency is measured once
+      training ends and put in ``callback_metrics`` only.
+
+    One callback, not three: Lightning calls every callback on every hook of every step.
     """
 
     KEYS = REPORT_KEYS
 
-    def __init__(self) -> None:
+    def __init__(self, max_epochs: int) -> None:
+        self.max_epochs = max_epochs
         self.clock = StepClock()
+        self._t0 = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A run resumed mid-epoch starts without on_train_epoch_start.
+        self._t0 = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if isinstance(loader, InMemoryBatches):
+            loader.set_epoch(trainer.current_epoch)
+        self._t0 = time.perf_counter()
         self.clock.epoch_start()
 
     def on_train_batch_start(
@@ -457,6 +460,19 @@ class Throughput(pl.Callback):
         self.clock.epoch_end()
         for key, value in self.clock.figures(trainer.world_size).items():
             pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=True)
+        # After the epoch's validation: train and validation figures are both fresh.
+        if not trainer.is_global_zero:
+            return
+        metrics = " ".join(
+            f"{k}={float(v):.4f}"
+            for k, v in sorted(trainer.callback_metrics.items())
+            if k not in ("epochs_run", "steps_run", *self.KEYS)
+        )
+        seconds = time.perf_counter() - self._t0
+        print(
+            f"epoch {trainer.current_epoch + 1}/{self.max_epochs} {metrics} ({seconds:.1f}s)",
+            flush=True,
+        )
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from pytorch_lightning.strategies import DDPStrategy
@@ -495,36 +511,6 @@ class Throughput(pl.Callback):
             trainer.callback_metrics["scaling_efficiency"] = torch.tensor(
                 mean_local / self.clock.compute_s_per_step
             )
-
-
-class EpochPrinter(pl.Callback):
-    """One line per epoch on rank 0: progress that reads well in a KFP log."""
-
-    def __init__(self, max_epochs: int) -> None:
-        self.max_epochs = max_epochs
-        self._t0 = time.perf_counter()
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # A run resumed mid-epoch starts without on_train_epoch_start.
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Runs after the epoch's validation, so train and validation figures are both fresh.
-        if not trainer.is_global_zero:
-            return
-        metrics = " ".join(
-            f"{k}={float(v):.4f}"
-            for k, v in sorted(trainer.callback_metrics.items())
-            if k not in ("epochs_run", "steps_run", *Throughput.KEYS)
-        )
-        seconds = time.perf_counter() - self._t0
-        print(
-            f"epoch {trainer.current_epoch + 1}/{self.max_epochs} {metrics} ({seconds:.1f}s)",
-            flush=True,
-        )
 
 
 class Preempted(Exception):

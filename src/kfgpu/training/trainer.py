@@ -398,13 +398,11 @@ def train_tabular(
     from kfgpu.training.families import build_network, family_config
     from kfgpu.training.lightning import (
         BestCheckpoint,
-        DataOrder,
-        EpochPrinter,
         Preempted,
         QuietProfiler,
         RunCheckpoint,
+        RunMonitor,
         StopEarly,
-        Throughput,
         trim_step_overhead,
     )
 
@@ -448,12 +446,7 @@ def train_tabular(
     data = build_datamodule(
         config, train_t, val_t, batch_size=batch_size, pin_memory=accelerator == "gpu"
     )
-    run_callbacks: list[pl.Callback] = [
-        DataOrder(),
-        EpochPrinter(config.max_epochs),
-        Throughput(),
-        *callbacks,
-    ]
+    run_callbacks: list[pl.Callback] = [RunMonitor(config.max_epochs), *callbacks]
     if config.early_stopping_patience > 0:
         run_callbacks.append(
             StopEarly("val_loss", patience=config.early_stopping_patience, mode="min")
@@ -602,7 +595,7 @@ def train_tabular(
             # spent waiting for batches, from the last epoch's running totals.
             "report": {
                 key: round(float(trainer.callback_metrics[key]), 6)
-                for key in Throughput.KEYS
+                for key in RunMonitor.KEYS
                 if key in trainer.callback_metrics
             },
         },

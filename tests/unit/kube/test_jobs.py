@@ -354,6 +354,17 @@ def test_bad_config_names_the_field(kw: dict[str, Any], field: str) -> None:
         LaunchConfig(**args)
 
 
+def test_mpijob_refuses_a_restart_policy_the_mpi_operator_rejects() -> None:
+    cfg = LaunchConfig(
+        name="ok", command=["horovodrun", "python", "t.py"], restart_policy="ExitCode"
+    )
+    with pytest.raises(ConfigError, match=r"LaunchConfig\.restart_policy='ExitCode'.*OnFailure"):
+        render_mpijob(cfg)
+    assert render_pytorchjob(cfg)["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicy"] == (
+        "ExitCode"
+    )
+
+
 def _re(text: str) -> str:
     import re
 
