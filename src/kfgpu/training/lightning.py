@@ -33,6 +33,7 @@ __all__ = [
     "RunCheckpoint",
     "RunMonitor",
     "StopEarly",
+    "StopVote",
     "TabularDataModule",
     "TabularTask",
 ]
@@ -514,12 +515,79 @@ class RunMonitor(pl.Callback):
 
 
 class Preempted(Exception):
-    """Training stopped on SIGTERM after saving ``last.ckpt`` at ``global_step``."""
+    """Training stopped on SIGTERM at ``global_step``, after saving ``last.ckpt`` at
+    ``path`` (None: the run has no checkpoint directory and saved nothing)."""
 
-    def __init__(self, global_step: int, path: str) -> None:
-        super().__init__(f"preempted: checkpoint saved at step {global_step} ({path})")
+    def __init__(self, global_step: int, path: str | None) -> None:
+        if path:
+            what = f"checkpoint saved at step {global_step} ({path})"
+        else:
+            what = f"stopped at step {global_step}, nothing saved (no checkpoint directory)"
+        super().__init__(f"preempted: {what}")
         self.global_step = global_step
         self.path = path
+
+
+class StopVote:
+    """All ranks agree on a stop request at the same step, without a GPU synchronisation.
+
+    Every step each rank adds its own flag to an asynchronous all-reduce (MAX) on a CPU
+    (gloo) group and reads the previous step's result, which has had a whole step to arrive:
+    all ranks see the same answer at the same step, one step after the request. Lightning's
+    own per-step agreement (2.6) broadcasts a flag on the training device and reads it back
+    with ``.item()``: on GPUs a host synchronisation every step, which stops the CPU from
+    queueing the next step's kernels ahead (Lightning-AI/pytorch-lightning#21487).
+    :meth:`settle` is the blocking form, for epoch ends.
+    """
+
+    def __init__(self) -> None:
+        self._group: Any = None
+        self._active = False
+        self._pending: Any = None
+        self._vote = torch.zeros(1, dtype=torch.int32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ddp_spawn pickles callbacks into its workers; groups and requests stay behind.
+        return {**self.__dict__, "_group": None, "_active": False, "_pending": None}
+
+    def setup(self, world_size: int) -> None:
+        """Call on every rank at the same point (it may create a process group)."""
+        import torch.distributed as dist
+
+        self._active = world_size > 1 and dist.is_available() and dist.is_initialized()
+        if self._active and dist.get_backend() != "gloo":
+            self._group = dist.new_group(backend="gloo")
+
+    def _collect(self) -> bool:
+        if self._pending is None:
+            return False
+        self._pending.wait()
+        self._pending = None
+        return bool(self._vote.item())
+
+    def poll(self, local: bool) -> bool:
+        """The agreed answer of the previous poll; this rank's ``local`` flag is sent on."""
+        if not self._active:
+            return local
+        import torch.distributed as dist
+
+        agreed = self._collect()
+        self._vote = torch.tensor([int(local)], dtype=torch.int32)
+        self._pending = dist.all_reduce(
+            self._vote, op=dist.ReduceOp.MAX, group=self._group, async_op=True
+        )
+        return agreed
+
+    def settle(self, local: bool) -> bool:
+        """Every rank's request so far, waited for."""
+        if not self._active:
+            return local
+        import torch.distributed as dist
+
+        agreed = self._collect()
+        vote = torch.tensor([int(local)], dtype=torch.int32)
+        dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=self._group)
+        return agreed or bool(vote.item())
 
 
 class RunCheckpoint(Checkpoint):
@@ -530,26 +598,30 @@ class RunCheckpoint(Checkpoint):
     validation and after the best-weights ``ModelCheckpoint`` and ``EarlyStopping`` have
     updated their state there (monitoring callbacks run last, checkpoint callbacks last of
     all, in list order: list this one after the ``ModelCheckpoint``), so that state resumes.
+    With ``dirpath`` None nothing is saved, and SIGTERM still stops the run cleanly.
 
-    SIGTERM (a pod's preemption notice) only sets a flag. At the next step boundary the run
-    saves ``last.ckpt`` and raises :class:`Preempted`; when the signal lands in an epoch's
-    last step or its validation, the boundary is the epoch end, after validation, so a
-    resumed run never restarts half-way through an epoch's validation. Under several
-    processes rank 0's flag is shared every step, so all ranks stop on the same step.
-    Lightning's own SIGTERM handling (2.6) saves nothing: it raises ``SIGTERMException`` at
-    the next batch end, or mid-validation, so this handler replaces it during ``fit``.
+    SIGTERM (a pod's preemption notice) only sets a flag. At a step boundary the run saves
+    ``last.ckpt`` and raises :class:`Preempted`; when the signal lands in an epoch's last
+    steps or its validation, the boundary is the epoch end, after validation, so a resumed
+    run never restarts half-way through an epoch's validation. Under several processes the
+    ranks agree through a :class:`StopVote` (one step after the signal, without a GPU
+    synchronisation), so all stop on the same step. Lightning's own SIGTERM handling (2.6)
+    saves nothing: it raises ``SIGTERMException`` at the next batch end, or mid-validation,
+    so this handler replaces it during ``fit``.
     """
 
-    def __init__(self, dirpath: str | os.PathLike[str], every_n_steps: int = 0) -> None:
-        self.dirpath = Path(dirpath)
+    def __init__(self, dirpath: str | os.PathLike[str] | None, every_n_steps: int = 0) -> None:
+        self.dirpath = Path(dirpath) if dirpath is not None else None
         self.every_n_steps = every_n_steps
         self.signalled = False
         self.saved_step = -1
+        self.vote = StopVote()
         self._trainer: pl.Trainer | None = None
 
     @property
-    def last_path(self) -> Path:
-        return self.dirpath / "last.ckpt"
+    def last_path(self) -> Path | None:
+        """``last.ckpt`` in the directory; None without one."""
+        return self.dirpath / "last.ckpt" if self.dirpath is not None else None
 
     def __getstate__(self) -> dict[str, Any]:
         # ddp_spawn pickles callbacks into its workers; the trainer does not travel.
@@ -560,7 +632,8 @@ class RunCheckpoint(Checkpoint):
     def handle_sigterm(self, signum: int, frame: FrameType | None) -> None:
         """The SIGTERM handler: note the request and pass it on to training processes."""
         self.signalled = True
-        print("SIGTERM received: saving a checkpoint at the next step boundary", flush=True)
+        what = "saving a checkpoint" if self.dirpath is not None else "stopping"
+        print(f"SIGTERM received: {what} at the next step boundary", flush=True)
         pids = {p.pid for p in multiprocessing.active_children() if p.pid is not None}
         launcher = self._trainer.strategy.launcher if self._trainer is not None else None
         pids |= {p.pid for p in getattr(launcher, "procs", []) if getattr(p, "pid", None)}
@@ -587,6 +660,7 @@ class RunCheckpoint(Checkpoint):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._trainer = trainer
+        self.vote.setup(trainer.world_size)
         # Lightning registers its own SIGTERM handler when fit starts; this one replaces it
         # until fit ends, when Lightning restores the handler that was there before fit.
         if threading.current_thread() is threading.main_thread():
@@ -595,18 +669,20 @@ class RunCheckpoint(Checkpoint):
             # Landed on Lightning's handler while fit was setting up: ours takes it over.
             self.signalled = True
 
-    def _stop_requested(self, trainer: pl.Trainer) -> bool:
-        if trainer.world_size > 1:
-            return bool(trainer.strategy.reduce_boolean_decision(self.signalled, all=False))
-        return self.signalled
-
     def save(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` whole (beside itself, then renamed); nothing without a directory."""
+        if self.dirpath is None:
+            return
         partial = self.dirpath / f".last.ckpt.partial-{os.getpid()}"
         trainer.save_checkpoint(partial)
         if trainer.is_global_zero:
-            os.replace(partial, self.last_path)
+            os.replace(partial, self.dirpath / "last.ckpt")
         trainer.strategy.barrier("RunCheckpoint.save")
         self.saved_step = trainer.global_step
+
+    def _preempted(self, trainer: pl.Trainer) -> Preempted:
+        path = self.last_path if self.saved_step == trainer.global_step else None
+        return Preempted(trainer.global_step, str(path) if path is not None else None)
 
     def on_train_batch_end(
         self,
@@ -618,13 +694,13 @@ class RunCheckpoint(Checkpoint):
     ) -> None:
         if batch_idx + 1 >= trainer.num_training_batches:
             return  # the epoch-end save follows this epoch's validation and bookkeeping
-        stop = self._stop_requested(trainer)
+        stop = self.vote.poll(self.signalled)
         if stop or (self.every_n_steps and trainer.global_step % self.every_n_steps == 0):
             self.save(trainer)
         if stop:
-            raise Preempted(trainer.global_step, str(self.last_path))
+            raise self._preempted(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer)
-        if self._stop_requested(trainer):
-            raise Preempted(trainer.global_step, str(self.last_path))
+        if self.vote.settle(self.signalled):
+            raise self._preempted(trainer)

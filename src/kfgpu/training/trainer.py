@@ -215,14 +215,21 @@ def _checkpoint_position(path: str) -> tuple[int, int]:
         return -1, -1
 
 
-def _preempted(run_ckpt: Any) -> TrainingError:
+def _preempted(run_ckpt: Any, error: BaseException | None) -> TrainingError:
+    last = run_ckpt.last_path
+    if last is None:
+        step = getattr(error, "global_step", None)
+        where = f" at step {step}" if step is not None else ""
+        return TrainingError(
+            f"preempted{where}: SIGTERM stopped training and nothing was saved, as "
+            "checkpoint_dir is empty; set checkpoint_dir to a volume that outlives the pod "
+            "and a re-run resumes instead of starting over"
+        )
     step = run_ckpt.saved_step
-    if step < 0 and run_ckpt.last_path.is_file():
+    if step < 0 and last.is_file():
         # Under ddp_spawn the workers saved it: this process reads the step from the file.
-        step = _checkpoint_position(str(run_ckpt.last_path))[1]
-    return TrainingError(
-        f"preempted: checkpoint saved at step {step} in {run_ckpt.last_path}; re-run to resume"
-    )
+        step = _checkpoint_position(str(last))[1]
+    return TrainingError(f"preempted: checkpoint saved at step {step} in {last}; re-run to resume")
 
 
 def score_best_weights(
@@ -462,10 +469,11 @@ def train_tabular(
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="kfgpu-train-"))
         ckpt_dir = config.checkpoint_dir or scratch
         resume_from: str | None = None
-        run_ckpt: RunCheckpoint | None = None
-        if config.checkpoint_dir:
+        # Without a checkpoint_dir it saves nothing but still stops the run on SIGTERM, every
+        # rank on the same step, in place of Lightning's per-step device broadcast.
+        run_ckpt = RunCheckpoint(config.checkpoint_dir or None, config.checkpoint_every_n_steps)
+        if run_ckpt.last_path is not None:
             os.makedirs(ckpt_dir, exist_ok=True)
-            run_ckpt = RunCheckpoint(ckpt_dir, config.checkpoint_every_n_steps)
             if run_ckpt.last_path.is_file():
                 resume_from = str(run_ckpt.last_path)
                 epoch, step = _checkpoint_position(resume_from)
@@ -495,7 +503,7 @@ def train_tabular(
             enable_version_counter=False,
         )
         # Checkpoint callbacks run last, in list order: run_ckpt after best.
-        ckpt_callbacks: list[pl.Callback] = [best] + ([run_ckpt] if run_ckpt else [])
+        ckpt_callbacks: list[pl.Callback] = [best, run_ckpt]
         manual = not module.automatic_optimization
         trainer = pl.Trainer(
             accelerator=accelerator,
@@ -518,14 +526,13 @@ def train_tabular(
             log_every_n_steps=50,
             profiler=QuietProfiler(),
         )
-        trim_step_overhead(trainer, sigterm_handled=run_ckpt is not None)
-        if run_ckpt is not None:
-            # In this process until fit registers its own: under ddp_spawn this process
-            # only waits, and passes the signal on to the workers.
-            previous = signal.getsignal(signal.SIGTERM)
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, run_ckpt.handle_sigterm)
-                stack.callback(signal.signal, signal.SIGTERM, previous)
+        trim_step_overhead(trainer, sigterm_handled=True)
+        # In this process until fit registers its own: under ddp_spawn this process only
+        # waits, and passes the signal on to the workers.
+        previous = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, run_ckpt.handle_sigterm)
+            stack.callback(signal.signal, signal.SIGTERM, previous)
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
@@ -536,14 +543,14 @@ def train_tabular(
                 trainer.fit(module, datamodule=data, ckpt_path=resume_from)
         except BaseException as e:
             # (BaseException: Lightning's own SIGTERMException is a SystemExit.)
-            if run_ckpt is not None and (isinstance(e, Preempted) or run_ckpt.signalled):
-                raise _preempted(run_ckpt) from e
+            if isinstance(e, Preempted) or run_ckpt.signalled:
+                raise _preempted(run_ckpt, e) from e
             raise
         seconds = time.perf_counter() - t0
-        if run_ckpt is not None and run_ckpt.signalled:
+        if run_ckpt.signalled:
             # SIGTERM after the last epoch's checkpoint: the run is complete, but the pod
             # is going away; do not start writing a bundle now.
-            raise _preempted(run_ckpt)
+            raise _preempted(run_ckpt, None)
         if not best.best_model_path or not os.path.exists(best.best_model_path):
             raise TrainingError(
                 "no epoch produced a finite validation loss (training diverged); lower "

@@ -44,7 +44,7 @@ if __name__ == "__main__":
         train, val, transform=fitted, target="is_fraud", task="classification",
         config=TrainConfig(accelerator="cpu", max_epochs=epochs, batch_size=128,
                            hidden_sizes=(64, 64), dropout=0.1, seed=7,
-                           early_stopping_patience=0, checkpoint_dir=ckpt,
+                           early_stopping_patience=0, checkpoint_dir=ckpt or "",
                            checkpoint_every_n_steps=every),
         bundle_path=bundle,
     )
@@ -201,3 +201,31 @@ def test_a_finished_checkpoint_dir_resumes_to_the_same_result(
     assert _resumed_step(again.stdout) == EPOCHS * 33
     _assert_same_run(again.result, uninterrupted)
     assert (trainer.bundle / "bundle.json").is_file()
+
+
+def test_sigterm_without_a_checkpoint_dir_stops_cleanly_and_names_the_fix(tmp_path: Path) -> None:
+    """No directory to save in: SIGTERM still stops at a step boundary, with the fix named."""
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    bundle, out = tmp_path / "bundle", tmp_path / "run.out"
+    argv = [sys.executable, str(script), "", str(bundle), str(EPOCHS), "0"]
+    with out.open("w") as fo:
+        proc = subprocess.Popen(argv, stdout=fo, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 240
+            while f"epoch 4/{EPOCHS} " not in out.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.15)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "TrainingError: preempted at step " in stderr
+    step = int(stderr.split("preempted at step ", 1)[1].split(":")[0])
+    assert 4 * 33 <= step < EPOCHS * 33  # stopped inside the run, not at its end
+    assert "nothing was saved" in stderr and "set checkpoint_dir" in stderr
+    assert not bundle.exists()
