@@ -460,7 +460,8 @@ class RunMonitor(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.clock.epoch_end()
         for key, value in self.clock.figures(trainer.world_size).items():
-            pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=True)
+            # Averaged over the ranks (each measures its own loop; all have the same steps).
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=True)
         # After the epoch's validation: train and validation figures are both fresh.
         if not trainer.is_global_zero:
             return

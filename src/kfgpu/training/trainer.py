@@ -551,7 +551,11 @@ def train_tabular(
             # SIGTERM after the last epoch's checkpoint: the run is complete, but the pod
             # is going away; do not start writing a bundle now.
             raise _preempted(run_ckpt, None)
-        if not best.best_model_path or not os.path.exists(best.best_model_path):
+        # Rank 0's question only: the file is in rank 0's directory, on rank 0's node (under
+        # torchrun a worker on another node never sees it), and only rank 0 bundles it.
+        if trainer.is_global_zero and not (
+            best.best_model_path and os.path.exists(best.best_model_path)
+        ):
             raise TrainingError(
                 "no epoch produced a finite validation loss (training diverged); lower "
                 f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
