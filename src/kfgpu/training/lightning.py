@@ -21,6 +21,7 @@ from pytorch_lightning.strategies import ParallelStrategy
 from torch import nn
 from torch.nn import functional as F
 
+from kfgpu.errors import ConfigError
 from kfgpu.training.data import InMemoryBatches
 from kfgpu.training.optim import make_optimizer, make_schedule
 from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
@@ -132,9 +133,16 @@ class TabularTask(pl.LightningModule):
         return self._loss(self(numeric, codes), y)
 
     def _steps_on(self, batch_idx: int) -> bool:
-        """Whether the optimiser steps after this batch: a group's or the epoch's last."""
-        return (batch_idx + 1) % self.accumulate_grad_batches == 0 or (
-            batch_idx + 1 >= self.trainer.num_training_batches
+        """Whether the optimiser steps after this batch: a group's or the epoch's last.
+
+        The epoch's last batch by count or, for a loader without a length, as Lightning's
+        prefetching fetcher finds it (its own rule for closing an accumulation group).
+        """
+        if (batch_idx + 1) % self.accumulate_grad_batches == 0:
+            return True
+        trainer = self.trainer
+        return batch_idx + 1 >= trainer.num_training_batches or bool(
+            trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -245,7 +253,14 @@ class TabularTask(pl.LightningModule):
         total_steps = 0
         if self.lr_schedule == "onecycle":
             # Lightning's estimate counts batches here (the task accumulates, not the Trainer).
-            batches = int(self.trainer.estimated_stepping_batches)
+            estimate = self.trainer.estimated_stepping_batches  # sets up the loaders
+            if not math.isfinite(self.trainer.num_training_batches):
+                raise ConfigError(
+                    "lr_schedule='onecycle' needs the run's length in steps, but the training "
+                    "loader has no length; use lr_schedule='cosine', or give the "
+                    "DataModule's train loader a __len__"
+                )
+            batches = int(estimate)
             epochs = max(1, self.trainer.max_epochs or 1)
             per_epoch = math.ceil(batches / epochs)
             total_steps = math.ceil(per_epoch / self.accumulate_grad_batches) * epochs

@@ -114,3 +114,22 @@ class Balanced(pl.LightningDataModule):
         return torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(*self.val), batch_size=4096
         )
+
+
+class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """Batches from an iterator: a loader without a length, as a streaming source gives."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int) -> None:
+        self.tensors, self.batch_size = tensors, batch_size
+
+    def __iter__(self) -> Any:
+        n = len(self.tensors[0])
+        for start in range(0, n, self.batch_size):
+            yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+
+
+class Streamed(Balanced):
+    """A user's DataModule whose train loader has no length."""
+
+    def train_dataloader(self) -> Any:
+        return torch.utils.data.DataLoader(_Stream(self.train, self.batch_size), batch_size=None)

@@ -144,3 +144,22 @@ def test_a_datamodule_that_is_not_one_names_the_field(fit: Callable[..., tuple])
         ConfigError, match=r"^datamodule='my_models:WideAndDeep'.*LightningDataModule"
     ):
         fit(datamodule="my_models:WideAndDeep")
+
+
+def test_a_loader_without_a_length_still_closes_each_epochs_accumulation_group(
+    fit: Callable[..., tuple], tmp_path: Path
+) -> None:
+    """The epoch's last batch steps the optimiser even when only the fetcher knows it."""
+    import shutil
+
+    sized, _ = fit(datamodule="my_models:Balanced", accumulate_grad_batches=1)
+    shutil.rmtree(tmp_path / "bundle")
+    batches = sized.description["training"]["global_step"] // 2  # 2 epochs, one step a batch
+    assert batches % 4  # so that each epoch ends on a partial group of 4
+    streamed, _ = fit(datamodule="my_models:Streamed", accumulate_grad_batches=4)
+    assert streamed.description["training"]["global_step"] == 2 * -(-batches // 4)
+
+
+def test_onecycle_without_a_loader_length_names_the_fix(fit: Callable[..., tuple]) -> None:
+    with pytest.raises(ConfigError, match=r"lr_schedule='onecycle'.*no length.*'cosine'"):
+        fit(datamodule="my_models:Streamed", lr_schedule="onecycle")
