@@ -98,7 +98,8 @@ class LaunchConfig:
             mounts none.
         env: extra environment variables; they override the NCCL defaults.
         nccl_debug: ``NCCL_DEBUG`` level.
-        nccl_socket_ifname: ``NCCL_SOCKET_IFNAME``, unset unless given.
+        nccl_socket_ifname: ``NCCL_SOCKET_IFNAME`` (and ``GLOO_SOCKET_IFNAME``, for the
+            trainer's CPU control group), unset unless given.
         nccl_ib_disable: ``NCCL_IB_DISABLE`` (``True`` -> ``"1"``), unset unless given.
         tolerations: pod tolerations, each a dict with Kubernetes' camelCase keys.
         node_selector: extra node selector labels.
@@ -269,6 +270,8 @@ class LaunchConfig:
         out = {"NCCL_DEBUG": self.nccl_debug}
         if self.nccl_socket_ifname is not None:
             out["NCCL_SOCKET_IFNAME"] = self.nccl_socket_ifname
+            # The trainer's CPU control group (gloo: the ranks' stop vote) uses the same NIC.
+            out["GLOO_SOCKET_IFNAME"] = self.nccl_socket_ifname
         if self.nccl_ib_disable is not None:
             out["NCCL_IB_DISABLE"] = "1" if self.nccl_ib_disable else "0"
         out.update(self.env)

@@ -308,6 +308,7 @@ def test_env_defaults_and_overrides() -> None:
     assert cfg.effective_env() == {
         "NCCL_DEBUG": "INFO",
         "NCCL_SOCKET_IFNAME": "eth0",
+        "GLOO_SOCKET_IFNAME": "eth0",
         "NCCL_IB_DISABLE": "0",
     }
 
