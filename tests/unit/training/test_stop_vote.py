@@ -6,13 +6,13 @@ Two processes in a subprocess (spawned workers re-import the caller's main modul
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from kfgpu.serving.process import free_port
 from kfgpu.training.lightning import StopVote
 
 SCRIPT = """
@@ -45,18 +45,12 @@ if __name__ == "__main__":
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_two_ranks_agree_one_poll_after_the_request(tmp_path: Path) -> None:
     script = tmp_path / "vote.py"
     script.write_text(SCRIPT)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(script), str(_free_port()), str(out)],
+        [sys.executable, str(script), str(free_port()), str(out)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from kfgpu.serving.process import free_port
+
 
 def _bin_dir() -> Path | None:
     found = sorted(
@@ -32,12 +34,6 @@ def _bin_dir() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_user() -> list[str]:
@@ -86,7 +82,7 @@ def postgres() -> Iterator[Postgres]:
     if runas:
         user = runas[2]
         shutil.chown(root, user=user)
-    port = _free_port()
+    port = free_port()
     log = root / "postgres.log"
     subprocess.run(
         [
