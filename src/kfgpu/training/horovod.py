@@ -143,7 +143,7 @@ def train_horovod(
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.data import InMemoryBatches
     from kfgpu.training.families import build_network, family_config
-    from kfgpu.training.optim import make_optimizer, make_schedule
+    from kfgpu.training.optim import make_optimizer, make_schedule, optimizer_steps
     from kfgpu.training.report import StepClock, local_step_seconds
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
@@ -232,12 +232,11 @@ def train_horovod(
         compression=hvd.Compression.fp16 if fp16_compression else hvd.Compression.none,
         backward_passes_per_step=accumulate,
     )
-    steps_per_epoch = math.ceil(len(batches) / accumulate)
     schedule = make_schedule(
         opt,
         config.lr_schedule,
         max_epochs=config.max_epochs,
-        total_steps=steps_per_epoch * config.max_epochs,
+        total_steps=optimizer_steps(len(batches), accumulate, config.max_epochs),
     )
 
     autocast_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(config.precision)
@@ -305,8 +304,8 @@ def train_horovod(
             scaler.update()
             opt.zero_grad()
             global_step += 1
-            if schedule is not None and schedule.interval == "step":
-                schedule.scheduler.step()
+            if schedule is not None:
+                schedule.after_step()
             clock.batch_end(len(y))
         clock.epoch_end()
         epochs_run = epoch
@@ -316,10 +315,8 @@ def train_horovod(
             )[0]
         )
         val_loss = validation_loss()
-        if schedule is not None and schedule.interval == "epoch":
-            schedule.scheduler.step()
-        elif schedule is not None and schedule.interval == "plateau":
-            schedule.scheduler.step(val_loss)
+        if schedule is not None:
+            schedule.after_epoch(val_loss)
         say(
             f"epoch {epoch}/{config.max_epochs}: train_loss {train_loss:.4f} "
             f"val_loss {val_loss:.4f}"

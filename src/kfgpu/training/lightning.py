@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from kfgpu.errors import ConfigError
 from kfgpu.training.data import InMemoryBatches
-from kfgpu.training.optim import make_optimizer, make_schedule
+from kfgpu.training.optim import Schedule, make_optimizer, make_schedule, optimizer_steps
 from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
 
 __all__ = [
@@ -105,7 +105,7 @@ class TabularTask(pl.LightningModule):
         self.lr_schedule = lr_schedule
         self.accumulate_grad_batches = accumulate_grad_batches
         self.gradient_clip_val = gradient_clip_val
-        self._schedule_interval: str | None = None
+        self._schedule: Schedule | None = None
         self._no_sync = contextlib.ExitStack()
         self._loss_sum = torch.zeros(())
         self._loss_rows = 0
@@ -164,8 +164,8 @@ class TabularTask(pl.LightningModule):
         self.manual_backward(loss / group if group > 1 else loss)
         if self._steps_on(batch_idx):
             opt.step()
-            if self._schedule_interval == "step":
-                self._scheduler().step()
+            if self._schedule is not None:
+                self._schedule.after_step()
         # Summed here and logged once per epoch: Lightning's per-step logging machinery
         # costs more than a small model's step (the raw-loop benchmark in bench/ shows it).
         rows = len(batch[-1])
@@ -188,10 +188,6 @@ class TabularTask(pl.LightningModule):
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
             )
-
-    def _scheduler(self) -> Any:
-        scheduler = self.lr_schedulers()
-        return scheduler[0] if isinstance(scheduler, list) else scheduler
 
     def on_validation_epoch_start(self) -> None:
         # Loss sum, correct predictions and rows, summed on the device and logged once at
@@ -227,12 +223,9 @@ class TabularTask(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # After this epoch's validation; before the epoch-end checkpoint (callbacks follow).
-        if self._schedule_interval == "epoch":
-            self._scheduler().step()
-        elif self._schedule_interval == "plateau":
+        if self._schedule is not None:
             val_loss = self.trainer.callback_metrics.get("val_loss")
-            if val_loss is not None:
-                self._scheduler().step(float(val_loss))
+            self._schedule.after_epoch(float(val_loss) if val_loss is not None else None)
         if self._loss_rows:
             self.log("train_loss", self._loss_sum / self._loss_rows, sync_dist=True)
         # Reported as metrics so they reach the launching process under every strategy.
@@ -252,30 +245,27 @@ class TabularTask(pl.LightningModule):
         # Only one-cycle needs the run's length: asking sets up the data loaders early.
         total_steps = 0
         if self.lr_schedule == "onecycle":
-            # Lightning's estimate counts batches here (the task accumulates, not the Trainer).
-            estimate = self.trainer.estimated_stepping_batches  # sets up the loaders
-            if not math.isfinite(self.trainer.num_training_batches):
+            self.trainer.estimated_stepping_batches  # noqa: B018 (sets up the loaders)
+            batches = self.trainer.num_training_batches
+            if not math.isfinite(batches):
                 raise ConfigError(
                     "lr_schedule='onecycle' needs the run's length in steps, but the training "
                     "loader has no length; use lr_schedule='cosine', or give the "
                     "DataModule's train loader a __len__"
                 )
-            batches = int(estimate)
-            epochs = max(1, self.trainer.max_epochs or 1)
-            per_epoch = math.ceil(batches / epochs)
-            total_steps = math.ceil(per_epoch / self.accumulate_grad_batches) * epochs
-        schedule = make_schedule(
+            total_steps = optimizer_steps(
+                int(batches), self.accumulate_grad_batches, self.max_epochs
+            )
+        self._schedule = make_schedule(
             opt, self.lr_schedule, max_epochs=self.max_epochs, total_steps=total_steps
         )
-        if schedule is None:
-            self._schedule_interval = None
+        if self._schedule is None:
             return opt
-        self._schedule_interval = schedule.interval
         # Stepped by this task (manual optimisation); given to Lightning to checkpoint.
-        interval = "step" if schedule.interval == "step" else "epoch"
+        interval = "step" if self._schedule.interval == "step" else "epoch"
         return {
             "optimizer": opt,
-            "lr_scheduler": {"scheduler": schedule.scheduler, "interval": interval},
+            "lr_scheduler": {"scheduler": self._schedule.scheduler, "interval": interval},
         }
 
 
@@ -311,16 +301,16 @@ def _no_sigterm_broadcast() -> None:
     handles SIGTERM itself."""
 
 
-def trim_step_overhead(trainer: pl.Trainer, *, sigterm_handled: bool) -> None:
+def trim_step_overhead(trainer: pl.Trainer) -> None:
     """Take per-step work off ``trainer``'s epoch loop that cannot change its result.
 
     * :class:`CachedStepKwargs`: ``training_step``'s signature is inspected once, not per
       step.
-    * ``sigterm_handled`` (a :class:`RunCheckpoint` is among the callbacks): Lightning
-      broadcasts rank 0's SIGTERM flag before every step of a multi-process run, a
-      collective and a host sync per step. Its flag is only set by Lightning's own handler,
-      which RunCheckpoint replaces for the whole fit (and RunCheckpoint shares its own flag
-      at the step boundary), so that broadcast could only ever carry 0.
+    * With a :class:`RunCheckpoint` among the callbacks: Lightning broadcasts rank 0's
+      SIGTERM flag before every step of a multi-process run, a collective and a host sync
+      per step. Its flag is only set by Lightning's own handler, which RunCheckpoint
+      replaces for the whole fit (and RunCheckpoint's :class:`StopVote` shares its own
+      flag), so that broadcast could only ever carry 0.
 
     Installed on this trainer's loop object, never on Lightning's classes; where this
     Lightning lacks a hook, that item is left as it is.
@@ -328,6 +318,7 @@ def trim_step_overhead(trainer: pl.Trainer, *, sigterm_handled: bool) -> None:
     loop = trainer.fit_loop.epoch_loop
     if callable(getattr(type(loop), "_build_kwargs", None)):
         loop._build_kwargs = CachedStepKwargs(trainer)  # type: ignore[method-assign]
+    sigterm_handled = any(isinstance(cb, RunCheckpoint) for cb in trainer.checkpoint_callbacks)
     if sigterm_handled and callable(getattr(type(loop), "_broadcast_sigterm_tensor", None)):
         loop._broadcast_sigterm_tensor = _no_sigterm_broadcast  # type: ignore[method-assign]
 

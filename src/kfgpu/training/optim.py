@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -9,7 +10,14 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LR_SCHEDULES", "LRSchedule", "Schedule", "make_optimizer", "make_schedule"]
+__all__ = [
+    "LR_SCHEDULES",
+    "LRSchedule",
+    "Schedule",
+    "make_optimizer",
+    "make_schedule",
+    "optimizer_steps",
+]
 
 LRSchedule = Literal["cosine", "constant", "onecycle", "plateau"]
 
@@ -27,6 +35,24 @@ class Schedule:
 
     scheduler: Any
     interval: Literal["epoch", "step", "plateau"]
+
+    def after_step(self) -> None:
+        """Call after every optimiser step."""
+        if self.interval == "step":
+            self.scheduler.step()
+
+    def after_epoch(self, val_loss: float | None) -> None:
+        """Call at each epoch's end, after its validation (``val_loss``: None if none ran)."""
+        if self.interval == "epoch":
+            self.scheduler.step()
+        elif self.interval == "plateau" and val_loss is not None:
+            self.scheduler.step(val_loss)
+
+
+def optimizer_steps(batches_per_epoch: int, accumulate: int, epochs: int) -> int:
+    """Optimiser steps in a run: one per group of ``accumulate`` batches, the epoch's last
+    (partial) group included."""
+    return math.ceil(batches_per_epoch / accumulate) * epochs
 
 
 def make_optimizer(

@@ -526,7 +526,7 @@ def train_tabular(
             log_every_n_steps=50,
             profiler=QuietProfiler(),
         )
-        trim_step_overhead(trainer, sigterm_handled=True)
+        trim_step_overhead(trainer)
         # In this process until fit registers its own: under ddp_spawn this process only
         # waits, and passes the signal on to the workers.
         previous = signal.getsignal(signal.SIGTERM)
