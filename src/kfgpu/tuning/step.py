@@ -29,6 +29,21 @@ def _prepare(
     return space, cfg, base, max_epochs
 
 
+def _run_tabular(
+    space: Any, cfg: Any, base: dict[str, Any], max_epochs: int | str, **data: str
+) -> Any:
+    """The study on kfgpu's tabular objective; ``data``: the splits, transform, target, task."""
+    from kfgpu.tuning.study import run_study
+
+    return run_study(
+        space,
+        cfg,
+        factory=TABULAR,
+        kwargs={**data, "base_config": base},
+        max_resource=max_epochs,
+    )
+
+
 @step("tune_hyperparameters")
 def tune_hyperparameters_step(
     *,
@@ -59,24 +74,20 @@ def tune_hyperparameters_step(
         TrainingError: no trial completed, or every worker process failed.
     """
     from kfgpu.tuning.report import best_trial, write_outputs
-    from kfgpu.tuning.study import run_study
 
     if isinstance(search_space, str) and not search_space.strip():
         return _skipped(best_params_path, summary_path, report_path)
     space, cfg, base, max_epochs = _prepare(search_space, config, base_config)
-    outcome = run_study(
+    outcome = _run_tabular(
         space,
         cfg,
-        factory=TABULAR,
-        kwargs={
-            "train_path": train_path,
-            "val_path": val_path,
-            "transform_path": transform_path,
-            "target": target,
-            "task": task,
-            "base_config": base,
-        },
-        max_resource=max_epochs,
+        base,
+        max_epochs,
+        train_path=train_path,
+        val_path=val_path,
+        transform_path=transform_path,
+        target=target,
+        task=task,
     )
     summary = write_outputs(
         outcome,
@@ -160,7 +171,7 @@ def tune_worker_step(
         TrainingError: every worker process failed.
     """
     from kfgpu.errors import ConfigError
-    from kfgpu.tuning.study import STORAGE_ENV, resolve_storage, run_study
+    from kfgpu.tuning.study import STORAGE_ENV, resolve_storage
 
     space, cfg, base, max_epochs = _prepare(search_space, config, base_config)
     if not resolve_storage(cfg.storage, n_workers=1):
@@ -168,19 +179,16 @@ def tune_worker_step(
             f"storage='' is invalid for tune_worker: workers in several pods share a study "
             f"through an RDB; give a postgresql:// URL or set {STORAGE_ENV}"
         )
-    outcome = run_study(
+    outcome = _run_tabular(
         space,
         cfg,
-        factory=TABULAR,
-        kwargs={
-            "train_path": train_path,
-            "val_path": val_path,
-            "transform_path": transform_path,
-            "target": target,
-            "task": task,
-            "base_config": base,
-        },
-        max_resource=max_epochs,
+        base,
+        max_epochs,
+        train_path=train_path,
+        val_path=val_path,
+        transform_path=transform_path,
+        target=target,
+        task=task,
     )
     ran = sorted(n for w in outcome.workers for n in w["trials"])
     by_number = {t.number: t for t in outcome.study.get_trials(deepcopy=False)}
