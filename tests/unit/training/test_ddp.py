@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.signals import signal_when
+
 pytestmark = pytest.mark.slow
 
 SCRIPT = """
@@ -158,28 +160,17 @@ if __name__ == "__main__":
 
 def test_sigterm_to_a_ddp_spawn_run_saves_stops_and_resumes(tmp_path: Path) -> None:
     """SIGTERM to the launching process reaches both workers; they stop on the same step."""
-    import signal
-    import time
-
     script = tmp_path / "ddp_preempt.py"
     script.write_text(PREEMPT_SCRIPT)
     ckpt, bundle, out = tmp_path / "ckpt", tmp_path / "bundle", tmp_path / "run1.out"
     argv = [sys.executable, str(script), str(ckpt), str(bundle)]
-    with out.open("w") as fo:
-        proc = subprocess.Popen(argv, stdout=fo, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 240
-            while not ("epoch 3/20 " in out.read_text() and (ckpt / "last.ckpt").is_file()):
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
-            time.sleep(0.2)
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 1, stderr[-3000:]
+    returncode, _, stderr = signal_when(
+        argv,
+        out,
+        lambda text: "epoch 3/20 " in text and (ckpt / "last.ckpt").is_file(),
+        settle_s=0.2,
+    )
+    assert returncode == 1, stderr[-3000:]
     assert "TrainingError: preempted: checkpoint saved at step" in stderr
     step = int(stderr.split("checkpoint saved at step ", 1)[1].split()[0])
     assert step >= 3 * 33

@@ -15,11 +15,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.signals import signal_when
 
 pytestmark = pytest.mark.slow
 
@@ -88,24 +89,15 @@ class Trainer:
     def run_and_signal(self, sig: int, *, after_epochs: int) -> Run:
         """Start a run; once ``after_epochs`` epochs ended and last.ckpt exists, send ``sig``."""
         self._n += 1
-        out, err = self.root / f"run{self._n}.out", self.root / f"run{self._n}.err"
-        with out.open("w") as fo, err.open("w") as fe:
-            proc = subprocess.Popen(self._argv(), stdout=fo, stderr=fe, text=True)
-            try:
-                deadline = time.monotonic() + 240
-                marker = f"epoch {after_epochs + 1}/{EPOCHS} "
-                while not (marker in out.read_text() and (self.ckpt / "last.ckpt").is_file()):
-                    assert proc.poll() is None, f"the run ended early:\n{err.read_text()[-3000:]}"
-                    assert time.monotonic() < deadline, "no checkpoint within 240 s"
-                    time.sleep(0.02)
-                time.sleep(0.15)  # land somewhere inside the next epoch, not on its boundary
-                proc.send_signal(sig)
-                returncode = proc.wait(timeout=120)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-        return Run(returncode, out.read_text(), err.read_text())
+        marker = f"epoch {after_epochs + 1}/{EPOCHS} "
+        return Run(
+            *signal_when(
+                self._argv(),
+                self.root / f"run{self._n}.out",
+                lambda text: marker in text and (self.ckpt / "last.ckpt").is_file(),
+                sig=sig,
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -209,21 +201,8 @@ def test_sigterm_without_a_checkpoint_dir_stops_cleanly_and_names_the_fix(tmp_pa
     script.write_text(SCRIPT)
     bundle, out = tmp_path / "bundle", tmp_path / "run.out"
     argv = [sys.executable, str(script), "", str(bundle), str(EPOCHS), "0"]
-    with out.open("w") as fo:
-        proc = subprocess.Popen(argv, stdout=fo, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 240
-            while f"epoch 4/{EPOCHS} " not in out.read_text():
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
-            time.sleep(0.15)
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 1, stderr[-3000:]
+    returncode, _, stderr = signal_when(argv, out, lambda text: f"epoch 4/{EPOCHS} " in text)
+    assert returncode == 1, stderr[-3000:]
     assert "TrainingError: preempted at step " in stderr
     step = int(stderr.split("preempted at step ", 1)[1].split(":")[0])
     assert 4 * 33 <= step < EPOCHS * 33  # stopped inside the run, not at its end
