@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,9 @@ def _train(
     ft: FittedTransform,
     target: str,
     task: str,
-    bundle: Path,
+    bundle: Path | None,
+    *,
+    callbacks: Sequence[pl.Callback] = (),
     **config: object,
 ) -> TrainOutcome:
     return train_tabular(
@@ -46,6 +49,7 @@ def _train(
         config=TrainConfig(**{**SMALL, **config}),  # type: ignore[arg-type]
         bundle_path=bundle,
         mlflow_uri="",
+        callbacks=callbacks,
     )
 
 
@@ -191,15 +195,16 @@ def test_precision_reaches_the_training_step(
     """bf16-mixed on CPU really trains under autocast: Linear layers compute in bfloat16."""
     train, val, _, ft = fraud_splits
     probe = LinearOutputDtypes()
-    out = train_tabular(
+    out = _train(
         train,
         val,
-        transform=ft,
-        target=LABEL_COLUMN,
-        task="classification",
-        config=TrainConfig(**{**SMALL, "max_epochs": 1, "precision": precision}),  # type: ignore[arg-type]
-        bundle_path=None,
+        ft,
+        LABEL_COLUMN,
+        "classification",
+        None,
         callbacks=[probe],
+        max_epochs=1,
+        precision=precision,
     )
     assert len(probe.dtypes) == out.description["training"]["global_step"]  # one per step
     assert set(probe.dtypes) == {dtype}
@@ -360,15 +365,15 @@ def _recorded(
 ) -> tuple[StepRecorder, TrainOutcome]:
     train, val, _, ft = splits
     recorder = StepRecorder()
-    out = train_tabular(
+    out = _train(
         train,
         val,
-        transform=ft,
-        target=LABEL_COLUMN,
-        task="classification",
-        config=TrainConfig(**{**SMALL, "early_stopping_patience": 0, **config}),  # type: ignore[arg-type]
-        bundle_path=None,
+        ft,
+        LABEL_COLUMN,
+        "classification",
+        None,
         callbacks=[recorder],
+        **{"early_stopping_patience": 0, **config},
     )
     return recorder, out
 
