@@ -231,7 +231,13 @@ def _print_summary(result: Any) -> None:
     type=click.Path(file_okay=False),
     help="Root under which components/ and pipelines/ are written.",
 )
-def compile_cmd(check: bool, output_dir: str) -> None:
+@click.option(
+    "--kfp-upgrade",
+    is_flag=True,
+    help="Recompile although the installed kfp differs from the one the files were made with "
+    "(after moving kfp in requirements.lock on purpose).",
+)
+def compile_cmd(check: bool, output_dir: str, kfp_upgrade: bool) -> None:
     """Compile components/<name>/component.yaml (+ README) and pipelines/<name>.yaml."""
     from kfgpu import compile as kcompile
 
@@ -239,7 +245,7 @@ def compile_cmd(check: bool, output_dir: str) -> None:
         ok = kcompile.check(output_dir)
         click.echo(f"{len(ok)} compiled files are up to date")
         return
-    for path in kcompile.compile_all(output_dir):
+    for path in kcompile.compile_all(output_dir, kfp_upgrade=kfp_upgrade):
         click.echo(f"wrote {path}")
 
 
