@@ -72,13 +72,18 @@ def _registry() -> Any:
     return Registry().with_resource(K8S_DEFS, Resource.from_contents(json.loads(defs.read_text())))
 
 
+def crds(directory: Path | None = None) -> dict[tuple[str, str], Crd]:
+    """Every served version of every CRD in ``directory`` (default :func:`crd_dir`), by
+    ``(apiVersion, kind)``."""
+    return _crds(directory or crd_dir())
+
+
 @functools.cache
-def crds() -> dict[tuple[str, str], Crd]:
-    """Every served version of every CRD in :func:`crd_dir`, by ``(apiVersion, kind)``."""
+def _crds(directory: Path) -> dict[tuple[str, str], Crd]:
     import jsonschema
 
     out: dict[tuple[str, str], Crd] = {}
-    for path in sorted(crd_dir().glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         crd = _load_yaml(path)
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
@@ -96,26 +101,26 @@ def crds() -> dict[tuple[str, str], Crd]:
     return out
 
 
-def crd_for(obj: dict[str, Any]) -> Crd:
+def crd_for(obj: dict[str, Any], directory: Path | None = None) -> Crd:
     """The CRD version that serves ``obj``; fails naming what is missing."""
     key = (obj.get("apiVersion", ""), obj.get("kind", ""))
-    found = crds()
-    assert key in found, f"no CRD for {key} in {crd_dir()} (has {sorted(found)})"
+    found = crds(directory)
+    assert key in found, f"no CRD for {key} in {directory or crd_dir()} (has {sorted(found)})"
     return found[key]
 
 
-def schema_errors(obj: dict[str, Any]) -> list[str]:
+def schema_errors(obj: dict[str, Any], directory: Path | None = None) -> list[str]:
     """``jsonschema`` errors of ``obj`` against its CRD, as ``path: message`` lines."""
-    crd = crd_for(obj)
+    crd = crd_for(obj, directory)
     return [
         f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
         for e in crd.validator.iter_errors(obj)
     ]
 
 
-def pruned_fields(obj: dict[str, Any]) -> list[str]:
+def pruned_fields(obj: dict[str, Any], directory: Path | None = None) -> list[str]:
     """The paths of the fields an API server would prune from ``obj`` (empty: none)."""
-    crd = crd_for(obj)
+    crd = crd_for(obj, directory)
     out: list[str] = []
     _prune_walk(obj, crd.schema, "", out, root=True)
     return out
@@ -124,8 +129,8 @@ def pruned_fields(obj: dict[str, Any]) -> list[str]:
 def _prune_walk(
     value: Any, schema: dict[str, Any], path: str, out: list[str], *, root: bool
 ) -> None:
-    if "$ref" in schema or schema.get("x-kubernetes-int-or-string"):
-        return  # envelopes: closed Kubernetes types, checked by jsonschema instead
+    if "$ref" in schema or "allOf" in schema or schema.get("x-kubernetes-int-or-string"):
+        return  # envelopes: closed ($ref'd) types, checked by jsonschema instead
     if isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
@@ -158,18 +163,19 @@ def _prune_walk(
             out.append(where)
 
 
-def errors(obj: dict[str, Any]) -> list[str]:
+def errors(obj: dict[str, Any], directory: Path | None = None) -> list[str]:
     """Everything an API server would refuse or silently drop in ``obj``.
 
     Custom resources (``*.kserve.io``, ``*.kubeflow.org``): schema errors and pruned fields
-    against :func:`crd_dir`. Built-in kinds: ``kubernetes-validate`` in strict mode.
+    against ``directory`` (default :func:`crd_dir`). Built-in kinds: ``kubernetes-validate`` in strict mode.
     """
     import kubernetes_validate
 
     api_version = obj.get("apiVersion", "")
     group = api_version.split("/")[0] if "/" in api_version else ""
     if group.endswith(("kserve.io", "kubeflow.org")):
-        return schema_errors(obj) + [f"{p}: would be pruned" for p in pruned_fields(obj)]
+        pruned = pruned_fields(obj, directory)
+        return schema_errors(obj, directory) + [f"{p}: would be pruned" for p in pruned]
     try:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:

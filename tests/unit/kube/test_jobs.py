@@ -1,10 +1,10 @@
-"""Rendering of TrainJob / PyTorchJob / MPIJob, checked against the SDK models and CRD schemas."""
+"""Rendering of TrainJob / PyTorchJob / MPIJob, checked against the SDK models and the
+operators' CRDs (../shared/crds, see tests/crds.py)."""
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,17 +17,10 @@ from kfgpu.kube.jobs import (
     render_pytorchjob,
     render_trainjob,
 )
+from tests import crds
 
-CRDS = Path(__file__).resolve().parents[2] / "data" / "crds"
-CRD_FILES = {
-    "TrainJob": "trainjobs.trainer.kubeflow.org.yaml",
-    "PyTorchJob": "pytorchjobs.kubeflow.org.yaml",
-    "MPIJob": "mpijobs.kubeflow.org.yaml",
-}
-KINDS = sorted(CRD_FILES)
+KINDS = ["MPIJob", "PyTorchJob", "TrainJob"]
 SHAPES = [(1, 1), (1, 8), (4, 8)]
-K8S_DEFS = "https://kubernetes.io/api/_definitions.json"
-K8S_SCHEMA_VERSION = "v1.30.0-local-strict"
 
 
 def _cfg(num_nodes: int = 2, gpus: int = 8, **kw: Any) -> LaunchConfig:
@@ -110,43 +103,11 @@ def _sdk_round_trip(kind: str, job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_VALIDATORS: dict[str, Any] = {}
-
-
-def _crd_validator(kind: str) -> Any:
-    if kind in _VALIDATORS:
-        return _VALIDATORS[kind]
-    import jsonschema
-    import kubernetes_validate
-    import yaml
-    from referencing import Registry, Resource
-
-    defs_path = (
-        Path(kubernetes_validate.__file__).parent
-        / "kubernetes-json-schema"
-        / K8S_SCHEMA_VERSION
-        / "_definitions.json"
-    )
-    defs = json.loads(defs_path.read_text())
-    registry = Registry().with_resource(K8S_DEFS, Resource.from_contents(defs))
-    crd = yaml.safe_load((CRDS / CRD_FILES[kind]).read_text())
-    version = crd["spec"]["versions"][0]
-    schema = dict(version["schema"]["openAPIV3Schema"])
-    schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    validator = cls(schema, registry=registry)
-    _VALIDATORS[kind] = (validator, crd)
-    return _VALIDATORS[kind]
-
-
 def _crd_errors(kind: str, job: dict[str, Any]) -> list[str]:
-    validator, crd = _crd_validator(kind)
-    group, version = job["apiVersion"].split("/")
-    assert group == crd["spec"]["group"]
-    assert version == crd["spec"]["versions"][0]["name"]
-    assert job["kind"] == crd["spec"]["names"]["kind"]
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(job)]
+    """Schema errors and pruned fields against the real CRD (tests/crds.py)."""
+    crd = crds.crd_for(job)
+    assert crd.kind == kind
+    return crds.errors(job)
 
 
 # --- rendering against models and schemas -------------------------------------------------
