@@ -99,6 +99,7 @@ def _jobs() -> list[tuple[str, dict[str, Any]]]:
                 env={"KFGPU_SEED": "7"},
                 labels={"app": "kfgpu"},
                 active_deadline_seconds=7200,
+                storage_secret="kfgpu-storage",
             )
             out.append((f"{kind}-{nodes}x{gpus}", render(cfg, kind)))  # type: ignore[arg-type]
         cpu = LaunchConfig(name="tiny", gpus_per_node=0, shm_size=None, command=["mpirun", "t"])

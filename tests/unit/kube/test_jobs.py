@@ -260,6 +260,32 @@ def test_no_shm_volume_when_disabled(kind: str) -> None:
     assert "dshm" not in json.dumps(job)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_storage_secret_reaches_every_training_container(kind: str) -> None:
+    from kfgpu.kube.storage import GCS_FILE_ENV, MOUNT_PATH, S3_KEYS
+
+    job = render(_cfg(2, 8, storage_secret="kfgpu-storage"), kind)  # type: ignore[arg-type]
+    assert _crd_errors(kind, job) == []
+    assert _prune(_sdk_round_trip(kind, job)) == _prune(job)
+    envs = [t["spec"]["containers"][0].get("env", []) for t in _pod_templates(kind, job)]
+    if kind == "TrainJob":
+        envs = [job["spec"]["trainer"]["env"]]
+    for env in envs:
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+        assert refs == {k: {"name": "kfgpu-storage", "key": k, "optional": True} for k in S3_KEYS}
+        assert any(e["name"] == GCS_FILE_ENV for e in env)
+    for tmpl in _pod_templates(kind, job):
+        spec = tmpl["spec"]
+        volume = {
+            "name": "kfgpu-storage",
+            "secret": {"secretName": "kfgpu-storage", "optional": True},
+        }
+        assert volume in spec["volumes"]
+        mount = {"name": "kfgpu-storage", "mountPath": MOUNT_PATH, "readOnly": True}
+        assert mount in spec["containers"][0]["volumeMounts"]
+    assert "kfgpu-storage" not in json.dumps(render(_cfg(2, 8), kind))  # type: ignore[arg-type]
+
+
 def test_env_defaults_and_overrides() -> None:
     plain = LaunchConfig(name="x")
     assert plain.effective_env() == {"NCCL_DEBUG": "WARN"}
@@ -304,6 +330,7 @@ def test_config_is_frozen_and_copies_inputs() -> None:
         ({"tolerations": [{"operator": "Maybe"}]}, "tolerations[0].operator"),
         ({"tolerations": [{"effect": "Sometimes"}]}, "tolerations[0].effect"),
         ({"service_account": "Not_OK"}, "service_account"),
+        ({"storage_secret": "Not_OK"}, "storage_secret"),
         ({"restart_policy": "Sometimes"}, "restart_policy"),
         ({"backoff_limit": -1}, "backoff_limit"),
         ({"ttl_seconds_after_finished": -5}, "ttl_seconds_after_finished"),
