@@ -944,6 +944,11 @@ def predict_cmd(
 @click.option("--scale-target", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--canary", "canary", default=None, type=click.IntRange(0, 100), help="Canary %.")
 @click.option("--kserve-version", default="0.21", show_default=True)
+@click.option(
+    "--service-account",
+    default="",
+    help="The predictor's service account; it carries the storage Secret (manifests/serving).",
+)
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float)
 @click.option("--dry-run", is_flag=True, help="Print the InferenceService YAML; apply nothing.")
 def deploy_cmd(
@@ -961,6 +966,7 @@ def deploy_cmd(
     scale_target: int,
     canary: int | None,
     kserve_version: str,
+    service_account: str,
     timeout_s: float,
     dry_run: bool,
 ) -> None:
@@ -978,6 +984,7 @@ def deploy_cmd(
         scale_target=scale_target,
         canary_traffic_percent=canary,
         kserve_version=kserve_version,
+        service_account=service_account,
     )
     uri = storage_uri or _local_uri(bundle)
     if dry_run:
