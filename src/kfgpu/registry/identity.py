@@ -47,8 +47,32 @@ def _clean(text: str) -> str:
     return _UNSAFE.sub("-", text).strip("-._")
 
 
+#: File names that say nothing about the data: the folder above names it instead.
+_GENERIC = frozenset(
+    {"all", "data", "dataset", "df", "export", "file", "input", "inputs", "latest", "part",
+     "raw", "snapshot", "table", "train", "training"}
+)  # fmt: skip
+#: A trailing date, time, number or version: the next snapshot of the same data.
+_SNAPSHOT = re.compile(r"[-_. ]+(v?\d[\dTZ:_.-]*)$", re.IGNORECASE)
+
+
+def _strip_format(name: str) -> str:
+    for _ in range(3):
+        lower = name.lower()
+        cut = next((s for s in (*_SUFFIXES, *_FORMATS) if lower.endswith(s)), "")
+        if not cut or len(cut) == len(name):
+            break
+        name = name[: -len(cut)]
+    return name
+
+
 def _source_stem(data_uri: str) -> str:
-    """A short readable word for the data source: the dataset name or the file stem."""
+    """A short readable word for the data source: the dataset name or the file stem.
+
+    Stable across snapshots of the same data: partition folders (``date=2026-12-01``),
+    globs, and trailing dates or numbers (``fraud_2026-12-01.parquet``) are left out, and
+    a generic file name (``data.csv``, ``part-0000.parquet``) gives way to its folder's.
+    """
     uri = data_uri.strip()
     parts = urlsplit(uri) if "://" in uri else None
     if parts is not None and parts.scheme == "kfgpu":
@@ -56,19 +80,16 @@ def _source_stem(data_uri: str) -> str:
         return parts.netloc or parts.path.strip("/")
     # Only the path: never the host, user, password or query (a signed URL's token).
     path = parts.path if parts is not None else uri
-    segments = [s for s in re.split(r"[/\\]", path) if s and s not in {".", ".."}]
-    if not segments:
-        return parts.netloc if parts is not None else ""
-    stem = segments[-1]
-    for _ in range(3):
-        lower = stem.lower()
-        cut = next((s for s in (*_SUFFIXES, *_FORMATS) if lower.endswith(s)), "")
-        if not cut or len(cut) == len(stem):
-            break
-        stem = stem[: -len(cut)]
-    if "*" in stem and len(segments) > 1:  # data/*.parquet: the folder is the name
-        stem = segments[-2]
-    return stem
+    segments = [
+        s
+        for s in re.split(r"[/\\]", path)
+        if s and s not in {".", ".."} and "=" not in s and "*" not in s
+    ]
+    while segments:
+        stem = _SNAPSHOT.sub("", _strip_format(segments.pop()))
+        if stem and (stem.lower() not in _GENERIC or not segments):
+            return stem
+    return parts.netloc if parts is not None else ""
 
 
 def default_model_name(data_uri: str, target: str) -> str:

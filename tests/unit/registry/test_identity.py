@@ -20,7 +20,12 @@ from kfgpu.registry.identity import (
         ("kfgpu://fraud?rows=20000&seed=7&drift=0.5", "is_fraud", "fraud-is_fraud"),
         ("kfgpu://breast_cancer", "target", "breast_cancer-target"),
         ("/home/me/data/diabetes.csv", "progression", "diabetes-progression"),
-        ("my data/sales 2024.csv.gz", "churned?", "sales-2024-churned"),
+        ("my data/sales 2024.csv.gz", "churned?", "sales-churned"),
+        # Snapshots of the same data keep one name (a scheduled retrain stays comparable).
+        ("s3://b/fraud/fraud_2026-12-01.parquet", "is_fraud", "fraud-is_fraud"),
+        ("s3://b/fraud/date=2026-12-01/part-00000.parquet", "is_fraud", "fraud-is_fraud"),
+        ("/srv/churn/data.csv", "churned", "churn-churned"),
+        ("/x/cifar10.csv", "label", "cifar10-label"),
         ("s3://AKIA:s3cr3t@bucket/sales/churn.parquet?X-Amz-Signature=abc", "y", "churn-y"),
         ("gs://bucket/tables/events/*.parquet", "label", "events-label"),
         ("https://host.example/export", "label", "export-label"),
