@@ -164,3 +164,37 @@ def test_the_same_run_again_resumes_and_lineage_says_from_where(
     mine, theirs = _weights(tmp_path / "bundle"), _weights(root / "bundle")
     assert all((mine[k] == theirs[k]).all() for k in theirs)
     assert not (ckpt / SET_ASIDE_DIR).exists()
+
+
+def _identity(digest: str, rows: int = 10) -> dict[str, Any]:
+    data = {"digest": digest, "train_rows": rows, "val_rows": 2}
+    return {"digest": digest, "data": data, "config_digest": "c", "config": {"seed": 0}}
+
+
+def test_only_global_rank_zero_moves_and_every_rank_decides_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under DDP every rank plans; one moves. A rank that reads the old identity and one
+    that reads the new one both see no checkpoint of this run to resume."""
+    from kfgpu.training.resume import plan_resume
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "last.ckpt").write_bytes(b"old run")
+    (ckpt / IDENTITY_FILE).write_text(json.dumps({**_identity("old"), "finished": True}))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    before = plan_resume(ckpt, _identity("new"))  # reads the old identity: not this run's
+    assert before.resume_from is None and "other data" in str(before.reason)
+    assert (ckpt / "last.ckpt").read_bytes() == b"old run"  # a non-zero rank moves nothing
+    monkeypatch.delenv("LOCAL_RANK")
+    writer = plan_resume(ckpt, _identity("new"))
+    assert writer.resume_from is None and writer.set_aside is not None
+    assert (writer.set_aside / "last.ckpt").read_bytes() == b"old run"
+    monkeypatch.setenv("RANK", "3")
+    after = plan_resume(ckpt, _identity("new"))  # reads the new identity: nothing to resume
+    assert after.resume_from is None and after.set_aside is None
+    # Once this run has saved, every rank of a retry resumes it.
+    (ckpt / "last.ckpt").write_bytes(b"this run")
+    assert plan_resume(ckpt, _identity("new")).resume_from == ckpt / "last.ckpt"
+    monkeypatch.delenv("RANK")
+    assert plan_resume(ckpt, _identity("new")).resume_from == ckpt / "last.ckpt"
