@@ -19,7 +19,7 @@ from kfgpu.registry import local_tracking_uri, models
 
 pytestmark = pytest.mark.slow
 
-SMALL = {"max_epochs": 2, "hidden_sizes": "16", "early_stopping_patience": 0}
+SMALL = {"max_epochs": 5, "hidden_sizes": "16", "early_stopping_patience": 0}
 
 
 def _succeeded(run: LocalRun) -> list[str]:
@@ -55,7 +55,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         {**common, "data_uri": "kfgpu://fraud?rows=3000&seed=0", "target": "is_fraud"},
         workdir=work,
     )
-    diabetes_args = {**common, "data_uri": str(csv), "target": "progression"}
+    # 442 rows: enough epochs at a higher rate that the model beats the constant predictor.
+    diabetes_args = {
+        **common,
+        "data_uri": str(csv),
+        "target": "progression",
+        "max_epochs": 40,
+        "learning_rate": 0.01,
+    }
     diabetes = run_local("training", diabetes_args, workdir=work)
     return {
         "work": work,
@@ -111,7 +118,8 @@ def test_forcing_the_other_models_name_is_blocked_and_no_champion_changes(
     message = failure["message"]
     assert "task regression vs the champion's classification" in message
     assert "target 'progression' vs the champion's 'is_fraud'" in message
-    assert "missing column(s) amount" in message and "new column(s) age" in message
+    assert "missing column(s) account_age_days, amount" in message
+    assert "new column(s) age, bmi" in message
     assert "another name (registered_model_name)" in message
     assert "allow_signature_change=true" in message
     # No champion changed and nothing was registered under either name.
