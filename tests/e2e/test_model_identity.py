@@ -5,11 +5,14 @@ regression model run after a classifier was blessed and promoted over it, and
 ``models:/kfgpu-model@champion`` then served another task with other inputs. Now each
 registers under a name derived from its data and target, and forcing one name onto the
 other is blocked by the gate with the reason, leaving both champions as they were.
+(Two pipeline runs; the forced name goes through the same gate and register steps the
+pipeline runs, without a third run.)
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +22,12 @@ from kfgpu.registry import local_tracking_uri, models
 
 pytestmark = pytest.mark.slow
 
-SMALL = {"max_epochs": 5, "hidden_sizes": "16", "early_stopping_patience": 0}
+SMALL = {
+    "max_epochs": 8,
+    "hidden_sizes": "16",
+    "learning_rate": 0.01,
+    "early_stopping_patience": 0,
+}
 
 
 def _succeeded(run: LocalRun) -> list[str]:
@@ -52,7 +60,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     common = {**SMALL, "mlflow_tracking_uri": uri}
     fraud = run_local(
         "training",
-        {**common, "data_uri": "kfgpu://fraud?rows=3000&seed=0", "target": "is_fraud"},
+        {**common, "data_uri": "kfgpu://fraud?rows=8000&seed=0", "target": "is_fraud"},
         workdir=work,
     )
     # 442 rows: enough epochs at a higher rate that the model beats the constant predictor.
@@ -61,7 +69,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "data_uri": str(csv),
         "target": "progression",
         "max_epochs": 40,
-        "learning_rate": 0.01,
     }
     diabetes = run_local("training", diabetes_args, workdir=work)
     return {
@@ -95,24 +102,29 @@ def test_each_data_set_registers_under_its_own_default_name(registry: dict[str, 
 
 
 def test_forcing_the_other_models_name_is_blocked_and_no_champion_changes(
-    registry: dict[str, Any],
+    registry: dict[str, Any], tmp_path: Path
 ) -> None:
+    """The second run's model under the first one's name, through the steps the pipeline
+    runs (check_gate, then register_model only if blessed): blocked, with the reason."""
+    from kfgpu.errors import RegistryError
+    from kfgpu.evaluation.release import check_gate_step, register_model_step
+
     uri = registry["uri"]
     before = _champions(uri)
-    forced = run_local(
-        "training",
-        {**registry["diabetes_args"], "registered_model_name": "fraud-is_fraud"},
-        workdir=registry["work"],
+    run = registry["diabetes"]
+    evaluation, bundle = run.output_path("evaluation"), run.output_path("model")
+    assert evaluation is not None and bundle is not None
+    gate = check_gate_step(
+        evaluation_path=str(evaluation),
+        verdict_path=str(tmp_path / "verdict.json"),
+        registered_model_name="fraud-is_fraud",
+        mlflow_tracking_uri=uri,
+        data_uri=registry["diabetes_args"]["data_uri"],
     )
-    steps = _succeeded(forced)
-    assert "check_gate" in steps and "register_model" not in steps
-    summary = _summary(forced, "check_gate")
-    assert summary.startswith("blocked:")
-    assert "champion fraud-is_fraud v1 is another model" in summary
-    verdict_path = forced.output_path("verdict")
-    assert verdict_path is not None
-    verdict = json.loads(verdict_path.read_text())
-    assert not verdict["blessed"]
+    assert not gate.extra["blessed"]
+    assert gate.summary.startswith("blocked:")
+    assert "champion fraud-is_fraud v1 is another model" in gate.summary
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
     (failure,) = [r for r in verdict["reasons"] if not r["passed"]]
     assert failure["check"] == "champion.identity"
     message = failure["message"]
@@ -122,14 +134,15 @@ def test_forcing_the_other_models_name_is_blocked_and_no_champion_changes(
     assert "new column(s) age, bmi" in message
     assert "another name (registered_model_name)" in message
     assert "allow_signature_change=true" in message
-    # No champion changed and nothing was registered under either name.
-    assert _champions(uri) == before
-    assert [r["version"] for r in models.list_versions("fraud-is_fraud", tracking_uri=uri)] == ["1"]
-    # The registry refuses the same promotion when asked directly.
-    from kfgpu.errors import RegistryError
-
-    bundle = forced.output_path("model")
-    assert bundle is not None
+    # register_model refuses what the gate blocked; the registry refuses the promotion
+    # even when asked directly; no champion changed.
+    with pytest.raises(RegistryError, match="refusing to register a model the gate blocked"):
+        register_model_step(
+            bundle_path=str(bundle),
+            evaluation_path=str(evaluation),
+            verdict_path=str(tmp_path / "verdict.json"),
+            mlflow_tracking_uri=uri,
+        )
     models.register_bundle(str(bundle), name="fraud-is_fraud", tracking_uri=uri)
     with pytest.raises(RegistryError, match=r"another model \(task regression"):
         models.promote("fraud-is_fraud", tracking_uri=uri)
