@@ -158,7 +158,7 @@ def run(
     stream = sys.stderr
     where = f" on {shown}" if shown else ""
     print(f"kfgpu {__version__}: running pipeline {pipeline!r} locally{where}", file=stream)
-    if "registered_model_name" in defaults:
+    if "registered_model_name" in defaults and arguments.get("mlflow_tracking_uri"):
         from kfgpu.registry.identity import resolve_model_name
 
         given = str(arguments.get("registered_model_name", defaults["registered_model_name"]))
