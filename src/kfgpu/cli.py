@@ -158,6 +158,21 @@ def run(
     stream = sys.stderr
     where = f" on {shown}" if shown else ""
     print(f"kfgpu {__version__}: running pipeline {pipeline!r} locally{where}", file=stream)
+    if "registered_model_name" in defaults and arguments.get("mlflow_tracking_uri"):
+        from kfgpu.registry.identity import resolve_model_name
+
+        given = str(arguments.get("registered_model_name", defaults["registered_model_name"]))
+        name = resolve_model_name(
+            given,
+            data_uri=str(arguments.get("data_uri", defaults.get("data_uri", ""))),
+            target=str(arguments.get("target", defaults.get("target", ""))),
+        )
+        how = (
+            ""
+            if given.strip()
+            else " (from the data and target; --param registered_model_name=... overrides)"
+        )
+        print(f"registered model: {name}{how}", file=stream)
     result = local.run_local(
         pipeline,
         arguments,
@@ -687,6 +702,12 @@ _WORKDIR_OPTION = click.option(
     help="The `kfgpu run` workdir whose local MLflow store to use.",
 )
 
+_ALLOW_OPTION = click.option(
+    "--allow-signature-change",
+    is_flag=True,
+    help="Let a version of another task, target or input signature replace the champion.",
+)
+
 
 @cli.group()
 def model() -> None:
@@ -714,10 +735,12 @@ def model_list(name: str | None, tracking_uri: str, workdir: str, as_json: bool)
     for r in rows:
         head = r["headline"]
         score = f"{head} {r['metrics'][head]:.4f}" if head in r["metrics"] else ""
-        flags = ",".join(r["aliases"]) + (" (rolled back)" if r["rolled_back"] else "")
+        # The status is what the version is now; other aliases it holds follow it.
+        extra = [a for a in r["aliases"] if a != r["status"]]
+        flags = r["status"] + (f" ({','.join(extra)})" if extra else "")
         click.echo(
-            f"v{r['version']:<4} {flags:<32} {score:<18} data {str(r['data_fingerprint'])[:12]}"
-            f"  run {r['pipeline_run'] or '-'}"
+            f"v{r['version']:<4} {flags:<32} {score:<18} {r['task'] or '?'}/{r['target'] or '?'}"
+            f"  data {str(r['data_fingerprint'])[:12]}  run {r['pipeline_run'] or '-'}"
         )
 
 
@@ -730,6 +753,7 @@ def model_list(name: str | None, tracking_uri: str, workdir: str, as_json: bool)
 @click.option("--promote", "do_promote", is_flag=True, help="Also promote it to champion.")
 @_URI_OPTION
 @_WORKDIR_OPTION
+@_ALLOW_OPTION
 def model_register(
     bundle: str,
     name: str,
@@ -739,11 +763,18 @@ def model_register(
     do_promote: bool,
     tracking_uri: str,
     workdir: str,
+    allow_signature_change: bool,
 ) -> None:
     """Register BUNDLE as a new version of --name (alias challenger)."""
     from kfgpu.registry import models
 
     uri = _registry_uri(tracking_uri, workdir)
+    if do_promote and not allow_signature_change:
+        from kfgpu.bundle import read_description
+        from kfgpu.registry.identity import ModelIdentity
+
+        identity = ModelIdentity.from_description(read_description(_local_uri(bundle)))
+        models.check_same_model(name, identity, tracking_uri=uri)  # before registering
     info = models.register_bundle(
         _local_uri(bundle),
         name=name,
@@ -754,7 +785,12 @@ def model_register(
     )
     click.echo(f"registered {name} v{info['version']} ({info['model_uri']}) as challenger")
     if do_promote:
-        event = models.promote(name, tracking_uri=uri, version=info["version"])
+        event = models.promote(
+            name,
+            tracking_uri=uri,
+            version=info["version"],
+            allow_signature_change=allow_signature_change,
+        )
         click.echo(f"promoted v{event['version']} to champion")
 
 
@@ -768,10 +804,20 @@ def model_register(
 )
 @_URI_OPTION
 @_WORKDIR_OPTION
+@_ALLOW_OPTION
 def model_promote(
-    name: str, version: str | None, expect_champion: str | None, tracking_uri: str, workdir: str
+    name: str,
+    version: str | None,
+    expect_champion: str | None,
+    tracking_uri: str,
+    workdir: str,
+    allow_signature_change: bool,
 ) -> None:
-    """Make a version of NAME the champion; the old champion becomes previous-champion."""
+    """Make a version of NAME the champion; the old champion becomes previous-champion.
+
+    A version of another task, target or input signature than the champion is refused
+    unless --allow-signature-change.
+    """
     from kfgpu.registry import models
 
     event = models.promote(
@@ -779,6 +825,7 @@ def model_promote(
         tracking_uri=_registry_uri(tracking_uri, workdir),
         version=version,
         expect_champion=expect_champion,
+        allow_signature_change=allow_signature_change,
     )
     if event["action"] == "noop":
         click.echo(f"v{event['version']} is already the champion of {name}")

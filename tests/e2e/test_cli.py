@@ -50,7 +50,9 @@ def test_run_trains_on_a_users_csv(tmp_path: Path) -> None:
     # model of this registry, which was registered and promoted.
     assert proc.stderr.count("✓") == 7
     assert "gate:          blessed" in proc.stdout
-    assert "registered kfgpu-model v1 and promoted it to champion" in proc.stdout
+    # The registered name follows the data and the target, and is said before the run.
+    assert "registered model: my-diagnosis (from the data and target" in proc.stderr
+    assert "registered my-diagnosis v1 and promoted it to champion" in proc.stdout
 
 
 def _write_cases(root: Path) -> dict[str, tuple[Path, str]]:

@@ -60,3 +60,16 @@ def test_local_paths_become_absolute_and_uris_pass_through(tmp_path: Path) -> No
     assert _local_uri("s3://bucket/x.csv") == "s3://bucket/x.csv"
     assert _local_uri("kfgpu://fraud") == "kfgpu://fraud"
     assert Path(_local_uri("data.csv")).is_absolute()
+
+
+def test_run_refuses_a_model_name_mlflow_cannot_hold_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kfgpu.cli import main
+
+    work = tmp_path / "work"
+    argv = ["run", "--param", "registered_model_name=team/fraud", "--workdir", str(work)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "registered_model_name='team/fraud' contains '/'" in err
+    assert not (work / "runs").exists()  # refused before any step ran

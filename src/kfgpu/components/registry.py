@@ -22,6 +22,8 @@ def check_gate(
     gate_spec: str = "",
     registered_model_name: str = "",
     mlflow_tracking_uri: str = "",
+    data_uri: str = "",
+    allow_signature_change: bool = False,
 ) -> bool:
     """Bless the evaluated model, or block it, against a declarative gate; write the card.
 
@@ -38,9 +40,15 @@ def check_gate(
             empty: beat the constant predictor and do not fall below the champion on the
             headline metric.
         registered_model_name: the registered model whose ``champion`` the relative checks
-            compare with; empty: no champion (relative checks pass).
+            compare with; empty: derived from ``data_uri`` and the model's target (e.g.
+            ``fraud-is_fraud``), or, without ``data_uri``, no champion (relative checks pass).
+            The champion is compared with only if it has the same task, target and input
+            signature; another model under the name blocks, naming what differs.
         mlflow_tracking_uri: MLflow tracking (and registry) URI; empty uses
             ``MLFLOW_TRACKING_URI``.
+        data_uri: the training data's URI, from which the default name is derived.
+        allow_signature_change: let a model of another task, target or input signature
+            than the champion pass (to replace it on purpose).
 
     Returns:
         verdict: the verdict as JSON (blessed, reasons, champion, spec).
@@ -58,8 +66,11 @@ def check_gate(
         gate_spec=gate_spec,
         registered_model_name=registered_model_name,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        data_uri=data_uri,
+        allow_signature_change=allow_signature_change,
     )
     result.publish()
+    verdict.metadata["registered_model_name"] = result.extra["registered_model_name"]
     verdict.metadata["blessed"] = bool(result.extra["blessed"])
     verdict.metadata["champion_version"] = result.extra["champion_version"] or "none"
     return bool(result.extra["blessed"])
@@ -71,10 +82,11 @@ def register_model(
     evaluation: Input[Artifact],
     verdict: Input[Artifact],
     model_card: Input[Markdown],
-    registered_model_name: str = "kfgpu-model",
+    registered_model_name: str = "",
     mlflow_tracking_uri: str = "",
     promote: bool = True,
     expect_champion: str = "verdict",
+    allow_signature_change: bool = False,
 ) -> NamedTuple("Outputs", [("version", str), ("model_uri", str)]):
     """Register a blessed bundle in the MLflow registry (pyfunc wrapper, lineage tags,
     alias ``challenger``) and, by default, promote it to ``champion``.
@@ -86,7 +98,8 @@ def register_model(
         evaluation: the evaluation JSON (stored with the version; the next gate's champion).
         verdict: the gate's verdict JSON (stored with the version).
         model_card: the model card (stored with the version).
-        registered_model_name: the registered model's name.
+        registered_model_name: the registered model's name; empty: the name the gate
+            compared under (in the verdict).
         mlflow_tracking_uri: MLflow tracking (and registry) URI; empty uses
             ``MLFLOW_TRACKING_URI``.
         promote: promote the new version to champion (the old one becomes
@@ -94,6 +107,8 @@ def register_model(
         expect_champion: with promote, the champion version expected: ``verdict`` (the
             one the gate compared with, ``none`` if none), a version, or empty for no
             check; the promotion fails if another run promoted meanwhile.
+        allow_signature_change: with promote, let a model of another task, target or input
+            signature than the champion replace it; false refuses it before registering.
 
     Returns:
         version: the new version number.
@@ -112,6 +127,7 @@ def register_model(
         mlflow_tracking_uri=mlflow_tracking_uri,
         promote=promote,
         expect_champion=expect_champion,
+        allow_signature_change=allow_signature_change,
     )
     result.publish()
     return namedtuple("Outputs", ["version", "model_uri"])(

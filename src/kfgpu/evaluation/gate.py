@@ -21,6 +21,13 @@ than the champion by at least x, in the metric's better direction) and
 ``min_gain_vs_baseline`` (the same against the constant predictor). With no champion
 every relative check passes with the reason "no champion". Every check, passed or failed,
 is a reason in the verdict; a model is blessed when none failed.
+
+A champion is compared with only when it is the same model: the same task, target and
+input signature (:class:`~kfgpu.registry.identity.ModelIdentity`). Another model under
+the same registered name blocks the challenger with the check ``champion.identity``,
+naming what differs and the fix (another name, or ``allow_signature_change``); with
+``allow_signature_change`` the difference is a passed, noted check, and the relative
+checks still compare when task and target agree (the metrics mean the same).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 
 from kfgpu.errors import ConfigError
 from kfgpu.evaluation.metrics import LOWER_IS_BETTER
+from kfgpu.registry.identity import SIGNATURE_FIX, ModelIdentity
 
 __all__ = ["CHECKS", "Verdict", "default_spec", "evaluate_gate", "load_gate_spec", "write_verdict"]
 
@@ -54,6 +62,10 @@ class Verdict:
     reasons: list[dict[str, Any]] = field(default_factory=list)
     champion: dict[str, Any] | None = None
     spec: dict[str, Any] = field(default_factory=dict)
+    #: The challenger's and the champion's identities, what differs, and whether allowed.
+    identity: dict[str, Any] | None = None
+    #: The registered model name the champion was looked up under (set by check_gate).
+    registered_model_name: str | None = None
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -72,6 +84,8 @@ class Verdict:
             "reasons": self.reasons,
             "champion": self.champion,
             "spec": self.spec,
+            "identity": self.identity,
+            "registered_model_name": self.registered_model_name,
         }
 
 
@@ -204,28 +218,94 @@ def _apply(
     return out
 
 
+def _champion_identity(champion: dict[str, Any]) -> ModelIdentity:
+    """The champion's identity: its registry tags (``identity``), else its evaluation."""
+    from_eval = ModelIdentity.from_evaluation(champion.get("evaluation") or {})
+    recorded = champion.get("identity")
+    if not isinstance(recorded, dict):
+        return from_eval
+    inputs = recorded.get("inputs")
+    return ModelIdentity(
+        task=recorded.get("task"),
+        target=recorded.get("target"),
+        inputs=tuple(sorted((str(n), str(k)) for n, k in inputs)) if inputs else None,
+    ).merged(from_eval)
+
+
+def _identity_check(
+    evaluation: dict[str, Any], champion: dict[str, Any], allow: bool
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The ``champion.identity`` reason, the verdict's identity record, and whether the
+    relative checks may compare with this champion."""
+    mine = ModelIdentity.from_evaluation(evaluation)
+    theirs = _champion_identity(champion)
+    differs = mine.differences(theirs)
+    who = f"champion {champion.get('name')} v{champion.get('version')}"
+    record = {
+        "model": mine.to_dict(),
+        "champion": theirs.to_dict(),
+        "differences": differs,
+        "allowed": bool(allow),
+    }
+    if not differs:
+        unknown = [k for k in ("task", "target", "inputs") if getattr(theirs, k) is None]
+        message = f"{who} is the same model (task, target and input signature)"
+        if unknown:
+            message += f"; the champion records no {'/'.join(unknown)}, not compared"
+        passed, comparable = True, True
+    elif allow:
+        comparable = mine.same_task_and_target(theirs)
+        message = (
+            f"{who} is another model ({'; '.join(differs)}); allowed by "
+            "allow_signature_change"
+            + ("" if comparable else ", relative checks skipped (their metrics differ in meaning)")
+        )
+        passed = True
+    else:
+        message = f"{who} is another model ({'; '.join(differs)}); {SIGNATURE_FIX}"
+        passed, comparable = False, False
+    reason = {
+        "check": "champion.identity",
+        "passed": passed,
+        "value": None,
+        "limit": None,
+        "message": message,
+    }
+    return reason, record, comparable
+
+
 def evaluate_gate(
     evaluation: dict[str, Any],
     spec: dict[str, Any] | str | None = None,
     *,
     champion: dict[str, Any] | None = None,
+    allow_signature_change: bool = False,
 ) -> Verdict:
     """Apply ``spec`` to an evaluation (its JSON as a dict).
 
     Args:
         spec: a gate spec (see the module docs); ``None`` or empty uses
             :func:`default_spec` for the evaluation's headline metric.
-        champion: ``{"name", "version", "evaluation": {...}}`` of the current champion, or
-            ``None`` when there is none (relative checks then pass with that reason).
+        champion: ``{"name", "version", "evaluation": {...}, "identity": {...}}`` of the
+            current champion, or ``None`` when there is none (relative checks then pass
+            with that reason).
+        allow_signature_change: let a challenger of another task, target or input
+            signature pass the identity check (to replace the champion on purpose).
     """
     parsed = load_gate_spec(spec) if spec else {}
     if not any(parsed.get(s) for s in _SECTIONS):
         parsed = default_spec(str(evaluation.get("headline", "roc_auc")))
-    champ_eval = (champion or {}).get("evaluation") or {}
+    reasons: list[dict[str, Any]] = []
+    identity: dict[str, Any] | None = None
+    comparable = True
+    if champion:
+        reason, identity, comparable = _identity_check(evaluation, champion, allow_signature_change)
+        reasons.append(reason)
+    champ_eval = ((champion or {}).get("evaluation") or {}) if comparable else {}
     note = "no champion"
     if champion:
-        note = f"champion {champion.get('name')} v{champion.get('version')} has no such value"
-    reasons: list[dict[str, Any]] = []
+        who = f"champion {champion.get('name')} v{champion.get('version')}"
+        note = f"{who} has no such value" if comparable else f"{who} is another model; skipped"
     metrics = evaluation.get("metrics", {})
     baseline = evaluation.get("baseline", {})
     for metric, checks in parsed.get("metrics", {}).items():
@@ -290,12 +370,12 @@ def evaluate_gate(
                     info["metrics"].get(metric),
                     sorted(info["metrics"]),
                     champ_slice.get(metric),
-                    (f"champion has no slice {col}={value}" if champion else "no champion"),
+                    (f"champion has no slice {col}={value}" if champion and comparable else note),
                     None,
                 )
     champ_info = None
     if champion:
-        champ_info = {k: v for k, v in champion.items() if k != "evaluation"}
+        champ_info = {k: v for k, v in champion.items() if k not in ("evaluation", "identity")}
         mine = evaluation.get("model", {}).get("lineage", {}).get("data_fingerprint")
         theirs = champ_eval.get("model", {}).get("lineage", {}).get("data_fingerprint")
         if mine and theirs and mine != theirs:
@@ -311,7 +391,9 @@ def evaluate_gate(
                 }
             )
     blessed = all(r["passed"] for r in reasons)
-    return Verdict(blessed=blessed, reasons=reasons, champion=champ_info, spec=parsed)
+    return Verdict(
+        blessed=blessed, reasons=reasons, champion=champ_info, spec=parsed, identity=identity
+    )
 
 
 def write_verdict(verdict: Verdict, path: str) -> None:

@@ -20,25 +20,42 @@ def check_gate_step(
     gate_spec: str = "",
     registered_model_name: str = "",
     mlflow_tracking_uri: str = "",
+    data_uri: str = "",
+    allow_signature_change: bool = False,
 ) -> StepResult:
     """Apply the gate to an evaluation (champion from the registry when named); write the
     verdict and the model card; log the verdict to the model's training run.
 
+    ``registered_model_name`` empty with ``data_uri`` given: the name derived from the data
+    source and the evaluated model's target (:func:`~kfgpu.registry.identity.default_model_name`);
+    both empty: no champion. The verdict records the name it used.
+
     Raises:
-        ConfigError: the gate spec is malformed.
+        ConfigError: the gate spec or the model name is malformed.
     """
     from kfgpu.evaluation.card import render_card_html, render_card_markdown
     from kfgpu.evaluation.gate import evaluate_gate, write_verdict
     from kfgpu.registry import tracking
+    from kfgpu.registry.identity import resolve_model_name
 
     evaluation = json.loads(Path(evaluation_path).read_text())
+    name = registered_model_name
+    if name or data_uri:
+        target = str((evaluation.get("model") or {}).get("target") or "")
+        name = resolve_model_name(name, data_uri=data_uri, target=target)
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
     champion = None
-    if registered_model_name and uri:
+    if name and uri:
         from kfgpu.registry.models import champion_evaluation
 
-        champion = champion_evaluation(registered_model_name, tracking_uri=uri)
-    verdict = evaluate_gate(evaluation, gate_spec or None, champion=champion)
+        champion = champion_evaluation(name, tracking_uri=uri)
+    verdict = evaluate_gate(
+        evaluation,
+        gate_spec or None,
+        champion=champion,
+        allow_signature_change=allow_signature_change,
+    )
+    verdict.registered_model_name = name or None
     write_verdict(verdict, verdict_path)
     data = verdict.to_dict()
     if card_path:
@@ -58,6 +75,7 @@ def check_gate_step(
         extra={
             "blessed": verdict.blessed,
             "champion_version": (champion or {}).get("version", ""),
+            "registered_model_name": name,
         },
     )
 
@@ -68,22 +86,28 @@ def register_model_step(
     bundle_path: str,
     evaluation_path: str,
     verdict_path: str,
-    registered_model_name: str,
+    registered_model_name: str = "",
     mlflow_tracking_uri: str = "",
     card_path: str = "",
     promote: bool = True,
     expect_champion: str = "",
+    allow_signature_change: bool = False,
 ) -> StepResult:
     """Register the bundle (alias challenger) and optionally promote it to champion.
 
+    ``registered_model_name`` empty: the name the gate compared under (the verdict's).
+
     Raises:
-        RegistryError: the verdict did not bless the model, no tracking URI, or the
-            champion changed since the gate read it (``expect_champion``: a version,
-            ``none``, ``verdict`` for the champion the verdict compared with, or ``""``
-            for no check).
+        RegistryError: the verdict did not bless the model, no tracking URI, the name
+            differs from the one the gate compared under, the champion changed since the
+            gate read it (``expect_champion``: a version, ``none``, ``verdict`` for the
+            champion the verdict compared with, or ``""`` for no check), or the champion is
+            another model (task, target, input signature) and ``allow_signature_change``
+            is false.
     """
     from kfgpu.errors import RegistryError
     from kfgpu.registry import models, tracking
+    from kfgpu.registry.identity import check_model_name
 
     verdict = json.loads(Path(verdict_path).read_text())
     if not verdict.get("blessed"):
@@ -91,10 +115,34 @@ def register_model_step(
             f"refusing to register a model the gate blocked: {verdict.get('summary')}; "
             "branch on check_gate's blessed output with dsl.If"
         )
+    gated = str(verdict.get("registered_model_name") or "")
+    if not registered_model_name.strip():
+        if not gated:
+            raise RegistryError(
+                "registered_model_name is empty and the verdict names no model; pass "
+                "registered_model_name (or data_uri to check_gate, which derives it)"
+            )
+        registered_model_name = gated
+    registered_model_name = check_model_name(registered_model_name)
+    if gated and gated != registered_model_name:
+        raise RegistryError(
+            f"registered_model_name={registered_model_name!r} but the gate compared with the "
+            f"champion of {gated!r}; give check_gate and register_model the same name"
+        )
     if expect_champion == "verdict":
         # The champion the gate compared with ("none" when there was none).
         expect_champion = str((verdict.get("champion") or {}).get("version") or "none")
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
+    if promote and not allow_signature_change:
+        # Refused before a version is registered, not after.
+        from kfgpu.bundle import read_description
+        from kfgpu.registry.identity import ModelIdentity
+
+        models.check_same_model(
+            registered_model_name,
+            ModelIdentity.from_description(read_description(bundle_path)),
+            tracking_uri=uri,
+        )
     evaluation = json.loads(Path(evaluation_path).read_text())
     card = Path(card_path).read_text() if card_path and Path(card_path).is_file() else ""
     info = models.register_bundle(
@@ -112,6 +160,7 @@ def register_model_step(
             tracking_uri=uri,
             version=info["version"],
             expect_champion=expect_champion if expect_champion else None,
+            allow_signature_change=allow_signature_change,
         )
         summary = (
             f"registered {registered_model_name} v{info['version']} and promoted it to champion"

@@ -40,6 +40,9 @@ def model_summary(desc: dict[str, Any], features: list[str]) -> dict[str, Any]:
         "kfgpu_version": desc.get("kfgpu_version"),
         "created_at": desc.get("created_at"),
         "features": features,
+        # The raw inputs and their kinds: with task and target, the model's identity (the
+        # gate compares with a champion only when all three agree).
+        "signature": desc.get("signature", {}).get("inputs", []),
         "train_rows": desc.get("training", {}).get("train_rows"),
         "train_distribution": labels.get("train_distribution"),
         "hyperparameters": desc.get("hyperparameters", {}),

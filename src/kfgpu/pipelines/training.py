@@ -110,7 +110,8 @@ def training(
     slice_columns: str = "auto",
     sensitive_column: str = "",
     gate_spec: str = "",
-    registered_model_name: str = "kfgpu-model",
+    registered_model_name: str = "",
+    allow_signature_change: bool = False,
     gpus: int = 0,
     gpu_nodes: dict = {},  # noqa: B006  # KFP reads the default; a dict parameter
     mlflow_tracking_uri: str = "",
@@ -200,13 +201,16 @@ def training(
         sensitive_column=sensitive_column,
         mlflow_tracking_uri=mlflow_tracking_uri,
     ).set_display_name("evaluate model")
-    # The gate compares with thresholds and with the registry's champion; its verdict and
-    # the model card are written whichever way it goes.
+    # The gate compares with thresholds and with the registry's champion (of the same task,
+    # target and inputs only); its verdict and the model card are written whichever way it
+    # goes. An empty registered_model_name is derived from data_uri and the target.
     gate = check_gate(
         evaluation=evaluated.outputs["evaluation"],
         gate_spec=gate_spec,
         registered_model_name=registered_model_name,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        data_uri=data_uri,
+        allow_signature_change=allow_signature_change,
     ).set_display_name("check gate")
     # Only a blessed model is registered (and promoted to champion, unless another run
     # promoted one after this gate read the champion); without a registry, nothing is.
@@ -221,6 +225,7 @@ def training(
             model_card=gate.outputs["model_card"],
             registered_model_name=registered_model_name,
             mlflow_tracking_uri=mlflow_tracking_uri,
+            allow_signature_change=allow_signature_change,
         ).set_display_name("register model")
     for task_ in (validated, features, evaluated, gate):
         task_.set_cpu_request("1").set_memory_request("4G")

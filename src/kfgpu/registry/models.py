@@ -11,6 +11,11 @@ the gate verdict and the model card, and carries lineage tags (``kfgpu.data_fing
 * ``previous-champion``: the champion a promotion replaced; :func:`rollback` goes back
   to it.
 
+A name holds one model: every version records its task, target and input signature
+(:class:`~kfgpu.registry.identity.ModelIdentity`, tags ``kfgpu.task``, ``kfgpu.target``,
+``kfgpu.inputs``, ``kfgpu.signature``), and :func:`promote` refuses a version that
+differs from the champion in any of them unless ``allow_signature_change`` is given.
+
 Promotions and rollbacks are serialised: each runs under a lock, a registered model named
 ``<NAME>.kfgpu-lock`` whose creation the registry's unique names make atomic (the loser
 of a race gets "already exists" and waits). Under the lock the sequence reads the
@@ -34,12 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from kfgpu.errors import RegistryError
+from kfgpu.registry.identity import SIGNATURE_FIX, ModelIdentity
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "PREVIOUS",
     "champion_evaluation",
+    "check_same_model",
     "history",
     "list_models",
     "list_versions",
@@ -198,8 +205,7 @@ def register_bundle(
     lineage = desc.get("lineage", {})
     client = _client(tracking_uri)
     version_tags = {
-        "kfgpu.task": str(desc.get("task")),
-        "kfgpu.target": str(desc.get("target")),
+        **ModelIdentity.from_description(desc).to_tags(),
         "kfgpu.family": str(desc.get("model", {}).get("family")),
         "kfgpu.code_version": str(
             lineage.get("code_version") or desc.get("kfgpu_version") or __version__
@@ -285,6 +291,33 @@ def register_bundle(
 # ---------------------------------------------------------------- promote, rollback
 
 
+def _refusal(name: str, what: str, current: str, changed: list[str]) -> RegistryError:
+    return RegistryError(
+        f"refusing to promote {what} of {name!r} over champion v{current}: it is another "
+        f"model ({'; '.join(changed)}); {SIGNATURE_FIX}"
+    )
+
+
+def check_same_model(name: str, identity: ModelIdentity, *, tracking_uri: str) -> None:
+    """Refuse, before registering, a model that :func:`promote` would refuse: one whose
+    task, target or input signature differs from ``name``'s champion (none: nothing to
+    refuse).
+
+    Raises:
+        RegistryError: the champion is another model; the message names what differs.
+    """
+    client = _client(tracking_uri)
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception as e:
+        if "RESOURCE_DOES_NOT_EXIST" in _code(e) or "INVALID_PARAMETER_VALUE" in _code(e):
+            return
+        raise
+    changed = identity.differences(ModelIdentity.from_tags(champion.tags or {}))
+    if changed:
+        raise _refusal(name, "this model", str(champion.version), changed)
+
+
 def promote(
     name: str,
     *,
@@ -292,6 +325,7 @@ def promote(
     version: str | int | None = None,
     expect_champion: str | int | None = None,
     lock_timeout: float = 60.0,
+    allow_signature_change: bool = False,
 ) -> dict[str, Any]:
     """Make ``version`` (default: the challenger) the champion.
 
@@ -299,12 +333,16 @@ def promote(
     when it pointed at the promoted version. With ``expect_champion`` (a version, or
     ``""``/``"none"`` for "no champion yet") the promotion fails unless the champion is
     still that one: a compare-and-set for callers that decided on what they read.
+    A version of another task, target or input signature than the champion is refused
+    unless ``allow_signature_change`` (the event then lists what changed).
 
     Returns:
-        The history event: ``{"seq", "time", "action", "version", "previous"}``.
+        The history event: ``{"seq", "time", "action", "version", "previous"}`` (and
+        ``signature_change`` when one was allowed).
 
     Raises:
-        RegistryError: no such model or version, no challenger, or the champion changed.
+        RegistryError: no such model or version, no challenger, the champion changed, or
+            the version is another model than the champion.
     """
     client = _client(tracking_uri)
     _aliases(client, name)  # a clear error when the model does not exist
@@ -317,7 +355,7 @@ def promote(
                 "one with --version"
             )
         try:
-            client.get_model_version(name, target)
+            promoted = client.get_model_version(name, target)
         except Exception as e:
             raise RegistryError(f"model {name!r} has no version {target!r}") from e
         current = aliases.get(CHAMPION)
@@ -331,6 +369,14 @@ def promote(
                 )
         if current == target:
             return {"action": "noop", "version": target, "previous": aliases.get(PREVIOUS)}
+        changed: list[str] = []
+        if current is not None:
+            champion = client.get_model_version(name, current)
+            changed = ModelIdentity.from_tags(promoted.tags or {}).differences(
+                ModelIdentity.from_tags(champion.tags or {})
+            )
+            if changed and not allow_signature_change:
+                raise _refusal(name, f"v{target}", current, changed)
         client.set_registered_model_alias(name, CHAMPION, target)
         if current is not None:
             client.set_registered_model_alias(name, PREVIOUS, current)
@@ -338,7 +384,13 @@ def promote(
         if aliases.get(CHALLENGER) == target:
             client.delete_registered_model_alias(name, CHALLENGER)
         client.set_model_version_tag(name, target, "kfgpu.promoted_at", f"{time.time():.3f}")
-        event = _record(client, name, {"action": "promote", "version": target, "previous": current})
+        if "kfgpu.rolled_back" in (promoted.tags or {}):
+            # Champion again: no longer a rolled-back version.
+            client.delete_model_version_tag(name, target, "kfgpu.rolled_back")
+        record: dict[str, Any] = {"action": "promote", "version": target, "previous": current}
+        if changed:
+            record["signature_change"] = changed
+        event = _record(client, name, record)
         if _aliases(client, name).get(CHAMPION) != target:  # the lock was broken under us
             raise RegistryError(f"champion of {name!r} changed during promotion; retry")
         return event
@@ -403,8 +455,36 @@ def list_models(*, tracking_uri: str) -> list[str]:
     )
 
 
+def _status(aliases: list[str], tags: Mapping[str, str]) -> str:
+    """What a version is now: its alias, else what last happened to it."""
+    for alias in (CHAMPION, PREVIOUS, CHALLENGER):
+        if alias in aliases:
+            return alias
+
+    def at(key: str) -> float | None:
+        try:
+            return float(tags[key]) if key in tags else None
+        except ValueError:
+            return 0.0
+
+    rolled, promoted = at("kfgpu.rolled_back"), at("kfgpu.promoted_at")
+    if rolled is not None and (promoted is None or rolled >= promoted):
+        return "rolled back"
+    if promoted is not None:
+        return "retired"  # was champion, replaced by a later promotion
+    if tags.get("kfgpu.blessed") == "false":
+        return "blocked"
+    return "registered"
+
+
 def list_versions(name: str, *, tracking_uri: str) -> list[dict[str, Any]]:
-    """Every version of ``name``, newest first, with aliases, key metrics and lineage."""
+    """Every version of ``name``, newest first, with aliases, status, key metrics and lineage.
+
+    ``status`` is what the version is now: ``champion``, ``previous-champion``,
+    ``challenger``, ``rolled back`` (rolled back and not promoted since), ``retired``
+    (a champion a later promotion replaced), ``blocked`` (the gate did not bless it) or
+    ``registered``.
+    """
     client = _client(tracking_uri)
     aliases = _aliases(client, name)
     by_version: dict[str, list[str]] = {}
@@ -413,10 +493,14 @@ def list_versions(name: str, *, tracking_uri: str) -> list[dict[str, Any]]:
     out = []
     for mv in client.search_model_versions(f"name='{name}'"):
         tags = dict(mv.tags or {})
+        held = sorted(by_version.get(str(mv.version), []))
+        status = _status(held, tags)
+        identity = ModelIdentity.from_tags(tags)
         out.append(
             {
                 "version": str(mv.version),
-                "aliases": sorted(by_version.get(str(mv.version), [])),
+                "aliases": held,
+                "status": status,
                 "created": int(mv.creation_timestamp or 0),
                 "run_id": mv.run_id,
                 "headline": tags.get("kfgpu.headline"),
@@ -426,17 +510,22 @@ def list_versions(name: str, *, tracking_uri: str) -> list[dict[str, Any]]:
                     if k.startswith("metric.")
                 },
                 "blessed": tags.get("kfgpu.blessed"),
+                "task": identity.task,
+                "target": identity.target,
+                "signature": identity.signature_digest,
                 "data_fingerprint": tags.get("kfgpu.data_fingerprint"),
                 "pipeline_run": tags.get("kfgpu.pipeline_run"),
                 "code_version": tags.get("kfgpu.code_version"),
-                "rolled_back": "kfgpu.rolled_back" in tags,
+                "rolled_back": status == "rolled back",
             }
         )
     return sorted(out, key=lambda r: -int(r["version"]))
 
 
 def champion_evaluation(name: str, *, tracking_uri: str) -> dict[str, Any] | None:
-    """``{"name", "version", "evaluation"}`` of the champion, or ``None`` without one."""
+    """``{"name", "version", "evaluation", "identity"}`` of the champion, or ``None``
+    without one. ``identity`` (task, target, inputs, signature) comes from the version's
+    tags, completed from its evaluation."""
     import mlflow.artifacts
 
     client = _client(tracking_uri)
@@ -469,4 +558,12 @@ def champion_evaluation(name: str, *, tracking_uri: str) -> dict[str, Any] | Non
                 if k.startswith("metric.")
             }
         }
-    return {"name": name, "version": str(mv.version), "evaluation": evaluation}
+    identity = ModelIdentity.from_tags(dict(mv.tags or {})).merged(
+        ModelIdentity.from_evaluation(evaluation)
+    )
+    return {
+        "name": name,
+        "version": str(mv.version),
+        "evaluation": evaluation,
+        "identity": identity.to_dict(),
+    }

@@ -79,8 +79,9 @@ class TrainConfig:
             temporary directory and a re-run starts over. Set: a full-state ``last.ckpt``
             (weights, optimiser, scheduler, loop and data-order state) is written there
             atomically at each epoch end and every ``checkpoint_every_n_steps`` steps, the
-            best epoch's weights to ``best.ckpt``; a run that finds ``last.ckpt`` resumes
-            from it; on SIGTERM the run saves ``last.ckpt`` at the next step boundary and
+            best epoch's weights to ``best.ckpt``; a run resumes from the ``last.ckpt`` it
+            finds only if ``run-identity.json`` beside it records the same data and
+            settings, and sets any other aside (``kfgpu.training.resume``); on SIGTERM the run saves ``last.ckpt`` at the next step boundary and
             raises :class:`~kfgpu.errors.TrainingError` (``preempted: ...``) without
             writing a bundle, so a retry resumes.
         checkpoint_every_n_steps: also write ``last.ckpt`` every this many optimiser steps;

@@ -145,6 +145,7 @@ def train_horovod(
     from kfgpu.training.families import build_network, family_config
     from kfgpu.training.optim import make_optimizer, make_schedule, optimizer_steps
     from kfgpu.training.report import StepClock, local_step_seconds
+    from kfgpu.training.resume import ResumePlan
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
         bundle_description,
@@ -391,7 +392,12 @@ def train_horovod(
                 "gradient_compression": "fp16" if fp16_compression else "none",
                 "report": report,
             },
-            lineage={"mlflow_run_id": None, "mlflow_tracking_uri": None},
+            lineage={
+                "mlflow_run_id": None,
+                "mlflow_tracking_uri": None,
+                # Horovod training neither writes nor resumes checkpoints: never resumed.
+                "resume": ResumePlan(None).lineage(),
+            },
         )
         extras = (
             {"reference": lambda d: shutil.copytree(profile_path, d, dirs_exist_ok=True)}

@@ -64,7 +64,8 @@ def train_model_step(
     ``profile_path`` a reference profile directory copied into the bundle.
 
     With ``config["checkpoint_dir"]`` set (a directory that a retry of this step sees
-    again: a mounted volume), training resumes from its ``last.ckpt``; on SIGTERM the step
+    again: a mounted volume), training resumes from its ``last.ckpt`` if it is this run's
+    (same data and configuration; another is set aside, see the summary); on SIGTERM the step
     saves it and fails with ``TrainingError("preempted: ...")`` (exit status 1) without a
     bundle, so a retry resumes.
 
@@ -136,6 +137,15 @@ def train_model_step(
         tracking.log_metrics(uri, run_id, {**outcome.metrics, **report})
         tracking.log_artifacts(uri, run_id, str(outcome.bundle_path), "bundle")
         tracking.end_run(uri, run_id)
+    summary = (
+        f"{outcome.epochs_run} epochs in {outcome.seconds:.1f}s, best val_loss "
+        f"{outcome.metrics['val_loss']:.4f} at epoch {outcome.best_epoch}"
+    )
+    resume = outcome.description["lineage"].get("resume") or {}
+    if resume.get("resumed"):
+        summary += f"; resumed from {resume['from']} at step {resume['at_step']}"
+    elif resume.get("set_aside"):
+        summary += f"; from scratch: another run's checkpoint set aside in {resume['set_aside']}"
     return StepResult(
         metrics={
             **outcome.metrics,
@@ -154,9 +164,6 @@ def train_model_step(
                 "mlflow_tracking_uri": uri or None,
             }
         },
-        summary=(
-            f"{outcome.epochs_run} epochs in {outcome.seconds:.1f}s, best val_loss "
-            f"{outcome.metrics['val_loss']:.4f} at epoch {outcome.best_epoch}"
-        ),
+        summary=summary,
         extra={"mlflow_run_id": run_id},
     )

@@ -388,8 +388,9 @@ def train_tabular(
     """Fit a tabular model and write its bundle (on global rank 0).
 
     With ``config.checkpoint_dir`` set, the run checkpoints there and resumes from its
-    ``last.ckpt`` when one exists (see :class:`TrainConfig`). ``callbacks`` are added to
-    the Lightning trainer's own.
+    ``last.ckpt`` when that is this run's: same data and configuration, else it is set
+    aside (see :mod:`kfgpu.training.resume`); ``lineage.resume`` in the bundle says which.
+    ``callbacks`` are added to the Lightning trainer's own.
 
     Raises:
         ConfigError: the settings cannot run on this machine.
@@ -412,6 +413,7 @@ def train_tabular(
         StopEarly,
         trim_step_overhead,
     )
+    from kfgpu.training.resume import ResumePlan, mark_finished, plan_resume, run_identity
 
     if task not in ("classification", "regression"):
         raise ConfigError(f"task={task!r} is invalid: use 'classification' or 'regression'")
@@ -472,19 +474,29 @@ def train_tabular(
         # Without a checkpoint_dir it saves nothing but still stops the run on SIGTERM, every
         # rank on the same step, in place of Lightning's per-step device broadcast.
         run_ckpt = RunCheckpoint(config.checkpoint_dir or None, config.checkpoint_every_n_steps)
+        plan, resumed_step = ResumePlan(None), None
         if run_ckpt.last_path is not None:
-            os.makedirs(ckpt_dir, exist_ok=True)
-            if run_ckpt.last_path.is_file():
-                resume_from = str(run_ckpt.last_path)
-                epoch, step = _checkpoint_position(resume_from)
+            # Only this run's own checkpoint resumes; another run's is set aside, unread.
+            identity = run_identity(
+                config=config,
+                task=task,
+                target=target,
+                network_config=network_config,
+                labels=labels,
+                train=train_t,
+                val=val_t,
+            )
+            plan = plan_resume(ckpt_dir, identity)
+            if plan.notice:
+                print(plan.notice, flush=True)
+            if plan.resume_from is not None:
+                resume_from = str(plan.resume_from)
+                epoch, resumed_step = _checkpoint_position(resume_from)
                 print(
-                    f"resumed from {resume_from}: epoch {epoch} (0-based), global step {step}",
+                    f"resumed from {resume_from}: epoch {epoch} (0-based), "
+                    f"global step {resumed_step}",
                     flush=True,
                 )
-            else:
-                # A best.ckpt without last.ckpt is from an unrelated, earlier run.
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(ckpt_dir, "best.ckpt"))
             for partial in Path(ckpt_dir).glob(".last.ckpt.partial-*"):
                 # Left by a process killed mid-write; last.ckpt itself is always whole.
                 with contextlib.suppress(FileNotFoundError):
@@ -614,6 +626,7 @@ def train_tabular(
             **(lineage or {}),
             "mlflow_run_id": mlflow_run_id or None,
             "mlflow_tracking_uri": mlflow_uri or None,
+            "resume": plan.lineage(step=resumed_step),
         },
     )
     written: Path | None = None
@@ -625,6 +638,9 @@ def train_tabular(
             description=description,
             extras=extras,
         )
+    if trainer.is_global_zero and config.checkpoint_dir:
+        # A later run then knows this checkpoint for a finished run's, not its own to go on.
+        mark_finished(config.checkpoint_dir, bundle=str(written) if written else None)
     return TrainOutcome(
         bundle_path=written,
         metrics=metrics,

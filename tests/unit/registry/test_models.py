@@ -80,27 +80,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def _bundle(path: Path, seed: int) -> Path:
+def _bundle(path: Path, seed: int, *, task: str = "classification", target: str = "") -> Path:
+    """A fraud bundle; with ``target`` another column is the label (another model)."""
     import torch
 
     from kfgpu.features.transform import fit_transform, infer_feature_spec
     from kfgpu.training.families import build_network, tabular_mlp_config
 
+    target = target or LABEL_COLUMN
     df = fraud(400, seed=1)
-    ft = fit_transform(df, infer_feature_spec(df, LABEL_COLUMN))
+    ft = fit_transform(df, infer_feature_spec(df, target))
     config = tabular_mlp_config(
         n_numeric=ft.n_dense,
         cardinalities=ft.cardinalities,
         hidden_sizes=(8,),
         dropout=0.0,
-        n_outputs=2,
+        n_outputs=2 if task == "classification" else 1,
     )
     torch.manual_seed(seed)
     network = build_network("tabular_mlp", config)
     desc = {
-        "task": "classification",
-        "target": LABEL_COLUMN,
+        "task": task,
+        "target": target,
         "model": {"family": "tabular_mlp", "config": config},
+        "signature": {"inputs": ft.input_signature()},
         "labels": {"classes": [0, 1], "positive_class": 1},
         "kfgpu_version": "0.1.0",
         "lineage": {
@@ -330,3 +333,104 @@ def test_two_concurrent_promotions_leave_one_champion_and_a_consistent_history(
     assert champions == [events[2]["version"]]
     previous = [r["version"] for r in rows if "previous-champion" in r["aliases"]]
     assert previous == [events[1]["version"]]
+
+
+def test_promotion_across_signatures_is_refused_unless_allowed(
+    server: str, tmp_path: Path, capsys: Any
+) -> None:
+    name = "identity"
+    models.register_bundle(str(_bundle(tmp_path / "b0", seed=40)), name=name, tracking_uri=server)
+    models.promote(name, tracking_uri=server)
+    other = _bundle(tmp_path / "b1", seed=41, task="regression", target="amount")
+    models.register_bundle(str(other), name=name, tracking_uri=server)
+    rows = models.list_versions(name, tracking_uri=server)
+    assert [(r["version"], r["task"], r["target"]) for r in rows] == [
+        ("2", "regression", "amount"),
+        ("1", "classification", LABEL_COLUMN),
+    ]
+    assert rows[0]["signature"] != rows[1]["signature"]  # is_fraud is an input of v2
+    with pytest.raises(RegistryError) as refused:
+        models.promote(name, tracking_uri=server)
+    message = str(refused.value)
+    assert message.startswith("refusing to promote v2 of 'identity' over champion v1")
+    assert "task regression vs the champion's classification" in message
+    assert "target 'amount' vs the champion's 'is_fraud'" in message
+    assert "new column(s) is_fraud" in message and "missing column(s) amount" in message
+    assert "allow_signature_change=true" in message
+    # The CLI says the same in one line; nothing changed.
+    assert main(["model", "promote", name, "--version", "2", "--tracking-uri", server]) == 1
+    assert "error: refusing to promote v2 of 'identity'" in capsys.readouterr().err
+    assert models.champion_evaluation(name, tracking_uri=server)["version"] == "1"  # type: ignore[index]
+    assert [e["action"] for e in models.history(name, tracking_uri=server)] == ["promote"]
+    # On purpose: allowed, and the history says what changed.
+    assert (
+        main(
+            [
+                "model",
+                "promote",
+                name,
+                "--version",
+                "2",
+                "--allow-signature-change",
+                "--tracking-uri",
+                server,
+            ]
+        )
+        == 0
+    )
+    event = models.history(name, tracking_uri=server)[-1]
+    assert event["version"] == "2" and event["signature_change"][0].startswith("task regression")
+
+
+def test_pipeline_registration_refuses_another_model_before_registering(
+    server: str, tmp_path: Path
+) -> None:
+    name = "identity-step"
+    models.register_bundle(str(_bundle(tmp_path / "b0", seed=50)), name=name, tracking_uri=server)
+    models.promote(name, tracking_uri=server)
+    verdict = _write(
+        tmp_path, "v.json", {"blessed": True, "summary": "ok", "registered_model_name": name}
+    )
+    evaluation = _write(tmp_path, "e.json", _evaluation(0.9))
+    step = {
+        "bundle_path": str(_bundle(tmp_path / "b1", seed=51, task="regression", target="amount")),
+        "evaluation_path": evaluation,
+        "verdict_path": verdict,
+        "mlflow_tracking_uri": server,
+    }
+    with pytest.raises(RegistryError, match="refusing to promote this model of 'identity-step'"):
+        register_model_step(**step)  # the name comes from the verdict
+    assert [r["version"] for r in models.list_versions(name, tracking_uri=server)] == ["1"]
+    with pytest.raises(RegistryError, match="the gate compared with the champion of"):
+        register_model_step(**step, registered_model_name="elsewhere")
+
+
+def test_list_shows_each_versions_current_status(server: str, tmp_path: Path, capsys: Any) -> None:
+    """A version promoted again after a rollback is the champion, not 'rolled back'."""
+    name = "status"
+    for i in range(3):
+        models.register_bundle(
+            str(_bundle(tmp_path / f"b{i}", seed=60 + i)),
+            name=name,
+            tracking_uri=server,
+            evaluation=_evaluation(0.8),
+        )
+    models.promote(name, tracking_uri=server, version="1")
+    models.promote(name, tracking_uri=server, version="2")
+    models.rollback(name, tracking_uri=server)
+
+    def status() -> dict[str, str]:
+        return {r["version"]: r["status"] for r in models.list_versions(name, tracking_uri=server)}
+
+    assert status() == {"3": "challenger", "2": "rolled back", "1": "champion"}
+    models.promote(name, tracking_uri=server, version="2")
+    assert status() == {"3": "challenger", "2": "champion", "1": "previous-champion"}
+    rows = models.list_versions(name, tracking_uri=server)
+    assert not any(r["rolled_back"] for r in rows)
+    models.promote(name, tracking_uri=server, version="3")
+    assert status() == {"3": "champion", "2": "previous-champion", "1": "retired"}
+    assert main(["model", "list", name, "--tracking-uri", server]) == 0
+    out = capsys.readouterr().out
+    assert "rolled back" not in out
+    assert "v3    champion" in out and "v2    previous-champion" in out and "v1    retired" in out
+    assert "classification/is_fraud" in out

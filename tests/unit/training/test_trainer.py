@@ -222,7 +222,8 @@ def test_checkpoint_dir_resumes_and_keeps_its_best(
     first = _train(
         train, val, ft, LABEL_COLUMN, "classification", tmp_path / "b1", checkpoint_dir=str(ckpt)
     )
-    assert {p.name for p in ckpt.iterdir()} == {"last.ckpt", "best.ckpt"}
+    # The run's identity sits beside its checkpoints (see test_resume_identity.py).
+    assert {p.name for p in ckpt.iterdir()} == {"last.ckpt", "best.ckpt", "run-identity.json"}
     assert "resumed from" not in capsys.readouterr().out
     again = _train(
         train, val, ft, LABEL_COLUMN, "classification", tmp_path / "b2", checkpoint_dir=str(ckpt)
