@@ -1281,7 +1281,14 @@ def doctor_cmd(gpus: int, gpu_type: str, **kw: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning kfgpu errors into one line and exit code 1."""
+    """Entry point: run the CLI, turning kfgpu errors into one line and exit code 1.
+
+    Everything the command prints and logs is redacted: a password or token in a URI shows
+    as ``***`` (:mod:`kfgpu._redact`).
+    """
+    from kfgpu._redact import install
+
+    install()
     try:
         cli.main(args=argv, prog_name="kfgpu", standalone_mode=False)
     except click.exceptions.Abort:
