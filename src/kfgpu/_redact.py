@@ -19,6 +19,7 @@ step calls it (:func:`kfgpu._step.step`), and so do ``kfgpu`` and :mod:`kfgpu.lo
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -141,11 +142,25 @@ class RedactingStream(io.TextIOBase):
         return len(s)
 
     def flush(self) -> None:
+        if getattr(self.target, "closed", False):
+            return  # the target went first (a test's capture ended): nothing to write to
         with self._lock:
             if self._pending:
                 self.target.write(redact(self._pending))
                 self._pending = ""
         self.target.flush()
+
+    def close(self) -> None:
+        """Write what is held; the target stays open (it is not this stream's to close)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.flush()
+        super().close()
+
+    def __getattr__(self, name: str) -> Any:
+        # reconfigure(), line_buffering, name, mode...: the target's.
+        if name == "target":
+            raise AttributeError(name)
+        return getattr(self.target, name)
 
     def writable(self) -> bool:
         return True
@@ -178,7 +193,9 @@ def _filter_handlers() -> None:
     seen: set[int] = set()
     loggers: list[logging.Logger] = [logging.getLogger()]
     loggers += [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+        lg
+        for lg in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(lg, logging.Logger)
     ]
     for lg in loggers:
         for handler in lg.handlers:
