@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import re
 import sys
 import threading
+from pathlib import Path
 from typing import Any, TextIO
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "RedactingStream",
     "install",
     "redact",
+    "redact_file",
     "redact_obj",
     "without_masked",
 ]
@@ -61,12 +64,24 @@ _QUERY = re.compile(
 )
 
 
+#: A URI in running text: a scheme, ``://``, then up to whitespace, a quote or a bracket.
+_URI = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+
+
+def _redact_uri(match: re.Match[str]) -> str:
+    uri = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@" if m["secret"] else m[0], match[0])
+    return _QUERY.sub(lambda m: f"{m['head']}{MASK}", uri)
+
+
 def redact(text: str) -> str:
-    """``text`` with every URI password and credential query value replaced by ``***``."""
-    if "://" not in text and "=" not in text:
+    """``text`` with every URI password and credential query value replaced by ``***``.
+
+    Only inside URIs (``scheme://...``): ``a&&e.key=1`` in a report's inline script is code,
+    not a query string.
+    """
+    if "://" not in text:
         return text
-    out = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@" if m["secret"] else m[0], text)
-    return _QUERY.sub(lambda m: f"{m['head']}{MASK}", out)
+    return _URI.sub(_redact_uri, text)
 
 
 _MASKED_USERINFO = re.compile(
@@ -98,6 +113,37 @@ def redact_obj(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact_obj(v) for v in value)
     return value
+
+
+#: Text files up to this size are checked by :func:`redact_file`; larger ones are data.
+MAX_TEXT_FILE = 8 << 20
+
+
+def redact_file(path: str | os.PathLike[str]) -> bool:
+    """Redact a small text file in place (reports, JSON, Markdown, HTML); whether it changed.
+
+    Binary files (Parquet, safetensors) and files over :data:`MAX_TEXT_FILE` are left alone.
+    """
+    p = Path(path)
+    try:
+        if not p.is_file() or p.is_symlink() or p.stat().st_size > MAX_TEXT_FILE:
+            return False
+        data = p.read_bytes()
+    except OSError:
+        return False
+    if b"\0" in data[:8192]:
+        return False
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    clean = redact(text)
+    if clean == text:
+        return False
+    tmp = p.with_name(f".{p.name}.redacted-{os.getpid()}")
+    tmp.write_text(clean, encoding="utf-8")
+    os.replace(tmp, p)
+    return True
 
 
 class RedactingFilter(logging.Filter):

@@ -9,7 +9,9 @@ variable is unset and the wrapper only times the step.
 
 Every step starts by redacting its process's output (:func:`kfgpu._redact.install`): a
 password in a URI it was given, which MLflow for one prints, never reaches a log; the
-events and what :meth:`StepResult.publish` hands to KFP are redacted too.
+events and what :meth:`StepResult.publish` hands to KFP are redacted too, and so is each
+small text file the step wrote at a ``*_path`` argument (reports, JSON), success or failure.
+Directories (a model bundle, checksummed) are the writer's job (:mod:`kfgpu.bundle`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
-from kfgpu._redact import install, redact, redact_obj
+from kfgpu._redact import install, redact, redact_file, redact_obj
 
 __all__ = ["EVENTS_ENV", "StepResult", "read_events", "step"]
 
@@ -87,7 +89,10 @@ def step(name: str) -> Callable[[Callable[P, StepResult]], Callable[P, StepResul
             t0 = time.perf_counter()
             _emit({"step": name, "event": "start", "time": started, "pid": os.getpid()})
             try:
-                result = fn(*args, **kwargs)
+                try:
+                    result = fn(*args, **kwargs)
+                finally:
+                    _redact_outputs(kwargs, started)
             except BaseException as e:
                 _emit(
                     {
@@ -116,6 +121,19 @@ def step(name: str) -> Callable[[Callable[P, StepResult]], Callable[P, StepResul
         return run
 
     return wrap
+
+
+def _redact_outputs(kwargs: dict[str, Any], since: float) -> None:
+    """Redact the text files this step wrote at its ``*_path`` arguments."""
+    for name, value in kwargs.items():
+        if not name.endswith("_path") or not isinstance(value, (str, os.PathLike)) or not value:
+            continue
+        try:
+            written = os.path.isfile(value) and os.stat(value).st_mtime >= since - 1
+        except OSError:
+            continue
+        if written:  # an output of this step, not an input it read
+            redact_file(value)
 
 
 def _is_kfgpu_error(e: BaseException) -> bool:

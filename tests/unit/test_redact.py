@@ -222,3 +222,32 @@ def test_bundle_json_records_the_tracking_uri_redacted(tmp_path: Path) -> None:
         "mlflow_run_id": "r1",
     }
     assert not [p for p in path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+
+
+def test_a_step_redacts_the_text_files_it_wrote_even_when_it_fails(tmp_path: Path) -> None:
+    import os
+
+    uri = f"http://u:{SECRET}@h/data.csv?sig={SECRET}"
+    given = tmp_path / "given.txt"
+    given.write_text(f"an input the step only reads: {uri}\n")
+    os.utime(given, (0, 0))
+    binary = b"PAR1\0" + uri.encode()
+
+    @step("writes")
+    def writes(*, data_uri: str, input_path: str, report_path: str, table_path: str) -> StepResult:
+        Path(report_path).write_text(f"# Report\nsource: {data_uri}\n")
+        Path(table_path).write_bytes(binary)
+        raise ValueError("the data is bad")
+
+    with pytest.raises(ValueError):
+        writes(
+            data_uri=uri,
+            input_path=str(given),
+            report_path=str(tmp_path / "report.md"),
+            table_path=str(tmp_path / "table.parquet"),
+        )
+    assert (tmp_path / "report.md").read_text() == (
+        "# Report\nsource: http://u:***@h/data.csv?sig=***\n"
+    )
+    assert (tmp_path / "table.parquet").read_bytes() == binary  # data is not text
+    assert SECRET in given.read_text()  # not written by the step: not touched
