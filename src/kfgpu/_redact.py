@@ -14,7 +14,12 @@ param or tag, an error message) goes through :func:`redact` first and shows ``**
 prints or logs (MLflow prints its tracking URI, credentials included, when a run ends):
 :class:`RedactingFilter` on logging handlers and :class:`RedactingStream` around
 ``sys.stdout``/``sys.stderr``; :func:`install` sets both up once per process. Every kfgpu
-step calls it (:func:`kfgpu._step.step`), and so do ``kfgpu`` and :mod:`kfgpu.local`.
+step calls it (:func:`kfgpu._step.step`), and so do ``kfgpu`` and :mod:`kfgpu.local`; a step
+also passes the text files it wrote through :func:`redact_file`.
+
+Not covered: what kfgpu never sees. On a cluster, KFP stores a run's parameters in the run's
+spec and its launcher logs the executor input; a URI with a password given as a pipeline
+parameter is there in clear. Give credentials to pods from Secrets instead.
 """
 
 from __future__ import annotations
