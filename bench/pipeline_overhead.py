@@ -110,6 +110,7 @@ def _train_config(arguments: dict[str, object]) -> dict[str, object]:
 
     values = {k: default for k, (_kind, default) in pipeline_parameters(PIPELINE).items()}
     values.update(arguments)
+    values["devices"] = values["gpus"]  # the pipeline's one GPU setting is train_model's devices
     return {k: values[k] for k in _TRAIN_CONFIG_KEYS}
 
 

@@ -6,6 +6,12 @@ wrapper appends one JSON line per start, success and failure: the CLI reads it t
 progress and to print a failed step's error as one line, and ``bench/`` reads the step
 timings to split a run's wall time into orchestration and compute. On a cluster the
 variable is unset and the wrapper only times the step.
+
+Every step starts by redacting its process's output (:func:`kfgpu._redact.install`): a
+password in a URI it was given, which MLflow for one prints, never reaches a log; the
+events and what :meth:`StepResult.publish` hands to KFP are redacted too, and so is each
+small text file the step wrote at a ``*_path`` argument (reports, JSON), success or failure.
+Directories (a model bundle, checksummed) are the writer's job (:mod:`kfgpu.bundle`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
+
+from kfgpu._redact import install, redact, redact_file, redact_obj
 
 __all__ = ["EVENTS_ENV", "StepResult", "read_events", "step"]
 
@@ -52,19 +60,19 @@ class StepResult:
         for name, meta in self.metadata.items():
             artifact = artifacts.get(name)
             if artifact is not None:
-                artifact.metadata.update(meta)
+                artifact.metadata.update(redact_obj(meta))
         if metrics is not None:
             for key, value in sorted(self.metrics.items()):
                 metrics.log_metric(key, float(value))
         if self.summary:
-            print(self.summary, flush=True)
+            print(redact(self.summary), flush=True)
 
 
 def _emit(event: dict[str, Any]) -> None:
     path = os.environ.get(EVENTS_ENV)
     if not path:
         return
-    line = json.dumps(event, default=str) + "\n"
+    line = redact(json.dumps(event, default=str)) + "\n"
     # One write of one line in append mode: lines from concurrent steps do not interleave.
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line)
@@ -76,6 +84,7 @@ def step(name: str) -> Callable[[Callable[P, StepResult]], Callable[P, StepResul
     def wrap(fn: Callable[P, StepResult]) -> Callable[P, StepResult]:
         @functools.wraps(fn)
         def run(*args: P.args, **kwargs: P.kwargs) -> StepResult:
+            install()
             started = time.time()
             t0 = time.perf_counter()
             _emit({"step": name, "event": "start", "time": started, "pid": os.getpid()})
@@ -84,7 +93,10 @@ def step(name: str) -> Callable[[Callable[P, StepResult]], Callable[P, StepResul
 
             apply_gcs_credentials()
             try:
-                result = fn(*args, **kwargs)
+                try:
+                    result = fn(*args, **kwargs)
+                finally:
+                    _redact_outputs(kwargs, started)
             except BaseException as e:
                 _emit(
                     {
@@ -113,6 +125,19 @@ def step(name: str) -> Callable[[Callable[P, StepResult]], Callable[P, StepResul
         return run
 
     return wrap
+
+
+def _redact_outputs(kwargs: dict[str, Any], since: float) -> None:
+    """Redact the text files this step wrote at its ``*_path`` arguments."""
+    for name, value in kwargs.items():
+        if not name.endswith("_path") or not isinstance(value, (str, os.PathLike)) or not value:
+            continue
+        try:
+            written = os.path.isfile(value) and os.stat(value).st_mtime >= since - 1
+        except OSError:
+            continue
+        if written:  # an output of this step, not an input it read
+            redact_file(value)
 
 
 def _is_kfgpu_error(e: BaseException) -> bool:

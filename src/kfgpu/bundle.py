@@ -9,6 +9,8 @@ A bundle is a directory::
     reference/          the training data's reference profile (drift checks need only new data)
     CHECKSUMS.sha256    sha256 of every other file, written last
 
+``bundle.json`` never holds a credential: a URI in it (the lineage's MLflow tracking URI,
+a data URI) is written with its password or token replaced by ``***`` (:mod:`kfgpu._redact`).
 It is written into a temporary sibling directory and renamed into place only when complete,
 so a crash never leaves a directory that looks like a bundle. :func:`load_bundle` refuses a
 bundle whose checksum file is missing or disagrees with a file.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kfgpu._redact import redact_obj
 from kfgpu.errors import BundleError, ChecksumError
 
 if TYPE_CHECKING:
@@ -95,7 +98,7 @@ def write_bundle(
         tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE))
         transform.save(tmp / TRANSFORM_FILE)
-        desc = {"format": BUNDLE_FORMAT, **description}
+        desc = redact_obj({"format": BUNDLE_FORMAT, **description})
         (tmp / DESCRIPTION_FILE).write_text(json.dumps(desc, indent=2, sort_keys=True) + "\n")
         for name, fill in sorted((extras or {}).items()):
             sub = tmp / name

@@ -1094,7 +1094,8 @@ def _kfp_options(f: Any) -> Any:
             "--host",
             envvar="KFGPU_KFP_HOST",
             default=None,
-            help="The KFP API, e.g. https://kubeflow.example.com/pipeline [env KFGPU_KFP_HOST]; "
+            help="The KFP API, e.g. https://kubeflow.example.com/pipeline [env KFGPU_KFP_HOST, "
+            "then kfp's KF_PIPELINES_ENDPOINT]; "
             "empty inside a pod: the in-cluster service.",
         ),
         click.option(
@@ -1249,14 +1250,39 @@ def schedule() -> None:
 def schedule_apply(
     file: str, dry_run: bool, prune: bool, scheduler_timezone: str, **kw: Any
 ) -> None:
-    """Make the cluster's recurring runs match FILE: create, replace, delete; print the diff."""
+    """Make the cluster's recurring runs match FILE: create, replace, delete; print the diff.
+
+    With --dry-run the file is checked offline first (pipelines compile, crons convert,
+    parameters type); the diff against the cluster follows only when one is reachable.
+    """
+    from kfgpu.errors import KfpApiError
     from kfgpu.ops import client as kclient
     from kfgpu.ops import schedule as ksched
 
     conn = _kfp_connection(kw)
     spec = ksched.load(file)
+    if dry_run:
+        for line in ksched.check_offline(spec, scheduler_timezone=scheduler_timezone):
+            click.echo(line)
+        click.echo(f"{file}: {len(spec.schedules)} schedule(s) valid offline")
+        reason = ""
+        if not conn.host and not kclient.in_cluster():
+            reason = "no KFP endpoint set: --host, KFGPU_KFP_HOST or KF_PIPELINES_ENDPOINT"
+        else:
+            try:
+                client = kclient.connect(conn)
+            except KfpApiError as e:
+                if e.status:
+                    raise  # reachable, but refused: the credentials or namespace are wrong
+                reason = " ".join(str(e).split())
+        if reason:
+            click.echo(f"not compared with a cluster ({reason})")
+            click.echo("dry run: nothing was changed")
+            return
+    else:
+        client = kclient.connect(conn)
     result = ksched.apply(
-        kclient.connect(conn),
+        client,
         spec,
         namespace=conn.namespace,
         scheduler_timezone=scheduler_timezone,
@@ -1341,7 +1367,14 @@ def doctor_cmd(gpus: int, gpu_type: str, **kw: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning kfgpu errors into one line and exit code 1."""
+    """Entry point: run the CLI, turning kfgpu errors into one line and exit code 1.
+
+    Everything the command prints and logs is redacted: a password or token in a URI shows
+    as ``***`` (:mod:`kfgpu._redact`).
+    """
+    from kfgpu._redact import install
+
+    install()
     try:
         cli.main(args=argv, prog_name="kfgpu", standalone_mode=False)
     except click.exceptions.Abort:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kfgpu.errors import KfgpuError
+from kfgpu.ops.platform import SIDE_EFFECTS
 
 __all__ = [
     "CompileDrift",
@@ -82,6 +83,20 @@ def component_readme(name: str, component: Any) -> str:
         "```",
         "",
     ]
+    if name in SIDE_EFFECTS:
+        lines += [
+            "## Caching",
+            "",
+            "This step has side effects (or judges against state that changes): turn KFP's cache",
+            "off on it, as kfgpu's own pipelines do, or a cache hit reports it done without",
+            "running it:",
+            "",
+            "```python",
+            f"task = {name}(...)",
+            "task.set_caching_options(False)",
+            "```",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -20,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kfgpu._redact import RedactingStream, redact
 from kfgpu._step import EVENTS_ENV, read_events
 from kfgpu.errors import ConfigError, KfgpuError, PipelineError
 
-__all__ = ["LocalRun", "pipeline_parameters", "run_local"]
+__all__ = ["LocalRun", "init", "pipeline_parameters", "run_local"]
 
 
 @dataclass
@@ -45,6 +47,37 @@ class LocalRun:
         artifact = self.outputs.get(name)
         path = getattr(artifact, "path", None)
         return Path(path) if path else None
+
+
+def init(*, runner: Any = None, pipeline_root: str = "./local_outputs", **kwargs: Any) -> None:
+    """``kfp.local.init`` set up for kfgpu's components: run them in this interpreter.
+
+    kfgpu's components are built with ``install_kfp_package=False`` (the kfgpu image and
+    this environment already hold kfp and kfgpu). kfp's ``SubprocessRunner()`` defaults to
+    ``use_venv=True``: each task then runs in a fresh virtualenv without kfp and fails with
+    ``No module named 'kfp'``. This uses ``SubprocessRunner(use_venv=False)`` and refuses a
+    runner that would fail that way.
+
+    Args:
+        runner: a ``kfp.local.SubprocessRunner(use_venv=False)`` (the default) or
+            ``DockerRunner()`` (runs the kfgpu image, which has both).
+        pipeline_root: where task outputs go.
+        **kwargs: passed to ``kfp.local.init`` (``raise_on_error``, ...).
+
+    Raises:
+        ConfigError: ``runner`` is a ``SubprocessRunner`` with ``use_venv=True``.
+    """
+    from kfp import local
+
+    if runner is None:
+        runner = local.SubprocessRunner(use_venv=False)
+    elif isinstance(runner, local.SubprocessRunner) and runner.use_venv:
+        raise ConfigError(
+            "runner=SubprocessRunner(use_venv=True) cannot run kfgpu's components: each task "
+            "would run in a new virtualenv without kfp and fail with \"No module named 'kfp'\"; "
+            "use kfgpu.local.init() or kfp.local.SubprocessRunner(use_venv=False)"
+        )
+    local.init(runner=runner, pipeline_root=pipeline_root, **kwargs)
 
 
 def _pipelines() -> dict[str, Any]:
@@ -156,8 +189,6 @@ def run_local(
         PipelineError: a step failed; the message is the step's own error when it raised
             a kfgpu error, with the log's path otherwise.
     """
-    from kfp import local
-
     pipelines = _pipelines()
     if pipeline not in pipelines:
         raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {sorted(pipelines)}")
@@ -170,11 +201,7 @@ def run_local(
     log_path = log_dir / f"{pipeline}-{stamp}.log"
     events_path = run_dir / "events.jsonl"
 
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(run_dir),
-        raise_on_error=True,
-    )
+    init(pipeline_root=str(run_dir), raise_on_error=True)
     progress = _Progress(events_path, on_event or (lambda _e: None))
     root_logger = logging.getLogger()
     handlers_before = list(root_logger.handlers)
@@ -182,7 +209,13 @@ def run_local(
     failure: BaseException | None = None
     outputs: dict[str, Any] = {}
     with _events_env(events_path), log_path.open("w") as log:
-        sink = contextlib.nullcontext() if verbose else _redirect(log)
+        # kfp.local prints each task's executor input (its arguments, credentials in a URI
+        # included) and relays the step's output: both pass through redaction.
+        sink = (
+            _redirect(RedactingStream(sys.stdout), RedactingStream(sys.stderr))
+            if verbose
+            else _redirect(RedactingStream(log))
+        )
         progress.start()
         try:
             with sink, warnings.catch_warnings():
@@ -207,7 +240,7 @@ def run_local(
     wall = time.perf_counter() - t0
     events = read_events(events_path)
     if failure is not None:
-        raise PipelineError(_failure_message(failure, events, log_path)) from failure
+        raise PipelineError(redact(_failure_message(failure, events, log_path))) from failure
     _point_latest(work / "latest", run_dir)
     return LocalRun(
         pipeline=pipeline,
@@ -231,9 +264,14 @@ def _point_latest(link: Path, run_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _redirect(log: Any) -> Iterator[None]:
-    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        yield
+def _redirect(out: RedactingStream, err: RedactingStream | None = None) -> Iterator[None]:
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err or out):
+            yield
+    finally:
+        out.flush()
+        if err is not None:
+            err.flush()
 
 
 def _failure_message(error: BaseException, events: list[dict[str, Any]], log: Path) -> str:

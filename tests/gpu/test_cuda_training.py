@@ -96,3 +96,13 @@ def test_gradient_clipping_on_gpu(tmp_path: Path, strategy: str, precision: str)
     )
     assert outcome.description["hyperparameters"]["gradient_clip_val"] == 0.5
     assert np.isfinite(outcome.metrics["val_loss"])
+
+
+def test_devices_zero_leaves_a_visible_gpu_alone() -> None:
+    """The training pipeline's gpus=0 reaches the trainer as devices=0: a pod that merely
+    sees a GPU (an image with NVIDIA_VISIBLE_DEVICES=all on a GPU node) trains on the CPU."""
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.trainer import resolve_accelerator
+
+    assert resolve_accelerator(TrainConfig(accelerator="auto", devices=0)) == "cpu"
+    assert resolve_accelerator(TrainConfig(accelerator="auto", devices=1)) == "gpu"

@@ -77,7 +77,8 @@ def trigger_retraining(
     Args:
         verdict: monitor_endpoint's verdict.
         kfp_host: the Kubeflow Pipelines API (in-cluster: ``http://ml-pipeline-ui.kubeflow``);
-            empty: do not start a run.
+            empty: ``KFGPU_KFP_HOST`` or kfp's ``KF_PIPELINES_ENDPOINT`` from the pod's
+            environment; when neither is set, no run is started.
         pipeline: the uploaded pipeline to run.
         parameters: its parameters as a JSON object.
         webhook_url: a URL that gets the verdict as JSON (Slack-style ``text`` included);

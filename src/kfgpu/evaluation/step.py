@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kfgpu._redact import redact_obj, without_masked
 from kfgpu._step import StepResult, step
 
 __all__ = ["evaluate_model_step", "parse_columns"]
@@ -159,7 +160,7 @@ def evaluate_model_step(
     ev.settings.update({"slice_columns": columns, "importance_repeats": importance_repeats})
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(render_html(ev, desc))
-    data = ev.to_dict()
+    data = redact_obj(ev.to_dict())  # a bundle from an older kfgpu may hold a password
     if evaluation_path:
         Path(evaluation_path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     if card_path:
@@ -168,9 +169,10 @@ def evaluate_model_step(
     if card_html_path:
         Path(card_html_path).parent.mkdir(parents=True, exist_ok=True)
         Path(card_html_path).write_text(render_card_html(data))
-    uri = tracking.resolve_tracking_uri(
-        mlflow_tracking_uri or desc.get("lineage", {}).get("mlflow_tracking_uri") or ""
-    )
+    # The bundle records its tracking URI redacted: without the masked password, MLflow's
+    # own credentials (MLFLOW_TRACKING_USERNAME/PASSWORD) apply.
+    recorded = without_masked(desc.get("lineage", {}).get("mlflow_tracking_uri") or "")
+    uri = tracking.resolve_tracking_uri(mlflow_tracking_uri or recorded)
     run_id = desc.get("lineage", {}).get("mlflow_run_id")
     if track and uri and run_id:
         tracking.log_metrics(uri, run_id, {f"test_{k}": v for k, v in ev.metrics.items()})

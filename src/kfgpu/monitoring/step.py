@@ -147,8 +147,12 @@ def trigger_retraining_step(
         ConfigError: bad parameters JSON, or the webhook fails.
     """
     from kfgpu.errors import ConfigError
+    from kfgpu.ops.client import default_host
 
     verdict = json.loads(Path(verdict_path).read_text())
+    # An empty kfp_host takes the endpoint the pod's environment names, kfp's own
+    # KF_PIPELINES_ENDPOINT included.
+    kfp_host = kfp_host or default_host()
     if not kfp_host and not webhook_url:
         note = (
             "retraining was asked for, but neither kfp_host (start the training pipeline "

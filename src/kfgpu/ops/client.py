@@ -5,11 +5,14 @@ Settings, each a flag of the ``kfgpu`` command or an environment variable:
 ========================  ==========================  =============================================
 setting                   environment                 meaning
 ========================  ==========================  =============================================
-``host``                  ``KFGPU_KFP_HOST``          the KFP API endpoint (``https://.../pipeline``);
-                                                      empty inside a pod: the in-cluster service
+``host``                  ``KFGPU_KFP_HOST``, then    the KFP API endpoint (``https://.../pipeline``);
+                          kfp's ``KF_PIPELINES_       empty inside a pod: the in-cluster service
+                          ENDPOINT``
 ``token``                 ``KFGPU_KFP_TOKEN``         a bearer token made outside kfgpu
                                                       (``kfp.Client(existing_token=...)``)
-``token_path``            ``KFGPU_KFP_TOKEN_PATH``    a projected service-account token file, re-read
+``token_path``            ``KFGPU_KFP_TOKEN_PATH``,   a projected service-account token file, re-read
+                          then kfp's ``KF_PIPELINES_
+                          SA_TOKEN_PATH``
                                                       on every request (``ServiceAccountTokenVolume
                                                       Credentials``); inside a pod the KFP default
                                                       ``/var/run/secrets/kubeflow/pipelines/token``
@@ -44,13 +47,20 @@ __all__ = [
     "ENV_NAMESPACE",
     "ENV_TOKEN",
     "ENV_TOKEN_PATH",
+    "KFP_ENV_HOST",
+    "KFP_ENV_TOKEN_PATH",
     "Connection",
     "api_call",
     "connect",
+    "default_host",
     "in_cluster",
 ]
 
 ENV_HOST = "KFGPU_KFP_HOST"
+#: kfp's own variables (``kfp.client.client.KF_PIPELINES_ENDPOINT_ENV``,
+#: ``kfp.client.KF_PIPELINES_SA_TOKEN_ENV``), read after kfgpu's.
+KFP_ENV_HOST = "KF_PIPELINES_ENDPOINT"
+KFP_ENV_TOKEN_PATH = "KF_PIPELINES_SA_TOKEN_PATH"
 ENV_TOKEN = "KFGPU_KFP_TOKEN"
 ENV_TOKEN_PATH = "KFGPU_KFP_TOKEN_PATH"
 ENV_NAMESPACE = "KFGPU_KFP_NAMESPACE"
@@ -92,16 +102,19 @@ class Connection:
         ssl_ca_cert: str | None = None,
         environ: dict[str, str] | None = None,
     ) -> Connection:
-        """Flags first (``None``: not given), then ``KFGPU_KFP_*`` variables."""
+        """Flags first (``None``: not given), then ``KFGPU_KFP_*`` variables, then kfp's own
+        ``KF_PIPELINES_ENDPOINT`` and ``KF_PIPELINES_SA_TOKEN_PATH``."""
         env = os.environ if environ is None else environ
 
-        def pick(flag: str | None, name: str) -> str:
-            return (flag if flag is not None else env.get(name, "")).strip()
+        def pick(flag: str | None, *names: str) -> str:
+            if flag is not None:
+                return flag.strip()
+            return next((env[n].strip() for n in names if env.get(n, "").strip()), "")
 
         return cls(
-            host=pick(host, ENV_HOST).rstrip("/"),
+            host=pick(host, ENV_HOST, KFP_ENV_HOST).rstrip("/"),
             token=pick(token, ENV_TOKEN),
-            token_path=pick(token_path, ENV_TOKEN_PATH),
+            token_path=pick(token_path, ENV_TOKEN_PATH, KFP_ENV_TOKEN_PATH),
             namespace=pick(namespace, ENV_NAMESPACE),
             ssl_ca_cert=pick(ssl_ca_cert, ENV_CA_CERT),
         )
@@ -126,7 +139,7 @@ class Connection:
         """Raise :class:`ConfigError` for settings that cannot work, naming the fix."""
         if not self.host and not in_cluster():
             raise ConfigError(
-                f"no KFP endpoint: pass --host URL or set {ENV_HOST} (e.g. "
+                f"no KFP endpoint: pass --host URL or set {ENV_HOST} or {KFP_ENV_HOST} (e.g. "
                 "http://localhost:8080 after `kubectl port-forward -n kubeflow "
                 "svc/ml-pipeline-ui 8080:80`); only inside a pod is the in-cluster service found "
                 "on its own"
@@ -146,6 +159,12 @@ class Connection:
             )
         if self.ssl_ca_cert and not Path(self.ssl_ca_cert).is_file():
             raise ConfigError(f"CA certificate {self.ssl_ca_cert!r} does not exist")
+
+
+def default_host(environ: dict[str, str] | None = None) -> str:
+    """The KFP endpoint the environment names (``KFGPU_KFP_HOST``, else ``KF_PIPELINES_ENDPOINT``),
+    or ``""``."""
+    return Connection.from_env(environ=environ).host
 
 
 @contextlib.contextmanager

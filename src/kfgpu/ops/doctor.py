@@ -46,7 +46,10 @@ def _kfp_check(kfp_client: Callable[[], Any] | None, host: str, namespace: str) 
 
     if kfp_client is None:
         return Check(
-            "kfp", "FAIL", "no KFP endpoint given", "pass --host URL or set KFGPU_KFP_HOST"
+            "kfp",
+            "FAIL",
+            "no KFP endpoint given",
+            "pass --host URL or set KFGPU_KFP_HOST or KF_PIPELINES_ENDPOINT",
         )
     try:
         client = kfp_client()

@@ -28,6 +28,13 @@ mutable URI must be keyed on a fingerprint of the content: ``fingerprint_data`` 
 on ``validate_data`` hands on the same artifacts, so every downstream step hits too; new data
 gives a new fingerprint, a miss, new artifacts, and misses all the way down. Stale data can
 never be served from the cache.
+
+Steps with side effects are never cached (:data:`SIDE_EFFECTS`, :func:`no_cache`): a cache hit
+skips the body, so a deploy, promotion, rollback, registration or retraining trigger would be
+reported done without happening. KFP caches every task unless told otherwise, so the shipped
+pipelines turn it off on each of them, and a pipeline of your own should too::
+
+    deploy_model(...).set_caching_options(False)
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ __all__ = [
     "GPU_PRODUCT_LABEL",
     "MLFLOW_SECRET_KEYS",
     "OBJECT_STORAGE_SECRET_KEYS",
+    "SIDE_EFFECTS",
     "STUDY_STORAGE_SECRET",
     "PlatformConfig",
     "PvcMount",
@@ -54,6 +62,7 @@ __all__ = [
     "Toleration",
     "apply_cache_policy",
     "apply_gpu_settings",
+    "no_cache",
     "use_study_storage",
 ]
 
@@ -316,6 +325,27 @@ def apply_cache_policy(fingerprint_task: Any, reader_task: Any | None = None) ->
             "name would be served from the cache"
         )
     reader_task.set_caching_options(True)
+
+
+#: Components whose run changes the world (an endpoint, the registry's versions and aliases, a
+#: new pipeline run, a webhook) or judges against state that others change (the gate reads the
+#: registry's champion): never served from KFP's cache.
+SIDE_EFFECTS = frozenset(
+    {
+        "check_gate",
+        "deploy_model",
+        "promote_canary",
+        "register_model",
+        "rollback_canary",
+        "trigger_retraining",
+    }
+)
+
+
+def no_cache(task: Any) -> Any:
+    """Turn KFP's cache off on ``task`` (a step in :data:`SIDE_EFFECTS`); return the task."""
+    task.set_caching_options(False)
+    return task
 
 
 #: The Secret (``manifests/postgres``) that holds the shared Optuna study's storage URL.

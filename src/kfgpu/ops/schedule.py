@@ -62,6 +62,7 @@ __all__ = [
     "Schedule",
     "ScheduleFile",
     "apply",
+    "check_offline",
     "list_managed",
     "load",
     "plan",
@@ -369,6 +370,46 @@ def _find_experiment(client: Any, name: str, namespace: str) -> str | None:
     return found[0].experiment_id if found else None
 
 
+def _check(
+    s: Schedule, package: CompiledPipeline, scheduler_timezone: str
+) -> tuple[Any, dict[str, Any]]:
+    """What needs no cluster: the cron in the scheduler's zone and the typed parameters."""
+    where = f"schedule {s.name!r}"
+    kfp_cron = to_kfp_cron(
+        s.cron, s.timezone, scheduler_timezone=scheduler_timezone, where=f"{where}: cron"
+    )
+    arguments = coerce_parameters(
+        package, {k: v for k, v in s.parameters.items()}, where=f"{where}: parameters"
+    )
+    return kfp_cron, arguments
+
+
+def check_offline(file: ScheduleFile, *, scheduler_timezone: str = "UTC") -> list[str]:
+    """Every check that needs no cluster; one line per schedule.
+
+    Each schedule's pipeline compiles (or its package reads), its cron converts to the
+    scheduler's zone, its parameters type against the pipeline's. What only the server
+    knows (the experiment, the uploaded versions, recurring runs of the same name) is left
+    to :func:`plan`.
+
+    Raises:
+        ConfigError: the first schedule that cannot work, naming the field.
+    """
+    lines = []
+    with ExitStack() as stack:
+        packages = {
+            p: stack.enter_context(compiled(p)) for p in {s.pipeline for s in file.schedules}
+        }
+        for s in file.schedules:
+            kfp_cron, _ = _check(s, packages[s.pipeline], scheduler_timezone)
+            line = (
+                f"ok {s.name}  [{s.pipeline}@{s.version}, cron {kfp_cron.cron!r} in the "
+                f"scheduler's zone, {s.cron!r} {s.timezone}]"
+            )
+            lines += [line, *(f"      note: {n}" for n in kfp_cron.notes)]
+    return lines
+
+
 def _desired(
     client: Any,
     s: Schedule,
@@ -379,13 +420,8 @@ def _desired(
     scheduler_timezone: str,
 ) -> _Desired:
     where = f"schedule {s.name!r}"
-    kfp_cron = to_kfp_cron(
-        s.cron, s.timezone, scheduler_timezone=scheduler_timezone, where=f"{where}: cron"
-    )
     package = packages[s.pipeline]
-    arguments = coerce_parameters(
-        package, {k: v for k, v in s.parameters.items()}, where=f"{where}: parameters"
-    )
+    kfp_cron, arguments = _check(s, package, scheduler_timezone)
     if s.experiment not in experiments:
         experiments[s.experiment] = _find_experiment(client, s.experiment, namespace)
     experiment_id = experiments[s.experiment]

@@ -25,6 +25,7 @@ from kfgpu.components import (
 )
 from kfgpu.kube.storage import STORAGE_SECRET as OBJECT_STORAGE_SECRET
 from kfgpu.kube.storage import use_object_storage_on_data_steps
+from kfgpu.ops.platform import no_cache
 
 __all__ = ["batch_inference", "monitoring"]
 
@@ -68,14 +69,15 @@ def monitoring(
     # Nothing is cached: the logs under the same URI change between scheduled runs.
     judged.set_caching_options(False).set_cpu_request("1").set_memory_request("4G")
     with dsl.If(judged.outputs["Output"] == True, name="retrain"):  # noqa: E712
-        trigger_retraining(
+        retrain = trigger_retraining(
             verdict=judged.outputs["verdict"],
             kfp_host=kfp_host,
             pipeline=retrain_pipeline,
             parameters=retrain_parameters,
             webhook_url=webhook_url,
             namespace=namespace,
-        ).set_display_name("retrain and notify").set_caching_options(False)
+        ).set_display_name("retrain and notify")
+        no_cache(retrain)  # starts a run and posts to a webhook
     # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).
     use_object_storage_on_data_steps(storage_secret)
     return MonitoringOutputs(verdict=judged.outputs["verdict"], report=judged.outputs["report"])

@@ -29,6 +29,7 @@ from kfgpu.ops.platform import (
     PlatformConfig,
     apply_cache_policy,
     apply_gpu_settings,
+    no_cache,
     use_study_storage,
 )
 
@@ -92,7 +93,6 @@ def training(
     dropout: float = 0.1,
     precision: str = "32-true",
     accelerator: str = "auto",
-    devices: int = 1,
     strategy: str = "auto",
     early_stopping_patience: int = 3,
     checkpoint_dir: str = "",
@@ -176,7 +176,9 @@ def training(
         dropout=dropout,
         precision=precision,
         accelerator=accelerator,
-        devices=devices,
+        # One GPU setting: the pod's accelerator limit below and Lightning's devices, so a
+        # pod never holds GPUs it does not train on; 0 trains on the CPU (one process).
+        devices=gpus,
         strategy=strategy,
         seed=seed,
         early_stopping_patience=early_stopping_patience,
@@ -190,8 +192,9 @@ def training(
         mlflow_tracking_uri=mlflow_tracking_uri,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     ).set_display_name("train model")
-    # GPUs (a run-time count; the product through the gpu_nodes node selector, e.g.
-    # {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}), /dev/shm, retries, secrets.
+    # GPUs (the run-time count that is also devices; the product through the gpu_nodes node
+    # selector, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}), /dev/shm, retries,
+    # secrets.
     apply_gpu_settings(trained, TRAIN_PLATFORM, gpus=gpus, node_selector_param=gpu_nodes)
     trained.set_cpu_request("4").set_memory_request("16G").set_memory_limit("32G")
     evaluated = evaluate_model(
@@ -212,13 +215,15 @@ def training(
         data_uri=data_uri,
         allow_signature_change=allow_signature_change,
     ).set_display_name("check gate")
+    # It reads the registry's current champion: a cached verdict may judge against an old one.
+    no_cache(gate)
     # Only a blessed model is registered (and promoted to champion, unless another run
     # promoted one after this gate read the champion); without a registry, nothing is.
     with (
         dsl.If(gate.outputs["Output"] == True, name="blessed"),  # noqa: E712
         dsl.If(mlflow_tracking_uri != "", name="registry configured"),
     ):
-        register_model(
+        registered = register_model(
             model=trained.outputs["model"],
             evaluation=evaluated.outputs["evaluation"],
             verdict=gate.outputs["verdict"],
@@ -227,6 +232,8 @@ def training(
             mlflow_tracking_uri=mlflow_tracking_uri,
             allow_signature_change=allow_signature_change,
         ).set_display_name("register model")
+        # Writes to the registry: a cache hit would report a registration that never happened.
+        no_cache(registered)
     for task_ in (validated, features, evaluated, gate):
         task_.set_cpu_request("1").set_memory_request("4G")
     # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).

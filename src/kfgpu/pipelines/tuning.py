@@ -20,13 +20,22 @@ from kfgpu._image import BASE_IMAGE
 from kfgpu.components import engineer_features, tune_hyperparameters, tune_worker, validate_data
 from kfgpu.kube.storage import STORAGE_SECRET as OBJECT_STORAGE_SECRET
 from kfgpu.kube.storage import use_object_storage_on_data_steps
-from kfgpu.ops.platform import STUDY_STORAGE_SECRET, use_study_storage
+from kfgpu.ops.platform import (
+    STUDY_STORAGE_SECRET,
+    PlatformConfig,
+    apply_gpu_settings,
+    use_study_storage,
+)
 from kfgpu.pipelines.training import DEFAULT_DATA, DEFAULT_TARGET
 
-__all__ = ["DEFAULT_SEARCH_SPACE", "STORAGE_SECRET", "tuning"]
+__all__ = ["DEFAULT_SEARCH_SPACE", "STORAGE_SECRET", "WORKER_PLATFORM", "tuning"]
 
 #: The Secret (from manifests/postgres) holding the study storage URL under ``url``.
 STORAGE_SECRET = STUDY_STORAGE_SECRET
+
+#: Platform settings of a tuning worker pod; its GPU count is the ``gpus_per_worker``
+#: parameter (with GPUs, the nvidia.com/gpu taint is tolerated).
+WORKER_PLATFORM = PlatformConfig()
 
 DEFAULT_SEARCH_SPACE = (
     '{"learning_rate": {"type": "float", "low": 0.0001, "high": 0.01, "log": true}, '
@@ -65,6 +74,7 @@ def tuning(
     objectives: str = "val_loss",
     workers: int = 4,
     processes_per_worker: int = 1,
+    gpus_per_worker: int = 0,
     base_config: str = '{"max_epochs": 10}',
     seed: int = 0,
     storage_secret: str = OBJECT_STORAGE_SECRET,
@@ -99,6 +109,9 @@ def tuning(
             base_config=base_config,
         ).set_display_name("tune worker")
         worker.set_cpu_limit("4").set_memory_limit("16G").set_retry(num_retries=2)
+        # Each worker pod's GPUs (a run-time count, 0: none); its trials train on them
+        # (accelerator auto), one GPU per worker process.
+        apply_gpu_settings(worker, WORKER_PLATFORM, gpus=gpus_per_worker)
         use_study_storage(worker)
     collect = tune_hyperparameters(
         train=features.outputs["train"],

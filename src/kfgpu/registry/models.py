@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from kfgpu._redact import redact_obj
 from kfgpu.errors import RegistryError
 from kfgpu.registry.identity import SIGNATURE_FIX, ModelIdentity
 
@@ -220,6 +221,7 @@ def register_bundle(
         version_tags["kfgpu.blessed"] = str(bool(verdict.get("blessed"))).lower()
         version_tags["kfgpu.gate"] = str(verdict.get("summary", ""))[:4000]
     version_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
+    version_tags = redact_obj(version_tags)
     run_id = tracking.start_run(
         tracking_uri,
         experiment=experiment or tracking.DEFAULT_EXPERIMENT,
@@ -237,7 +239,7 @@ def register_bundle(
         ):
             if payload is not None:
                 (staging / fname).write_text(
-                    json.dumps(payload, indent=2, sort_keys=True, default=str)
+                    json.dumps(redact_obj(payload), indent=2, sort_keys=True, default=str)
                 )
                 artifacts[key] = str(staging / fname)
         if card:

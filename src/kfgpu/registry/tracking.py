@@ -4,6 +4,10 @@ Tracking is on by default. The tracking URI is, in order: the explicit argument 
 pipeline's ``mlflow_tracking_uri`` parameter), ``MLFLOW_TRACKING_URI``, or nothing, in
 which case a step does not track (``kfgpu run`` always passes a local store under its
 workdir, so local runs are tracked). All MLflow imports are deferred.
+
+The URI is used as given to connect (``http://user:password@host`` works: the password goes
+in the request's basic-auth header); params and tags are stored redacted
+(:mod:`kfgpu._redact`), so a URI with a password among them reaches MLflow as ``***``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from kfgpu._redact import redact, redact_obj
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
@@ -69,13 +75,13 @@ def start_run(
             exp_id = exp.experiment_id
     else:
         exp_id = exp.experiment_id
-    run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
+    run = client.create_run(exp_id, run_name=run_name, tags=redact_obj(dict(tags or {})))
     if params:
         from mlflow.entities import Param
 
         client.log_batch(
             run.info.run_id,
-            params=[Param(str(k), str(v)[:6000]) for k, v in sorted(params.items())],
+            params=[Param(str(k), redact(str(v))[:6000]) for k, v in sorted(params.items())],
         )
     return str(run.info.run_id)
 

@@ -54,7 +54,9 @@ class TrainConfig:
         weight_decay: AdamW weight decay.
         precision: ``32-true``, ``16-mixed`` (CUDA only) or ``bf16-mixed``.
         accelerator: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``gpu``.
-        devices: devices per node; ``-1`` for all visible.
+        devices: devices per node; ``-1`` for all visible; ``0`` for no GPU: one process on
+            the CPU (the training pipeline passes its ``gpus`` here, so one setting sizes
+            both the pod's GPU limit and the trainer).
         strategy: ``auto``, ``ddp``, ``ddp_spawn``, or ``fsdp`` (CUDA only: parameters,
             gradients and optimiser state sharded across ranks, for networks too big to
             replicate; submodules of over a million parameters are wrapped separately).
@@ -141,8 +143,10 @@ class TrainConfig:
             raise bad("dropout", "use a value in [0, 1)")
         if self.num_nodes < 1:
             raise bad("num_nodes", "use 1 or more nodes")
-        if self.devices == 0 or self.devices < -1:
-            raise bad("devices", "use a positive count, or -1 for every visible device")
+        if self.devices < -1:
+            raise bad("devices", "use a positive count, -1 for every visible device, or 0 for CPU")
+        if self.devices == 0 and self.accelerator == "gpu":
+            raise bad("devices", "devices=0 means no GPU; with accelerator='gpu' give 1 or more")
         if self.early_stopping_patience < 0:
             raise bad("early_stopping_patience", "use 0 (off) or a positive number of epochs")
         if not (self.gradient_clip_val >= 0 and math.isfinite(self.gradient_clip_val)):

@@ -64,6 +64,8 @@ def resolve_accelerator(config: TrainConfig) -> str:
     import torch
 
     accelerator = config.accelerator
+    if config.devices == 0:  # no GPU asked for: never pick up one the pod merely sees
+        accelerator = "cpu"
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator == "gpu" and not torch.cuda.is_available():
@@ -519,7 +521,7 @@ def train_tabular(
         manual = not module.automatic_optimization
         trainer = pl.Trainer(
             accelerator=accelerator,
-            devices=config.devices,
+            devices=config.devices or 1,
             num_nodes=config.num_nodes,
             strategy=lightning_strategy(config),
             precision=config.precision,

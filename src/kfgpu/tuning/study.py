@@ -576,6 +576,16 @@ def run_study(
     )
 
 
+def _visible_gpus() -> list[str]:
+    """The CUDA device ids this process may use (``CUDA_VISIBLE_DEVICES`` or all)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 def _run_processes(
     study: optuna.Study,
     url: str,
@@ -588,6 +598,7 @@ def _run_processes(
 ) -> list[dict[str, Any]]:
     procs = []
     reports = Path(tempfile.mkdtemp(prefix="kfgpu-tune-workers-"))
+    gpus = _visible_gpus()
     for i in range(config.n_workers):
         spec = {
             "storage": url,
@@ -600,8 +611,12 @@ def _run_processes(
             "report_path": str(reports / f"worker-{i}.json"),
         }
         # Output is inherited: the workers' training logs go where this step's go.
+        # With GPUs (a tuning worker pod's limit), each process trains on its own, in turn.
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if gpus else None
         procs.append(
-            subprocess.Popen([sys.executable, "-m", "kfgpu.tuning.worker", json.dumps(spec)])
+            subprocess.Popen(
+                [sys.executable, "-m", "kfgpu.tuning.worker", json.dumps(spec)], env=env
+            )
         )
     host = socket.gethostname()
     results: dict[int, dict[str, Any]] = {}

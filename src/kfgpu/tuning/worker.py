@@ -15,9 +15,11 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kfgpu._redact import install
     from kfgpu.errors import KfgpuError
     from kfgpu.tuning.study import worker_main
 
+    install()  # its spec holds the storage URL, password included
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m kfgpu.tuning.worker SPEC_JSON", file=sys.stderr)

@@ -22,6 +22,8 @@ def _isolated_kfp_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         "KFGPU_KFP_TOKEN",
         "KFGPU_KFP_TOKEN_PATH",
         "KFGPU_KFP_NAMESPACE",
+        "KF_PIPELINES_ENDPOINT",
+        "KF_PIPELINES_SA_TOKEN_PATH",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)

@@ -48,6 +48,43 @@ def test_environment_supplies_defaults_and_flags_win(
     assert listing.query["namespace"] == ["team-a"]
 
 
+def test_kfps_own_endpoint_variable_is_honoured_after_kfgpus(
+    kfp_server: tuple[str, KfpState], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, state = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", url)
+    token = tmp_path / "token"
+    token.write_text("projected")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    assert main(["schedule", "list"]) == 0  # no --host, no KFGPU_KFP_HOST
+    (listing,) = [r for r in state.requests if r.path.endswith("/recurringruns")]
+    assert listing.headers["authorization"] == "Bearer projected"
+    monkeypatch.setenv("KFGPU_KFP_HOST", "http://kfgpu.example")
+    assert Connection.from_env().host == "http://kfgpu.example"
+    assert Connection.from_env(host=url).host == url
+
+
+def test_retraining_trigger_finds_the_endpoint_in_the_environment(
+    kfp_server: tuple[str, KfpState],
+    small_package: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """trigger_retraining with kfp_host='' starts the run on KF_PIPELINES_ENDPOINT."""
+    import json
+
+    from kfgpu.monitoring.step import trigger_retraining_step
+
+    url, state = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", url)
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text(json.dumps({"summary": "drifted", "retrain": True}))
+    result = trigger_retraining_step(
+        verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), pipeline=str(small_package)
+    )
+    assert result.extra["run"] and state.calls("POST", "/runs")
+
+
 def test_multi_user_namespace_reaches_experiments(
     kfp_server: tuple[str, KfpState], small_package: Path
 ) -> None:
@@ -61,7 +98,7 @@ def test_multi_user_namespace_reaches_experiments(
 @pytest.mark.parametrize(
     ("conn", "message"),
     [
-        (Connection(), "no KFP endpoint: pass --host URL or set KFGPU_KFP_HOST"),
+        (Connection(), "no KFP endpoint: pass --host URL or set KFGPU_KFP_HOST or KF_PIPELINES"),
         (Connection(host="kfp.example.com"), "must start with http:// or https://"),
         (Connection(host="http://x", token="t", token_path="/p"), "keep one"),
         (Connection(host="http://x", token_path="/nonexistent/token"), "does not exist"),

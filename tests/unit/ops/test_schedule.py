@@ -311,3 +311,48 @@ def test_readme_schedule_example_is_valid() -> None:
         from kfgpu.ops.submit import coerce_parameters
 
         assert coerce_parameters(package, s.parameters)["max_epochs"] == 30
+
+
+def test_dry_run_checks_the_file_offline_without_a_cluster(
+    tmp_path: Path, small_package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _file(tmp_path, small_package)
+    assert main(["schedule", "apply", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "ok nightly-retrain" in out and "ok hourly-refresh" in out
+    assert "2 schedule(s) valid offline" in out
+    assert "not compared with a cluster (no KFP endpoint set" in out
+    # Offline still means every check that needs no server: a bad parameter is an error.
+    bad = _file(tmp_path, small_package, **{"nightly-retrain": {"parameters": {"epochs": "x"}}})
+    assert main(["schedule", "apply", str(bad), "--dry-run"]) == 1
+    assert "schedule 'nightly-retrain': parameters: parameter epochs='x'" in capsys.readouterr().err
+
+
+def test_dry_run_with_an_unreachable_endpoint_stays_offline(
+    tmp_path: Path, small_package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kfgpu.serving.process import free_port
+
+    path = _file(tmp_path, small_package)
+    host = f"http://127.0.0.1:{free_port()}"
+    assert main(["schedule", "apply", str(path), "--dry-run", "--host", host]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "2 schedule(s) valid offline" in out and "not compared with a cluster (cannot reach" in out
+    )
+    # Without --dry-run the cluster is needed.
+    assert main(["schedule", "apply", str(path), "--host", host]) == 1
+
+
+def test_dry_run_diffs_when_the_cluster_answers(
+    kfp_server: tuple[str, KfpState],
+    tmp_path: Path,
+    small_package: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, state = kfp_server
+    path = _file(tmp_path, small_package, **{"hourly-refresh": {"_drop": True}})
+    assert main(["schedule", "apply", str(path), "--dry-run", "--host", url]) == 0
+    out = capsys.readouterr().out
+    assert "1 schedule(s) valid offline" in out and "+ create    nightly-retrain" in out
+    assert not state.calls("POST", "/recurringruns")

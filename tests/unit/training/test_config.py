@@ -26,7 +26,6 @@ from kfgpu.training.config import TrainConfig, parse_int_list
         ("dropout", 1.0),
         ("dropout", -0.1),
         ("dropout", float("nan")),
-        ("devices", 0),
         ("devices", -2),
         ("early_stopping_patience", -1),
         ("gradient_clip_val", -0.5),
@@ -66,6 +65,7 @@ def test_invalid_setting_names_the_field(field: str, value: object) -> None:
         ("lr_schedule", "constant"),
         ("datamodule", "my_pkg.data:Balanced"),
         ("devices", -1),
+        ("devices", 0),  # no GPU: one CPU process (the training pipeline's gpus=0)
         ("dropout", 0.0),
         ("early_stopping_patience", 0),
         ("gradient_clip_val", 0.0),

@@ -270,3 +270,19 @@ def test_every_worker_orders_the_grid_alike() -> None:
         for seed, i in ((0, 0), (0, 1), (1000, 0), (7, 3))
     ]
     assert all(g == grids[0] for g in grids)
+
+
+def test_each_worker_process_trains_on_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tuning worker pod given GPUs (gpus_per_worker) runs one process per GPU in turn."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    cfg = TuneConfig(study_name="gpus", n_trials=6, pruner="none", n_workers=2)
+    outcome = run_study(
+        SPACE, cfg, factory="tests.unit.tuning.factories:record_devices", kwargs={"seconds": 0.3}
+    )
+    trials = {t.number: t for t in _real(outcome.study)}
+    seen = []
+    for w in outcome.workers:
+        devices = {trials[n].user_attrs["cuda_visible_devices"] for n in w["trials"]}
+        assert len(devices) <= 1, devices  # one process, one GPU
+        seen += sorted(devices)
+    assert set(seen) <= {"3", "5"} and len(seen) == len(set(seen))
