@@ -682,19 +682,28 @@ def jensenshannon_from_counts(ref: CategoricalCounts, cur: CategoricalCounts) ->
 
 
 def _contingency(ref: CategoricalCounts, cur: CategoricalCounts) -> tuple[np.ndarray, np.ndarray]:
-    """The 2 x k table of counts, categories expected fewer than 5 times on either side
-    pooled into one (dropped when the pool itself stays that small and holds nothing)."""
+    """The 2 x k table of counts. Categories expected fewer than 5 times on either side are
+    pooled into one cell; a pool still that small joins the smallest other cell."""
     _, r, c = _aligned_counts(ref, cur)
     keep = (r + c) > 0
     r, c = r[keep], c[keep]
     n_r, n_c = r.sum(), c.sum()
     if n_r == 0 or n_c == 0:
         return r, c
-    col = r + c
-    small = np.minimum(col * n_r, col * n_c) / (n_r + n_c) < CHISQUARE_MIN_EXPECTED
-    if small.any():
-        r = np.append(r[~small], r[small].sum())
-        c = np.append(c[~small], c[small].sum())
+
+    def small(col: np.ndarray) -> np.ndarray:
+        return np.asarray(np.minimum(col * n_r, col * n_c) / (n_r + n_c) < CHISQUARE_MIN_EXPECTED)
+
+    rare = small(r + c)
+    if rare.any() and (~rare).any():
+        pr, pc = r[rare].sum(), c[rare].sum()
+        r, c = r[~rare], c[~rare]
+        if small(np.array([pr + pc]))[0]:
+            j = int(np.argmin(r + c))
+            r[j] += pr
+            c[j] += pc
+        else:
+            r, c = np.append(r, pr), np.append(c, pc)
     return r, c
 
 
