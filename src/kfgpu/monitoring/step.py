@@ -313,12 +313,13 @@ def validate_batch_step(
         exclude=[str(description.get("target", ""))],
     )
     assert drift is not None  # every input column is present (checked above)
-    lines += [f"- drift: {drift.summary()}", f"- data-quality warnings: {len(issues)}", ""]
+    lines += [f"- drift: {drift.summary()}"]
     lines += [
         f"  - drifted column {c.column}: {c.method} {c.statistic:.3g} >= {c.threshold:g}"
         for c in drift.columns
         if c.drifted
     ]
+    lines += [f"- data-quality warnings: {len(issues)}", ""]
     lines += [f"  - {q['message']}" for q in issues]
     write_parquet(df, dataset_path)
     atomic_write_text(report_path, "\n".join(lines) + "\n")

@@ -150,3 +150,48 @@ def test_policy_parses_yaml_and_json() -> None:
     assert MonitorPolicy.parse("") == MonitorPolicy()
     with pytest.raises(ConfigError, match="must be a mapping"):
         MonitorPolicy.parse("[1, 2]")
+
+
+def test_validate_batch_reports_the_model_aware_verdict(
+    unused_column_bundle: Path, tmp_path: Path
+) -> None:
+    from kfgpu.data import fraud, write_parquet
+    from kfgpu.monitoring.step import validate_batch_step
+
+    from .conftest import UNUSED, with_unused
+
+    batch = with_unused(fraud(3000, seed=60, drift=0.6), seed=60).drop(columns=["is_fraud"])
+    write_parquet(batch, str(tmp_path / "batch.parquet"))
+    result = validate_batch_step(
+        data_uri=str(tmp_path / "batch.parquet"),
+        bundle_path=str(unused_column_bundle),
+        dataset_path=str(tmp_path / "out.parquet"),
+        report_path=str(tmp_path / "report.md"),
+        policy=f"drift: {{ignore: [{UNUSED}]}}",
+    )
+    assert result.metrics["dataset_drift"] == 1.0
+    assert "drift: important features: drifted columns carry" in result.summary
+    report = (tmp_path / "report.md").read_text()
+    assert "- drift: drift: important features" in report
+    assert "drifted column amount: wasserstein" in report
+
+
+def test_trigger_starts_nothing_on_a_verdict_without_retrain(
+    tmp_path: Path, webhook: tuple[str, list[dict]]
+) -> None:
+    import json
+
+    from kfgpu.monitoring.step import trigger_retraining_step
+
+    url, received = webhook
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text(json.dumps({"retrain": False, "summary": "ok: no drift"}))
+    result = trigger_retraining_step(
+        verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), webhook_url=url
+    )
+    assert received == [] and "does not ask for retraining" in result.summary
+    verdict.write_text(json.dumps({"retrain": True, "summary": "retrain: data drift"}))
+    trigger_retraining_step(
+        verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), webhook_url=url
+    )
+    assert len(received) == 1 and received[0]["event"] == "kfgpu.retrain"
