@@ -318,4 +318,9 @@ def check_source(
             None if model is None or outputs is None else (model.reference_outputs, outputs)
         ),
     )
+    if model is None and is_bundle(reference_uri):
+        result.notes.append(
+            "the bundle's reference profile holds no row sample with the model's inputs: "
+            "the verdict could not use the model and fell back to the share of columns"
+        )
     return SourceCheck(result, reference, current, absent, model)

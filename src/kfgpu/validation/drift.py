@@ -81,6 +81,7 @@ __all__ = [
     "adjust_p_values",
     "categorical_drift",
     "chisquare_from_counts",
+    "compare_column",
     "cramers_v_from_counts",
     "decide",
     "detect_drift",
@@ -821,16 +822,13 @@ def categorical_drift(
     )  # fmt: skip
 
 
-def test_column(
+def compare_column(
     name: str, ref: ColumnProfile, cur: ColumnProfile, method: str, threshold: float
 ) -> ColumnDrift:
     """Test one column of either kind (not yet adjusted for multiple testing)."""
     if ref.kind == "numeric":
         return numeric_drift(name, ref.numeric, cur.numeric, method, threshold)
     return categorical_drift(name, ref.categorical, cur.categorical, method, threshold)
-
-
-test_column.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def adjust_p_values(p_values: Sequence[float], correction: str) -> np.ndarray:
@@ -1092,7 +1090,7 @@ def detect_drift(
     for name in tested:
         rc, cc = reference.columns[name], current.columns[name]
         method, threshold = config.resolve(name, rc.kind)
-        res = test_column(name, rc, cc, method, threshold)
+        res = compare_column(name, rc, cc, method, threshold)
         if rc.kind == "numeric":
             rs = rc.numeric
             if res.method == "wasserstein" and rs.count and rs.std < _MIN_STD:
@@ -1122,7 +1120,7 @@ def detect_drift(
         chosen = (
             config.numeric_threshold if ref_out.kind == "numeric" else config.categorical_threshold
         )
-        prediction = test_column(
+        prediction = compare_column(
             PREDICTION_COLUMN,
             ref_out,
             cur_out,
