@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kfgpu.monitoring.drift_check import ModelView
+    from kfgpu.validation.drift import DriftResult
     from kfgpu.validation.profile import ReferenceProfile
 
 __all__ = ["MonitorPolicy", "MonitorVerdict", "monitor", "quality_issues", "read_logs"]
@@ -193,6 +194,17 @@ class MonitorVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "summary": self.summary}
+
+
+def _drift_reason(result: DriftResult) -> str:
+    """The drift verdict as one reason: ``data drift: ...``, ``no data drift: ...`` or
+    ``data drift: insufficient data: ...``, then the verdict's own reasons."""
+    head = {
+        "drift": "data drift",
+        "no_drift": "no data drift",
+        "insufficient_data": "data drift: insufficient data",
+    }[result.status]
+    return f"{head}: " + "; ".join(result.reasons)
 
 
 def read_logs(
@@ -418,7 +430,7 @@ def monitor(
         drift["model"] = model.to_dict()
     if result.dataset_drift:
         alarms.append("data_drift")
-    reasons.append(f"data drift: {result.summary()}")
+    reasons.append(_drift_reason(result))
     concept: dict[str, Any] | None = None
     if labels is not None and len(labels):
         concept = _concept(logs, labels, target=target, description=description, policy=policy)

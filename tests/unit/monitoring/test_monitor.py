@@ -49,7 +49,7 @@ def test_quiet_on_the_training_distribution(fraud_bundle: Path) -> None:
 def test_drift_asks_for_retraining(fraud_bundle: Path) -> None:
     verdict = _judge(fraud_bundle, _logs(fraud_bundle, 2000, seed=51, drift=0.6))
     assert verdict.retrain and "data_drift" in verdict.alarms
-    assert "data drift: drift: important features: drifted columns carry" in verdict.summary
+    assert "retrain: data drift: important features: drifted columns carry" in verdict.summary
     assert verdict.drift is not None and verdict.drift["model"]["importance"]
 
 
