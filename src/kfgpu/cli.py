@@ -305,7 +305,7 @@ def _short(t: str) -> str:
     "config_json",
     metavar="JSON",
     default="",
-    help='Drift settings, e.g. \'{"numeric_method": "psi", "drift_share": 0.3}\'.',
+    help='Drift settings, e.g. \'{"alpha": 0.01, "min_rows": 500, "correction": "bh"}\'.',
 )
 @click.option(
     "--output-dir",
@@ -320,16 +320,20 @@ def drift(
 ) -> None:
     """Check CURRENT data for drift against REFERENCE.
 
-    REFERENCE is a model bundle (its training profile), a reference profile directory, or
-    a dataset; CURRENT is any data URI. Every row is counted, in bounded memory. Writes
-    drift.json and an HTML report (kfgpu's verdict plus Evidently's views on samples).
+    REFERENCE is a model bundle (model-aware verdict: the model's feature importance and
+    its output distribution), a reference profile directory, or a dataset (share of
+    drifted columns); CURRENT is any data URI. A column drifts when its test is
+    significant after Holm's correction and its effect is large enough; fewer rows than
+    min_rows give "insufficient data". Every row is counted, in bounded memory. Writes
+    drift.json and an HTML report with the same verdict (plus Evidently's views on
+    samples). Exit 3 with --fail-on-drift when the verdict is drift.
     """
-    from kfgpu.validation.step import detect_drift_step
+    from kfgpu.monitoring.step import detect_drift_step
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     result_path, report_path = out / "drift.json", out / "drift.html"
-    outcome = detect_drift_step(
+    detect_drift_step(
         reference_uri=_local_uri(reference),
         current_uri=_local_uri(current),
         result_path=str(result_path),
@@ -337,16 +341,19 @@ def drift(
         config_json=config_json,
     )
     data = json.loads(result_path.read_text())
-    for col in data["columns"]:
+    rows = [*data["columns"], *([data["prediction"]] if data.get("prediction") else [])]
+    for col in rows:
         mark = "DRIFT" if col["drifted"] else "ok"
         stat = "n/a" if col["statistic"] is None else f"{col['statistic']:.4g}"
+        p = "n/a" if col["p_adjusted"] is None else f"{col['p_adjusted']:.2g}"
+        imp = "" if col.get("importance") is None else f"  importance {col['importance']:.1%}"
         click.echo(
-            f"  {mark:<5} {col['column']:<24} {col['method']:<14} "
-            f"{stat:>10}  (threshold {col['threshold']:.4g})"
+            f"  {mark:<5} {col['column']:<24} {col['method']:<14} {stat:>10} "
+            f"(min {col['threshold']:.4g})  adjusted p {p:>8}{imp}"
         )
-    click.echo(outcome.summary)
+    click.echo(data["summary"])
     click.echo(f"result: {result_path}\nreport: {report_path}")
-    if fail_on_drift and outcome.extra["dataset_drift"]:
+    if fail_on_drift and data["dataset_drift"]:
         raise SystemExit(3)
 
 

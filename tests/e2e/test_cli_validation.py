@@ -68,7 +68,7 @@ def test_drift_cli_flags_drift_and_exits_3_when_asked(tmp_path: Path) -> None:
         "--fail-on-drift",
     )
     assert drifted.returncode == 3
-    assert "DRIFT amount" in drifted.stdout and "dataset drift:" in drifted.stdout
+    assert "DRIFT amount" in drifted.stdout and "drift: share of columns:" in drifted.stdout
     assert (tmp_path / "d" / "drift.html").stat().st_size > 10_000
     quiet = run_kfgpu(
         "drift",
@@ -79,7 +79,7 @@ def test_drift_cli_flags_drift_and_exits_3_when_asked(tmp_path: Path) -> None:
         "--fail-on-drift",
     )
     assert quiet.returncode == 0, quiet.stderr
-    assert "no dataset drift" in quiet.stdout
+    assert "no drift: share of columns: 0 of 12" in quiet.stdout
 
 
 def test_drift_cli_bad_config_is_one_line(tmp_path: Path) -> None:

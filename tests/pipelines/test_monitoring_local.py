@@ -63,7 +63,7 @@ def test_monitoring_stays_quiet_then_retrains_on_drift(
     assert steps == ["monitor", "trigger_retraining"]
     (event,) = received
     assert event["event"] == "kfgpu.retrain" and "data_drift" in event["alarms"]
-    assert event["text"].startswith("retrain: dataset drift")
+    assert event["text"].startswith("retrain: data drift: important features: ")
     assert drifted.output_path("report").read_text().lstrip().lower().startswith("<!doctype html")
 
 
@@ -89,7 +89,7 @@ def test_batch_inference_scores_a_batch_like_the_bundle(fraud_bundle: Path, tmp_
     np.testing.assert_allclose(out["proba_1"], expected["proba_1"], rtol=1e-5, atol=1e-6)
     assert (out["prediction"].astype(str) == expected["prediction"].astype(str)).all()
     report = run.output_path("report").read_text()
-    assert "rows: 3000" in report and "no dataset drift" in report
+    assert "rows: 3000" in report and "- drift: no drift: important features" in report
 
 
 def test_batch_without_a_model_input_fails_with_a_report(

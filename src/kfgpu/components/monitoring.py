@@ -35,7 +35,8 @@ def monitor_endpoint(
             payload-logger sink's).
         model_uri: the served model: a bundle directory or ``models:/NAME@champion``.
         policy: the monitoring policy as JSON or YAML (min_rows, drift, thresholds,
-            retrain_on); empty: the defaults.
+            retrain_on), or the path or URI of a YAML/JSON file holding it; empty: the
+            defaults.
         window_hours: hours of logs to judge, back from now; 0 reads every log.
         labels_uri: ground truth that arrived later (``_request_id`` and the target).
         mlflow_tracking_uri: the MLflow registry for ``models:/`` URIs.
@@ -135,17 +136,18 @@ def validate_batch(
     """Check an incoming batch against the model that will score it.
 
     Missing input columns fail the step (the report is written first); data-quality
-    issues and drift are reported as warnings.
+    issues and drift (the model-aware verdict of detect_drift) are reported as warnings.
 
     Args:
         data_uri: the batch: CSV, Parquet or JSON lines, local or any fsspec URI.
         model: the model bundle.
-        policy: the monitoring policy's thresholds (JSON or YAML); empty: defaults.
+        policy: the monitoring policy's thresholds (JSON or YAML, or the path or URI of a
+            file holding them); empty: defaults.
 
     Returns:
         dataset: the batch as fingerprinted Parquet.
         report: what was checked and found.
-        metrics: rows, data-quality warnings, drift share.
+        metrics: rows, data-quality warnings, drift share, dataset drift.
     """
     from kfgpu.monitoring.step import validate_batch_step
 

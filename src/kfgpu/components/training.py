@@ -400,31 +400,38 @@ def detect_drift(
     config_json: str = "",
     fail_on_drift: bool = False,
 ) -> NamedTuple("Outputs", [("dataset_drift", bool), ("drift_share", float)]):
-    """Check current data for drift against a reference profile, over every row.
+    """Check current data for drift against a reference, over every row, at a known
+    false-alarm rate.
 
-    Per column: numeric by normalised Wasserstein distance (or KS, PSI), categorical by
-    Jensen-Shannon distance (or chi-squared), each with its threshold; the dataset drifts
-    when the share of drifted columns reaches drift_share. Computed from mergeable sketches
-    in bounded memory; the HTML report adds Evidently's drift and summary views on samples.
+    A column drifts when its two-sample test (KS, chi-square) is significant after a Holm
+    (or Benjamini-Hochberg) correction across all columns and its effect size reaches a
+    practical minimum (normalised Wasserstein 0.1, Jensen-Shannon 0.1 by default). With a
+    model bundle as the reference the dataset verdict is model-aware: drift when the
+    drifted columns carry enough of the model's feature importance or when the model's
+    output distribution drifted; with a profile or a dataset, when a share of the columns
+    drifted. Fewer rows than min_rows give "insufficient data". Computed from mergeable
+    sketches in bounded memory; the HTML report states the same verdict as the JSON and
+    adds Evidently's views on samples.
 
     Args:
-        reference: a kfgpu model bundle (its training profile), a reference profile
-            directory, or a dataset to profile.
+        reference: a kfgpu model bundle (model-aware), a reference profile directory, or a
+            dataset to profile.
         current: the data to check.
-        config_json: drift settings as JSON, e.g. ``{"numeric_method": "psi",
-            "columns": {"amount": {"method": "ks", "threshold": 0.01}}, "drift_share": 0.3}``.
+        config_json: drift settings as JSON, e.g. ``{"alpha": 0.01, "correction": "bh",
+            "min_rows": 500, "columns": {"amount": {"method": "ks", "threshold": 0.05}}}``.
         fail_on_drift: fail the step (after writing its outputs) when the dataset drifted.
 
     Returns:
-        result: the drift result as JSON (per column: method, statistic, threshold, verdict).
-        report: an HTML drift report for the Kubeflow UI.
-        metrics: drift share, drifted and total column counts.
+        result: drift.json: status, the rule(s) that fired and why, per column (effect,
+            threshold, p-value, adjusted p-value, importance), the prediction drift test.
+        report: an HTML drift report for the Kubeflow UI (the same verdict).
+        metrics: drift share, drifted and total column counts, dataset drift.
         dataset_drift: whether the dataset as a whole drifted.
         drift_share: the share of columns that drifted.
     """
     from collections import namedtuple
 
-    from kfgpu.validation.step import detect_drift_step
+    from kfgpu.monitoring.step import detect_drift_step
 
     outcome = detect_drift_step(
         reference_uri=reference.path,
@@ -436,4 +443,4 @@ def detect_drift(
     )
     outcome.publish(metrics=metrics)
     outputs = namedtuple("Outputs", ["dataset_drift", "drift_share"])
-    return outputs(bool(outcome.extra["dataset_drift"]), float(outcome.extra["drift_share"]))
+    return outputs(bool(outcome.metrics["dataset_drift"]), float(outcome.metrics["drift_share"]))

@@ -4,8 +4,11 @@
 profile the champion bundle carries (its training data), and decides by a declarative
 :class:`MonitorPolicy`:
 
-* ``data_drift``: the drift test of :func:`kfgpu.validation.drift.detect_drift` on the
-  logged features (dataset drift when the configured share of columns drifts);
+* ``data_drift``: the drift verdict of :func:`kfgpu.validation.drift.decide` on the logged
+  features and the model's output (model-aware: drifted columns weighed by the model's
+  feature importance, and drift of the model's output; see
+  :mod:`kfgpu.monitoring.drift_check`). A drifted column the model does not depend on is
+  reported but raises no alarm by itself;
 * ``data_quality``: columns missing from the logs, a null share well above training's,
   categories training never saw, numbers outside training's range;
 * ``concept_drift``: with labels (joined on the request id), the live accuracy (or RMSE)
@@ -29,6 +32,8 @@ from kfgpu.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from kfgpu.monitoring.drift_check import ModelView
+    from kfgpu.validation.drift import DriftResult
     from kfgpu.validation.profile import ReferenceProfile
 
 __all__ = ["MonitorPolicy", "MonitorVerdict", "monitor", "quality_issues", "read_logs"]
@@ -42,8 +47,9 @@ class MonitorPolicy:
 
     Attributes:
         min_rows: fewer logged rows in the window give no verdict (``insufficient_data``).
-        drift: a :class:`~kfgpu.validation.drift.DriftConfig` as a dict (methods,
-            thresholds, ``drift_share``, ``ignore``); empty: its defaults.
+        drift: a :class:`~kfgpu.validation.drift.DriftConfig` as a dict (``alpha``,
+            ``correction``, effect sizes, ``importance_share``, ``drift_share``, ``ignore``);
+            empty: its defaults.
         max_null_increase: a column whose null share exceeds training's by more is a
             data-quality failure.
         max_unseen_fraction: a categorical column with a larger share of values training
@@ -99,9 +105,9 @@ class MonitorPolicy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MonitorPolicy:
-        from kfgpu.validation.drift import _reject_unknown
+        from kfgpu.validation.drift import reject_unknown_keys
 
-        _reject_unknown(data, list(cls.__dataclass_fields__), "the monitoring policy")
+        reject_unknown_keys(data, list(cls.__dataclass_fields__), "the monitoring policy")
         d = dict(data)
         if "retrain_on" in d:
             d["retrain_on"] = tuple(d["retrain_on"])
@@ -109,18 +115,59 @@ class MonitorPolicy:
 
     @classmethod
     def parse(cls, text: str) -> MonitorPolicy:
-        """A policy from JSON or YAML text (empty: the defaults)."""
+        """A policy from JSON or YAML text, or from the file at a path or URI holding it
+        (empty: the defaults).
+
+        Raises:
+            ConfigError: the text is not a mapping, the file cannot be read, or a field is
+                invalid.
+        """
         if not text.strip():
             return cls()
         import yaml
 
+        source = "the monitoring policy"
+        if _looks_like_location(text):
+            source = f"the monitoring policy file {text.strip()!r}"
+            text = _read_policy_file(text.strip())
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError(f"the monitoring policy is not JSON or YAML: {e}") from e
+            raise ConfigError(f"{source} is not JSON or YAML: {e}") from e
         if not isinstance(data, dict):
-            raise ConfigError("the monitoring policy must be a mapping such as {min_rows: 500}")
+            raise ConfigError(
+                f"{source} must be a mapping such as {{min_rows: 500}}, or the path of a "
+                f"YAML/JSON file holding one; got {text.strip()[:80]!r}"
+            )
         return cls.from_dict(data)
+
+
+_POLICY_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _looks_like_location(text: str) -> bool:
+    """A one-line value naming a file: a URI, a YAML/JSON file name, or an existing path."""
+    import os
+
+    value = text.strip()
+    if "\n" in value or value.startswith(("{", "[")):
+        return False
+    if "://" in value or value.lower().endswith(_POLICY_SUFFIXES):
+        return True
+    return ": " not in value and os.path.isfile(value)
+
+
+def _read_policy_file(location: str) -> str:
+    import fsspec
+
+    try:
+        with fsspec.open(location, "r", encoding="utf-8") as f:
+            return str(f.read())
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(
+            f"policy={location!r} names a file that cannot be read ({type(e).__name__}: {e}); "
+            "pass an existing YAML/JSON file path or URI, or the policy itself inline"
+        ) from e
 
 
 @dataclass
@@ -147,6 +194,17 @@ class MonitorVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "summary": self.summary}
+
+
+def _drift_reason(result: DriftResult) -> str:
+    """The drift verdict as one reason: ``data drift: ...``, ``no data drift: ...`` or
+    ``data drift: insufficient data: ...``, then the verdict's own reasons."""
+    head = {
+        "drift": "data drift",
+        "no_drift": "no data drift",
+        "insufficient_data": "data drift: insufficient data",
+    }[result.status]
+    return f"{head}: " + "; ".join(result.reasons)
 
 
 def read_logs(
@@ -317,6 +375,7 @@ def monitor(
     description: Mapping[str, Any],
     policy: MonitorPolicy | None = None,
     labels: pd.DataFrame | None = None,
+    model: ModelView | None = None,
 ) -> MonitorVerdict:
     """Judge logged traffic against the champion's reference profile (see the module doc).
 
@@ -326,8 +385,11 @@ def monitor(
         description: the bundle's description (signature, task, target, metrics).
         policy: thresholds and triggers; None: :class:`MonitorPolicy` defaults.
         labels: ground truth that arrived later: ``_request_id`` and the target column.
+        model: the served model's view (importance and output) for a model-aware drift
+            verdict; None: the share-of-columns rule.
     """
-    from kfgpu.validation.drift import DriftConfig, frame_drift
+    from kfgpu.monitoring.drift_check import check_frame
+    from kfgpu.validation.drift import DriftConfig
 
     policy = policy or MonitorPolicy()
     target = str(description.get("target", ""))
@@ -351,8 +413,12 @@ def monitor(
             f"data quality: {len(quality)} issue(s): "
             + "; ".join(q["message"] for q in quality[:3])
         )
-    result = frame_drift(
-        reference, logs, DriftConfig.from_dict(dict(policy.drift)), exclude=[target]
+    result = check_frame(
+        reference,
+        logs,
+        DriftConfig.from_dict(dict(policy.drift)),
+        model=model,
+        exclude=[target],
     )
     if result is None:
         raise ConfigError(
@@ -360,9 +426,11 @@ def monitor(
             "the logs; they are not this model's inference logs"
         )
     drift = result.to_dict()
+    if model is not None:
+        drift["model"] = model.to_dict()
     if result.dataset_drift:
         alarms.append("data_drift")
-    reasons.append(result.summary())
+    reasons.append(_drift_reason(result))
     concept: dict[str, Any] | None = None
     if labels is not None and len(labels):
         concept = _concept(logs, labels, target=target, description=description, policy=policy)

@@ -10,12 +10,73 @@ from kfgpu._step import StepResult, step
 from kfgpu.data._atomic import atomic_write_text
 
 __all__ = [
+    "detect_drift_step",
     "fetch_model_step",
     "monitor_step",
     "notify_webhook",
     "trigger_retraining_step",
     "validate_batch_step",
 ]
+
+
+@step("detect_drift")
+def detect_drift_step(
+    *,
+    reference_uri: str,
+    current_uri: str,
+    result_path: str,
+    report_path: str,
+    config_json: str = "",
+    sample_rows: int = 5000,
+    fail_on_drift: bool = False,
+) -> StepResult:
+    """Compare current data with a reference; write the JSON result and HTML report.
+
+    With a model bundle as the reference the verdict is model-aware (feature importance and
+    the model's output, see :mod:`kfgpu.monitoring.drift_check`). Both outputs are written
+    before a drift failure is raised.
+
+    Raises:
+        ConfigError: a bad drift config, or columns that cannot be compared.
+        DriftDetected: ``fail_on_drift`` and the dataset drifted.
+    """
+    from kfgpu.errors import ConfigError, DriftDetected
+    from kfgpu.monitoring.drift_check import check_source
+    from kfgpu.validation.drift import DriftConfig
+    from kfgpu.validation.drift_report import render_drift_html
+
+    try:
+        config = DriftConfig.from_dict(json.loads(config_json)) if config_json else DriftConfig()
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"drift config is not JSON ({e}); give e.g. "
+            '\'{"alpha": 0.01, "columns": {"amount": {"method": "ks"}}}\''
+        ) from e
+    checked = check_source(reference_uri, current_uri, config, sample_rows=sample_rows)
+    result = checked.result
+    data = checked.to_dict()
+    Path(result_path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(result_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        report_path,
+        render_drift_html(
+            data,
+            reference_sample=checked.reference.sample,
+            current_sample=checked.current.sample,
+        ),
+    )
+    if fail_on_drift and result.dataset_drift:
+        raise DriftDetected(result.summary())
+    return StepResult(
+        metrics={
+            "drift_share": result.drift_share,
+            "drifted_columns": float(result.n_drifted),
+            "columns": float(result.n_columns),
+            "dataset_drift": float(result.dataset_drift),
+        },
+        summary=result.summary(),
+    )
 
 
 @step("monitor")
@@ -40,7 +101,8 @@ def monitor_step(
         logs_uri: the inference-log directory or URL (see :mod:`kfgpu.monitoring.logger`).
         model_uri: the served model: a bundle directory or ``models:/NAME@ALIAS``.
         verdict_path, report_path: where the JSON verdict and the HTML report go.
-        policy: a :class:`~kfgpu.monitoring.monitor.MonitorPolicy` as JSON or YAML.
+        policy: a :class:`~kfgpu.monitoring.monitor.MonitorPolicy` as JSON or YAML, or the
+            path or URI of a file holding it.
         window_hours: look back this far from ``now``; 0 reads every log.
         labels_uri: ground truth (Parquet: ``_request_id`` and the target column).
         tracking_uri: MLflow registry for ``models:/`` URIs.
@@ -54,6 +116,7 @@ def monitor_step(
 
     from kfgpu.bundle import read_description
     from kfgpu.data import read_table
+    from kfgpu.monitoring.drift_check import ModelView
     from kfgpu.monitoring.monitor import MonitorPolicy, monitor, read_logs
     from kfgpu.serving.server import resolve_bundle
     from kfgpu.validation.drift_report import render_drift_html
@@ -67,7 +130,10 @@ def monitor_step(
     start = end - pd.Timedelta(hours=window_hours) if window_hours > 0 else None
     logs = read_logs(logs_uri, since=start, until=end if now else None)
     labels = read_table(labels_uri) if labels_uri else None
-    verdict = monitor(logs, reference, description=description, policy=rules, labels=labels)
+    model = ModelView.from_bundle(bundle, reference)
+    verdict = monitor(
+        logs, reference, description=description, policy=rules, labels=labels, model=model
+    )
     verdict.window = {
         "start": start.isoformat() if start is not None else None,
         "end": end.isoformat(),
@@ -150,6 +216,14 @@ def trigger_retraining_step(
     from kfgpu.ops.client import default_host
 
     verdict = json.loads(Path(verdict_path).read_text())
+    if not verdict.get("retrain"):
+        # The monitor's verdict (one decision, kfgpu.validation.drift.decide) is the only
+        # thing that starts a retraining: a verdict that does not ask for it starts nothing.
+        note = (
+            f"the verdict does not ask for retraining ({verdict.get('summary')}); nothing started"
+        )
+        atomic_write_text(run_path, json.dumps({"verdict": verdict.get("summary"), "note": note}))
+        return StepResult(summary=note, extra={"run": None, "webhook": None})
     # An empty kfp_host takes the endpoint the pod's environment names, kfp's own
     # KF_PIPELINES_ENDPOINT included.
     kfp_host = kfp_host or default_host()
@@ -211,8 +285,9 @@ def validate_batch_step(
     from kfgpu.data import read_table
     from kfgpu.data.io import artifact_metadata, write_parquet
     from kfgpu.errors import EmptyDataError, SchemaError
+    from kfgpu.monitoring.drift_check import ModelView, check_frame
     from kfgpu.monitoring.monitor import MonitorPolicy, quality_issues
-    from kfgpu.validation.drift import DriftConfig, frame_drift
+    from kfgpu.validation.drift import DriftConfig
     from kfgpu.validation.step import load_reference
 
     rules = MonitorPolicy.parse(policy)
@@ -234,14 +309,21 @@ def validate_batch_step(
             raise SchemaError(reason)
         raise EmptyDataError(reason)
     issues = quality_issues(df, reference, features, rules)
-    drift = frame_drift(
+    drift = check_frame(
         reference,
         df,
         DriftConfig.from_dict(dict(rules.drift)),
+        model=ModelView.from_bundle(bundle_path, reference),
         exclude=[str(description.get("target", ""))],
     )
     assert drift is not None  # every input column is present (checked above)
-    lines += [f"- drift: {drift.summary()}", f"- data-quality warnings: {len(issues)}", ""]
+    lines += [f"- drift: {drift.summary()}"]
+    lines += [
+        f"  - drifted column {c.column}: {c.method} {c.statistic:.3g} >= {c.threshold:g}"
+        for c in drift.columns
+        if c.drifted
+    ]
+    lines += [f"- data-quality warnings: {len(issues)}", ""]
     lines += [f"  - {q['message']}" for q in issues]
     write_parquet(df, dataset_path)
     atomic_write_text(report_path, "\n".join(lines) + "\n")
@@ -250,12 +332,10 @@ def validate_batch_step(
             "rows": float(len(df)),
             "quality_warnings": float(len(issues)),
             "drift_share": float(drift.drift_share),
+            "dataset_drift": float(drift.dataset_drift),
         },
-        metadata={"dataset": artifact_metadata(df)},
-        summary=(
-            f"{len(df)} rows; {len(issues)} data-quality warning(s); "
-            f"{'drift' if drift.dataset_drift else 'no drift'} ({drift.drift_share:.0%} of columns)"
-        ),
+        metadata={"dataset": artifact_metadata(df), "drift": {"status": drift.status}},
+        summary=f"{len(df)} rows; {len(issues)} data-quality warning(s); {drift.summary()}",
     )
 
 

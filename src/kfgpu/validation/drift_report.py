@@ -23,6 +23,7 @@ _STYLE = (
     "#kfgpu-drift th,#kfgpu-drift td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
     "#kfgpu-drift td:first-child,#kfgpu-drift th:first-child{text-align:left}"
     "#kfgpu-drift .drift{color:#b3261e;font-weight:bold}#kfgpu-drift .ok{color:#0a7d2c}"
+    "#kfgpu-drift .warn{color:#8a5a00;font-weight:bold}"
 )
 
 
@@ -31,29 +32,55 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _verdict_section(result: dict[str, Any], sample_note: str) -> str:
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+_VERDICT = {"drift": ("DRIFT", "drift"), "no_drift": ("no drift", "ok")}
+
+
+def _row(col: dict[str, Any]) -> str:
     e = html.escape
-    verdict = "DRIFT" if result["dataset_drift"] else "no drift"
-    cls = "drift" if result["dataset_drift"] else "ok"
-    rows = []
-    for col in result["columns"]:
-        mark = "drift" if col["drifted"] else "ok"
-        rows.append(
-            f"<tr><td>{e(str(col['column']))}</td><td>{e(col['kind'])}</td>"
-            f"<td>{e(col['method'])}</td><td>{_num(col['statistic'])}</td>"
-            f"<td>{col['threshold']:.4g}</td><td class='{mark}'>{'yes' if col['drifted'] else 'no'}"
-            "</td></tr>"
+    mark = "drift" if col["drifted"] else "ok"
+    return (
+        f"<tr><td>{e(str(col['column']))}</td><td>{e(col['kind'])}</td>"
+        f"<td>{e(col['method'])}</td><td>{_num(col['statistic'])}</td>"
+        f"<td>{col['threshold']:.4g}</td><td>{e(col['test'])}</td>"
+        f"<td>{_num(col['p_value'])}</td><td>{_num(col['p_adjusted'])}</td>"
+        f"<td>{_pct(col.get('importance'))}</td>"
+        f"<td class='{mark}'>{'yes' if col['drifted'] else 'no'}</td></tr>"
+    )
+
+
+def _verdict_section(result: dict[str, Any], sample_note: str) -> str:
+    """The verdict of drift.json, as drift.json states it (status, rules, reasons)."""
+    e = html.escape
+    verdict, cls = _VERDICT.get(result["status"], ("insufficient data", "warn"))
+    head = (
+        "<tr><th>column</th><th>kind</th><th>effect</th><th>effect size</th><th>minimum</th>"
+        "<th>test</th><th>p-value</th><th>adjusted p</th><th>importance</th><th>drifted</th></tr>"
+    )
+    rules = ", ".join(result["rules"]) or "none"
+    reasons = "".join(f"<li>{e(r)}</li>" for r in result["reasons"])
+    prediction = ""
+    if result.get("prediction") is not None:
+        model = result.get("model") or {}
+        what = e(str(model.get("output", "model output")))
+        prediction = (
+            f"<h2>Prediction drift ({what})</h2><table>{head}{_row(result['prediction'])}</table>"
         )
     notes = "".join(f"<li>{e(n)}</li>" for n in [*result.get("notes", []), sample_note] if n)
+    config = result.get("config", {})
     return (
         f"<section id='kfgpu-drift'><style>{_STYLE}</style>"
-        f"<h1>Drift: <span class='{cls}'>{verdict}</span></h1>"
-        f"<p>{result['n_drifted']} of {result['n_columns']} columns drifted "
-        f"(share {result['drift_share']:.2f}; dataset drift when at least "
-        f"{result['drift_share_threshold']:.2f}). Reference rows: {result['reference_rows']}, "
-        f"current rows: {result['current_rows']}; every row counted.</p>"
-        "<table><tr><th>column</th><th>kind</th><th>method</th><th>statistic</th>"
-        f"<th>threshold</th><th>drifted</th></tr>{''.join(rows)}</table>"
+        f"<h1>Drift: <span class='{cls}' id='kfgpu-verdict'>{verdict}</span></h1>"
+        f"<p>Rule(s) fired: <b id='kfgpu-rules'>{e(rules)}</b>. {result['n_drifted']} of "
+        f"{result['n_columns']} columns drifted. Reference rows: {result['reference_rows']}, "
+        f"current rows: {result['current_rows']}; every row counted. A column drifts when "
+        f"its test is significant after the {e(str(config.get('correction', '')))} "
+        f"correction (alpha {config.get('alpha', '')}) and its effect reaches the minimum."
+        f"</p><ul>{reasons}</ul>{prediction}<h2>Columns</h2>"
+        f"<table>{head}{''.join(_row(c) for c in result['columns'])}</table>"
         f"<ul>{notes}</ul></section>"
     )
 
@@ -67,7 +94,8 @@ def render_drift_html(
     """One page: the kfgpu verdict, then Evidently's drift and summary report on samples.
 
     Args:
-        result: :meth:`DriftResult.to_dict` of the full-data check.
+        result: drift.json: :meth:`DriftResult.to_dict` of the full-data check (with the
+            ``model`` entry of a model-aware check); the page states its verdict.
         reference_sample: rows sampled from the reference (the profile's reservoir).
         current_sample: rows sampled from the current data.
     """

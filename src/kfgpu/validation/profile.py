@@ -46,6 +46,7 @@ __all__ = [
     "NumericSketch",
     "ReferenceProfile",
     "build_profile",
+    "iter_source",
     "profile_source",
 ]
 
@@ -1148,6 +1149,14 @@ def _iter_source(uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
             ) from e
         return
     yield read_table(uri)
+
+
+def iter_source(uri: str, chunk_rows: int = 250_000) -> Iterator[pd.DataFrame]:
+    """The rows of a data source as DataFrame chunks, streamed as :func:`profile_source`
+    streams them (local Parquet and CSV in chunks, anything else read whole)."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ConfigError(f"chunk_rows={chunk_rows!r} is not a positive integer; pass e.g. 250000")
+    return _iter_source(uri, chunk_rows)
 
 
 def profile_source(uri: str, *, chunk_rows: int = 250_000, **kw: Any) -> ReferenceProfile:

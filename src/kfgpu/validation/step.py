@@ -1,4 +1,7 @@
-"""The validation steps: validate_data (read, check, hand on Parquet) and detect_drift."""
+"""The validation step validate_data (read, check, hand on Parquet) and reference loading.
+
+The drift check lives in :mod:`kfgpu.monitoring.drift_check` (it needs the model bundle).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ if TYPE_CHECKING:
     from kfgpu.validation.checks import Anomaly, ValidationResult
     from kfgpu.validation.profile import ReferenceProfile
 
-__all__ = ["detect_drift_step", "load_reference", "skew_anomalies", "validate_data_step"]
+__all__ = ["load_reference", "skew_anomalies", "validate_data_step"]
 
 
 @step("validate_data")
@@ -141,9 +144,9 @@ def skew_anomalies(df: pd.DataFrame, reference_uri: str, *, target: str) -> list
             col.column,
             "train_serving_skew",
             "warning",
-            f"distribution differs from the reference ({col.method} {col.statistic:.3g}, "
-            f"threshold {col.threshold:.3g}); check that serving computes this feature as "
-            "training did",
+            f"distribution differs from the reference ({col.method} {col.statistic:.3g} >= "
+            f"{col.threshold:.3g}, adjusted p {col.p_adjusted or 0.0:.3g}); check that serving "
+            "computes this feature as training did",
             round(float(col.statistic), 6),
         )
         for col in result.columns
@@ -177,71 +180,3 @@ def load_reference(uri: str) -> ReferenceProfile:
     if "://" not in uri and path.name == "profile.json" and path.is_file():
         return ReferenceProfile.load(path.parent)
     return profile_source(uri)
-
-
-@step("detect_drift")
-def detect_drift_step(
-    *,
-    reference_uri: str,
-    current_uri: str,
-    result_path: str,
-    report_path: str,
-    config_json: str = "",
-    sample_rows: int = 5000,
-    fail_on_drift: bool = False,
-) -> StepResult:
-    """Compare current data with a reference profile; write the JSON result and HTML report.
-
-    Both outputs are written before a drift failure is raised.
-
-    Raises:
-        ConfigError: a bad drift config, or columns that cannot be compared.
-        DriftDetected: ``fail_on_drift`` and the dataset drifted.
-    """
-    import json
-
-    from kfgpu.errors import ConfigError, DriftDetected
-    from kfgpu.validation.drift import DriftConfig, detect_drift
-    from kfgpu.validation.drift_report import render_drift_html
-    from kfgpu.validation.profile import profile_source
-
-    try:
-        config = DriftConfig.from_dict(json.loads(config_json)) if config_json else DriftConfig()
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"drift config is not JSON ({e}); give e.g. "
-            '\'{"numeric_method": "psi", "columns": {"amount": {"method": "ks"}}}\''
-        ) from e
-    reference = load_reference(reference_uri)
-    current = profile_source(
-        current_uri,
-        columns=list(reference.columns),
-        categorical=[c for c in reference.categorical_columns()],
-        sample_rows=sample_rows,
-    )
-    absent = [c for c in reference.columns if c not in current.columns]
-    result = detect_drift(
-        reference.select([c for c in reference.columns if c not in absent]), current, config
-    )
-    data = result.to_dict()
-    if absent:
-        # Typically the label, which serving data does not carry; said, never hidden.
-        data["notes"] = [*data.get("notes", []), f"not in the current data, not compared: {absent}"]
-        data["absent_columns"] = absent
-    Path(result_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(result_path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    Path(report_path).write_text(
-        render_drift_html(data, reference_sample=reference.sample, current_sample=current.sample)
-    )
-    if fail_on_drift and result.dataset_drift:
-        raise DriftDetected(result.summary())
-    return StepResult(
-        metrics={
-            "drift_share": result.drift_share,
-            "drifted_columns": float(result.n_drifted),
-            "columns": float(result.n_columns),
-            "dataset_drift": float(result.dataset_drift),
-        },
-        summary=result.summary(),
-        extra={"dataset_drift": result.dataset_drift, "drift_share": result.drift_share},
-    )

@@ -27,12 +27,15 @@ def _logs(bundle_path: Path, rows: int, *, seed: int, drift: float = 0.0) -> pd.
 
 def _judge(bundle_path: Path, logs: pd.DataFrame, **kw):
     from kfgpu.bundle import read_description
+    from kfgpu.monitoring.drift_check import ModelView
     from kfgpu.validation.step import load_reference
 
+    reference = load_reference(str(bundle_path))
     return monitor(
         logs.drop(columns=["_label"]),
-        load_reference(str(bundle_path)),
+        reference,
         description=read_description(bundle_path),
+        model=ModelView.from_bundle(str(bundle_path), reference),
         **kw,
     )
 
@@ -46,7 +49,8 @@ def test_quiet_on_the_training_distribution(fraud_bundle: Path) -> None:
 def test_drift_asks_for_retraining(fraud_bundle: Path) -> None:
     verdict = _judge(fraud_bundle, _logs(fraud_bundle, 2000, seed=51, drift=0.6))
     assert verdict.retrain and "data_drift" in verdict.alarms
-    assert "dataset drift" in verdict.summary
+    assert "retrain: data drift: important features: drifted columns carry" in verdict.summary
+    assert verdict.drift is not None and verdict.drift["model"]["importance"]
 
 
 def test_too_few_rows_give_no_verdict(fraud_bundle: Path) -> None:
@@ -97,9 +101,97 @@ def test_bad_policies_name_the_field(policy: dict, match: str) -> None:
         MonitorPolicy.from_dict(policy)
 
 
+def test_a_drifted_column_the_model_ignores_does_not_retrain(unused_column_bundle: Path) -> None:
+    """Column drift on a column the model does not use is reported; alone it does not
+    make the monitoring pipeline retrain."""
+    from .conftest import UNUSED, with_unused
+
+    logs = _logs(unused_column_bundle, 2000, seed=55)
+    logs = with_unused(logs, seed=55)
+    logs[UNUSED] = logs[UNUSED] + 3 * logs[UNUSED].std()
+    verdict = _judge(unused_column_bundle, logs)
+    assert verdict.drift is not None
+    assert UNUSED in verdict.drift["drifted_columns"]
+    column = next(c for c in verdict.drift["columns"] if c["column"] == UNUSED)
+    assert column["importance"] == 0.0
+    assert verdict.drift["status"] == "no_drift" and not verdict.retrain
+    assert "data_drift" not in verdict.alarms
+    # The same logs judged without the model fall back to the share rule, and alarm.
+    from kfgpu.bundle import read_description
+    from kfgpu.validation.step import load_reference
+
+    plain = monitor(
+        logs.drop(columns=["_label"]),
+        load_reference(str(unused_column_bundle)),
+        description=read_description(unused_column_bundle),
+    )
+    assert plain.retrain and plain.drift is not None
+    assert plain.drift["rules"] == ["share_of_columns"]
+
+
+def test_policy_from_a_file_path_or_uri(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("min_rows: 50\ndrift: {alpha: 0.01}\n")
+    assert MonitorPolicy.parse(str(path)).min_rows == 50
+    assert MonitorPolicy.parse(f"file://{path}").drift == {"alpha": 0.01}
+    plain = tmp_path / "policy"
+    plain.write_text('{"min_rows": 70}')
+    assert MonitorPolicy.parse(str(plain)).min_rows == 70
+    with pytest.raises(ConfigError, match=r"policy='/nope/policy\.yaml' names a file that"):
+        MonitorPolicy.parse("/nope/policy.yaml")
+    (tmp_path / "list.yaml").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"policy file .* must be a mapping"):
+        MonitorPolicy.parse(str(tmp_path / "list.yaml"))
+
+
 def test_policy_parses_yaml_and_json() -> None:
     assert MonitorPolicy.parse("min_rows: 50\nretrain_on: [concept_drift]\n").min_rows == 50
     assert MonitorPolicy.parse('{"max_accuracy_drop": 0.1}').max_accuracy_drop == 0.1
     assert MonitorPolicy.parse("") == MonitorPolicy()
     with pytest.raises(ConfigError, match="must be a mapping"):
         MonitorPolicy.parse("[1, 2]")
+
+
+def test_validate_batch_reports_the_model_aware_verdict(
+    unused_column_bundle: Path, tmp_path: Path
+) -> None:
+    from kfgpu.data import fraud, write_parquet
+    from kfgpu.monitoring.step import validate_batch_step
+
+    from .conftest import UNUSED, with_unused
+
+    batch = with_unused(fraud(3000, seed=60, drift=0.6), seed=60).drop(columns=["is_fraud"])
+    write_parquet(batch, str(tmp_path / "batch.parquet"))
+    result = validate_batch_step(
+        data_uri=str(tmp_path / "batch.parquet"),
+        bundle_path=str(unused_column_bundle),
+        dataset_path=str(tmp_path / "out.parquet"),
+        report_path=str(tmp_path / "report.md"),
+        policy=f"drift: {{ignore: [{UNUSED}]}}",
+    )
+    assert result.metrics["dataset_drift"] == 1.0
+    assert "drift: important features: drifted columns carry" in result.summary
+    report = (tmp_path / "report.md").read_text()
+    assert "- drift: drift: important features" in report
+    assert "drifted column amount: wasserstein" in report
+
+
+def test_trigger_starts_nothing_on_a_verdict_without_retrain(
+    tmp_path: Path, webhook: tuple[str, list[dict]]
+) -> None:
+    import json
+
+    from kfgpu.monitoring.step import trigger_retraining_step
+
+    url, received = webhook
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text(json.dumps({"retrain": False, "summary": "ok: no drift"}))
+    result = trigger_retraining_step(
+        verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), webhook_url=url
+    )
+    assert received == [] and "does not ask for retraining" in result.summary
+    verdict.write_text(json.dumps({"retrain": True, "summary": "retrain: data drift"}))
+    trigger_retraining_step(
+        verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), webhook_url=url
+    )
+    assert len(received) == 1 and received[0]["event"] == "kfgpu.retrain"

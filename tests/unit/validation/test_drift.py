@@ -15,14 +15,23 @@ from kfgpu.errors import ConfigError
 from kfgpu.validation.drift import (
     ColumnDriftConfig,
     DriftConfig,
+    adjust_p_values,
     chisquare_from_counts,
+    cramers_v_from_counts,
+    decide,
     detect_drift,
     jensenshannon_from_counts,
     ks_from_sketches,
     psi_from_sketches,
     wasserstein_from_sketches,
 )
-from kfgpu.validation.profile import CategoricalCounts, NumericSketch, build_profile
+from kfgpu.validation.profile import (
+    CategoricalCounts,
+    ColumnProfile,
+    NumericSketch,
+    ReferenceProfile,
+    build_profile,
+)
 
 ROWS = 20_000
 
@@ -84,14 +93,132 @@ def test_jensenshannon_and_chisquare_match_scipy() -> None:
     q = np.array([400, 350, 0, 2, 100, 0], dtype=float)
     expected_js = jensenshannon(p / p.sum(), q / q.sum(), base=2)
     assert jensenshannon_from_counts(r, c) == pytest.approx(expected_js, rel=1e-12)
-    # chi-square: 'd' (expected 0) and nothing else small -> infinite statistic.
+    # Chi-square test of homogeneity (both sides are samples): 'd' (2 values) is expected
+    # fewer than 5 times on each side, so it joins the smallest other cell (missing).
     chi2, pv = chisquare_from_counts(r, c)
-    assert chi2 == np.inf and pv == 0.0
-    cur2 = pd.Series(["a"] * 500 + ["b"] * 300 + ["c"] * 200 + [None] * 40)
-    chi2, pv = chisquare_from_counts(r, CategoricalCounts().add(cur2))
-    exp = np.array([500, 300, 200, 50]) / 1050 * 1040
-    want = stats.chisquare([500, 300, 200, 40], exp)
+    table = np.array([[500, 300, 200, 50], [400, 350, 0, 102]])
+    want = stats.chi2_contingency(table, correction=False)
     assert chi2 == pytest.approx(want.statistic) and pv == pytest.approx(want.pvalue)
+    # No small cell: exactly scipy's contingency test, and Cramer's V from it.
+    cur2 = pd.Series(["a"] * 500 + ["b"] * 300 + ["c"] * 200 + [None] * 40)
+    c2 = CategoricalCounts().add(cur2)
+    chi2, pv = chisquare_from_counts(r, c2)
+    want = stats.chi2_contingency(
+        np.array([[500, 300, 200, 50], [500, 300, 200, 40]]), correction=False
+    )
+    assert chi2 == pytest.approx(want.statistic) and pv == pytest.approx(want.pvalue)
+    assert cramers_v_from_counts(r, c2) == pytest.approx(np.sqrt(want.statistic / 2090))
+
+
+def test_p_value_corrections_match_their_definitions() -> None:
+    p = [0.01, 0.04, 0.03, np.nan, 0.005]
+    holm = adjust_p_values(p, "holm")
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): 4*0.005, 3*0.01, 2*0.03, 1*0.04 (running max)
+    assert holm[[4, 0, 2, 1]] == pytest.approx([0.02, 0.03, 0.06, 0.06])
+    bh = adjust_p_values(p, "bh")
+    # 4/1*0.005, 4/2*0.01, 4/3*0.03, 4/4*0.04 (running min from the top)
+    assert bh[[4, 0, 2, 1]] == pytest.approx([0.02, 0.02, 0.04, 0.04])
+    assert np.isnan(holm[3]) and np.isnan(bh[3])
+    with pytest.raises(ConfigError, match="correction='bonferroni'"):
+        adjust_p_values(p, "bonferroni")
+
+
+def _profile(values: dict[str, np.ndarray]) -> ReferenceProfile:
+    return build_profile([pd.DataFrame(values)], sample_rows=0)
+
+
+def test_millions_of_rows_do_not_flag_a_trivial_shift() -> None:
+    """Significant is not enough: a 0.02-std shift over 400,000 rows is real but tiny."""
+    rng = np.random.default_rng(3)
+    ref = _profile({"x": rng.normal(0, 1, 400_000)})
+    cur = _profile({"x": rng.normal(0.02, 1, 400_000)})
+    col = detect_drift(ref, cur).column("x")
+    assert col.significant and col.p_adjusted is not None and col.p_adjusted < 1e-6
+    assert col.statistic < 0.1 and not col.drifted
+
+
+def test_hundreds_of_rows_do_not_flag_noise() -> None:
+    """Large is not enough: the distance between two 150-row samples is noisy."""
+    rng = np.random.default_rng(4)
+    flagged_by_distance = flagged = 0
+    for _ in range(20):
+        ref = _profile({"x": rng.lognormal(0, 1, 150), "y": rng.normal(0, 1, 150)})
+        cur = _profile({"x": rng.lognormal(0, 1, 150), "y": rng.normal(0, 1, 150)})
+        result = detect_drift(ref, cur)
+        flagged_by_distance += any(c.large for c in result.columns)
+        flagged += result.n_drifted > 0
+    assert flagged_by_distance >= 5  # the old distance-only rule alarmed on these
+    assert flagged <= 1  # at most alpha = 5% of the 20 splits
+
+
+def test_too_few_rows_give_insufficient_data() -> None:
+    rng = np.random.default_rng(5)
+    ref = _profile({"x": rng.normal(0, 1, 80)})
+    cur = _profile({"x": rng.normal(5, 1, 80)})
+    result = detect_drift(ref, cur)
+    assert result.status == "insufficient_data" and not result.dataset_drift
+    assert result.summary() == (
+        "insufficient data: reference 80 rows, current 80 rows; at least min_rows 100 on "
+        "each side are needed for a verdict"
+    )
+    assert result.column("x").drifted  # the column figures are still reported
+    assert detect_drift(ref, cur, DriftConfig(min_rows=50)).status == "drift"
+
+
+def _numeric(values: np.ndarray) -> ColumnProfile:
+    return ColumnProfile("prediction", "numeric", NumericSketch().add(values))
+
+
+def test_model_aware_verdict_names_the_rule_and_its_figures() -> None:
+    rng = np.random.default_rng(6)
+    n = 2000
+    ref = _profile({"a": rng.normal(0, 1, n), "b": rng.normal(0, 1, n), "c": rng.normal(0, 1, n)})
+    moved = _profile({"a": rng.normal(1, 1, n), "b": rng.normal(0, 1, n), "c": rng.normal(0, 1, n)})
+    same_out = (_numeric(rng.beta(2, 8, n)), _numeric(rng.beta(2, 8, n)))
+    important = detect_drift(ref, moved, importance={"a": 3, "b": 1}, predictions=same_out)
+    assert important.rules == ["important_features"]
+    assert important.column("a").importance == pytest.approx(0.75)
+    assert important.column("c").importance == 0.0  # not a model input
+    assert important.importance_drifted == pytest.approx(0.75)
+    assert "drifted columns carry 75.0% of the model's feature importance (>= 10%)" in (
+        important.summary()
+    )
+    assert "prediction drift: no" in important.summary()
+    # The same column drift on a column the model ignores: reported, no dataset drift.
+    ignored = detect_drift(ref, moved, importance={"b": 1, "c": 1}, predictions=same_out)
+    assert ignored.drifted_columns == ["a"] and ignored.status == "no_drift"
+    assert "carry too little of the model's importance" in ignored.summary()
+    # Without a model the share rule decides: 1 of 3 columns >= 5%.
+    plain = detect_drift(ref, moved)
+    assert plain.rules == ["share_of_columns"] and "1 of 3 columns drifted" in plain.summary()
+    # The model's output moved (mean 0.2 -> 0.3) with no input column flagged.
+    shifted_out = (_numeric(rng.beta(2, 8, n)), _numeric(rng.beta(3, 7, n)))
+    same = _profile({"a": rng.normal(0, 1, n), "b": rng.normal(0, 1, n), "c": rng.normal(0, 1, n)})
+    pred = detect_drift(ref, same, importance={"a": 1}, predictions=shifted_out)
+    assert pred.rules == ["prediction_drift"] and pred.prediction is not None
+    assert pred.prediction.drifted and "prediction drift: yes" in pred.summary()
+    data = json.loads(json.dumps(pred.to_dict(), allow_nan=False))
+    assert data["status"] == "drift" and data["prediction"]["drifted"] is True
+    assert data["rules"] == ["prediction_drift"] and data["model_aware"] is True
+
+
+def test_decide_adjusts_the_whole_family() -> None:
+    """Holm over the columns and the model's output together: a p-value that passes alone
+    fails once adjusted for 20 tests."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(7)
+    ref = _profile({f"x{i}": rng.normal(0, 1, 300) for i in range(20)})
+    cur = _profile({f"x{i}": rng.normal(0, 1, 300) for i in range(20)})
+    cols = detect_drift(ref, cur).columns
+    weak = replace(cols[0], p_value=0.01, statistic=0.5)  # significant alone, large
+    result = decide([weak, *cols[1:]], DriftConfig(), reference_rows=300, current_rows=300)
+    assert result.columns[0].p_adjusted is not None and result.columns[0].p_adjusted >= 0.05
+    assert not result.columns[0].drifted and result.status == "no_drift"
+    bh = decide(
+        [weak, *cols[1:]], DriftConfig(correction="bh"), reference_rows=300, current_rows=300
+    )
+    assert "bh correction at alpha 0.05 over 20 test(s)" in bh.summary()
 
 
 def test_drift_flagged_on_drifted_data(reference) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +234,8 @@ def test_drift_flagged_on_drifted_data(reference) -> None:  # type: ignore[no-un
     )
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["dataset_drift"] is True and data["n_columns"] == 12
-    assert "dataset drift" in result.summary()
+    assert data["rules"] == ["share_of_columns"] and data["status"] == "drift"
+    assert result.summary().startswith("drift: share of columns: ")
 
 
 def test_no_drift_on_same_distribution(reference) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +243,7 @@ def test_no_drift_on_same_distribution(reference) -> None:  # type: ignore[no-un
     result = detect_drift(reference, current)
     assert not result.dataset_drift, result.summary()
     assert result.n_drifted <= 1
-    assert result.summary().startswith("no dataset drift")
+    assert result.summary().startswith("no drift: share of columns: 0 of 12")
 
 
 def test_false_alarm_rate(reference) -> None:  # type: ignore[no-untyped-def]
@@ -130,7 +258,7 @@ def test_false_alarm_rate(reference) -> None:  # type: ignore[no-untyped-def]
         f"false alarm rate: {alarms}/20 datasets = {alarms / 20:.2f}; "
         f"column alarms {column_alarms}/{20 * 12}"
     )
-    assert alarms <= 1
+    assert alarms <= 1 and column_alarms <= 2
 
 
 def test_per_column_overrides(reference) -> None:  # type: ignore[no-untyped-def]
@@ -149,10 +277,12 @@ def test_per_column_overrides(reference) -> None:  # type: ignore[no-untyped-def
     result = detect_drift(reference, current, config)
     assert result.n_columns == 11
     amount = result.column("amount")
-    assert (amount.method, amount.threshold) == ("ks", 0.01)
-    assert amount.p_value is not None and amount.score == amount.p_value
+    assert (amount.method, amount.threshold, amount.test) == ("ks", 0.01, "ks")
+    assert amount.statistic == amount.test_statistic
     hour = result.column("hour")
-    assert hour.method == "psi" and hour.threshold == 1e-6 and hour.drifted
+    # A near-zero effect threshold no longer flags noise: the test must be significant too.
+    assert hour.method == "psi" and hour.threshold == 1e-6 and hour.large
+    assert not hour.significant and not hour.drifted
     assert result.column("distance_km").method == "psi"
     assert result.column("distance_km").threshold == 0.2
     assert result.column("country").method == "chisquare"
@@ -160,8 +290,12 @@ def test_per_column_overrides(reference) -> None:  # type: ignore[no-untyped-def
     with pytest.raises(ConfigError, match="is_fraud"):
         result.column("is_fraud")
 
-    share = DriftConfig(drift_share=0.05, columns={"hour": ColumnDriftConfig(threshold=1e-6)})
-    assert detect_drift(reference, current, share).dataset_drift
+    shifted = fraud(ROWS, seed=1)
+    shifted["hour"] = (shifted["hour"] + 2) % 24
+    moved = build_profile([shifted], sample_rows=0)
+    assert detect_drift(reference, moved).drifted_columns == ["hour"]
+    assert detect_drift(reference, moved).dataset_drift  # 1 of 12 >= 5%
+    assert not detect_drift(reference, moved, DriftConfig(drift_share=0.1)).dataset_drift
 
 
 @pytest.mark.parametrize(
@@ -177,6 +311,10 @@ def test_per_column_overrides(reference) -> None:  # type: ignore[no-untyped-def
         ({"columns": {"amount": {"method": "nope"}}}, "columns.amount.method"),
         ({"columns": {"amount": "ks"}}, "columns.amount"),
         ({"ignore": "amount"}, "ignore"),
+        ({"alpha": 0.7}, "alpha=0.7"),
+        ({"correction": "bonferroni"}, "correction='bonferroni'"),
+        ({"min_rows": 0}, "min_rows=0"),
+        ({"importance_share": 1.5}, "importance_share=1.5"),
     ],
 )
 def test_bad_config_names_the_key(data: dict[str, object], needle: str) -> None:

@@ -1,22 +1,16 @@
-"""The validation steps: detect_drift_step end to end on files, reference loading, skew."""
+"""The validation steps: reference loading, skew, validate_data."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from kfgpu.data import fraud, write_parquet
-from kfgpu.errors import BundleError, ConfigError, DriftDetected, SchemaError
+from kfgpu.errors import BundleError
 from kfgpu.validation.profile import build_profile
-from kfgpu.validation.step import (
-    detect_drift_step,
-    load_reference,
-    skew_anomalies,
-    validate_data_step,
-)
+from kfgpu.validation.step import load_reference, skew_anomalies, validate_data_step
 
 
 @pytest.fixture(scope="module")
@@ -37,60 +31,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             fraud(8000, seed=seed, drift=drift).drop(columns=["is_fraud"]), str(paths[name])
         )
     return paths
-
-
-def _run(files: dict[str, Path], tmp_path: Path, current: str, **kw: object) -> dict:
-    detect_drift_step(
-        reference_uri=str(files["profile"]),
-        current_uri=str(files[current]),
-        result_path=str(tmp_path / "drift.json"),
-        report_path=str(tmp_path / "drift.html"),
-        **kw,  # type: ignore[arg-type]
-    )
-    return json.loads((tmp_path / "drift.json").read_text())
-
-
-def test_drift_is_flagged_and_reported(files: dict[str, Path], tmp_path: Path) -> None:
-    result = _run(files, tmp_path, "drifted")
-    assert result["dataset_drift"] is True
-    assert result["columns"][0]["column"] == "amount" and result["columns"][0]["drifted"]
-    # The label is not in the serving data: said in the notes, not silently dropped.
-    assert result["absent_columns"] == ["is_fraud"]
-    assert any("is_fraud" in n for n in result["notes"])
-    page = (tmp_path / "drift.html").read_text()
-    assert "kfgpu-drift" in page and "DRIFT" in page
-    assert "500 reference rows" in page  # the sample sizes behind Evidently's half
-
-
-def test_same_distribution_is_quiet(files: dict[str, Path], tmp_path: Path) -> None:
-    result = _run(files, tmp_path, "same")
-    assert result["dataset_drift"] is False
-    assert result["n_drifted"] == 0
-
-
-def test_fail_on_drift_raises_after_writing_outputs(files: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(DriftDetected, match="dataset drift"):
-        _run(files, tmp_path, "drifted", fail_on_drift=True)
-    assert json.loads((tmp_path / "drift.json").read_text())["dataset_drift"] is True
-    assert (tmp_path / "drift.html").stat().st_size > 1000
-
-
-def test_config_is_honoured_and_checked(files: dict[str, Path], tmp_path: Path) -> None:
-    result = _run(
-        files, tmp_path, "same", config_json=json.dumps({"columns": {"amount": {"method": "psi"}}})
-    )
-    amount = next(c for c in result["columns"] if c["column"] == "amount")
-    assert amount["method"] == "psi"
-    with pytest.raises(ConfigError, match="not JSON"):
-        _run(files, tmp_path, "same", config_json="{method: psi")
-
-
-def test_unrelated_data_is_refused(files: dict[str, Path], tmp_path: Path) -> None:
-    other = tmp_path / "other.parquet"
-    write_parquet(pd.DataFrame({"x": range(100), "y": range(100)}), str(other))
-    files = {**files, "other": other}
-    with pytest.raises(SchemaError, match="has none of the columns"):
-        _run(files, tmp_path, "other")
 
 
 def test_reference_from_profile_dir_profile_json_and_data(files: dict[str, Path]) -> None:
