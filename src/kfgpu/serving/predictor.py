@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 import kserve
 import numpy as np
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotFound
+from kserve.model_repository import ModelRepository
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kfgpu.errors import ConfigError, RequestError
@@ -35,7 +36,7 @@ from kfgpu.serving.batcher import MicroBatcher
 from kfgpu.serving.metrics import serving_metrics
 from kfgpu.serving.schema import RequestSchema, Rows, smoke_instance
 
-__all__ = ["BundleModel", "RequestRejected"]
+__all__ = ["BundleModel", "BundleRepository", "RequestRejected", "decide_labels"]
 
 Precision = Literal["auto", "32", "16"]
 
@@ -57,6 +58,15 @@ def _rejected(e: RequestError) -> RequestRejected:
     return RequestRejected(str(e), status=e.status, field=e.field)
 
 
+def decide_labels(probabilities: np.ndarray) -> np.ndarray:
+    """The class index each row is labelled with: the most probable class.
+
+    The one place where served probabilities become labels (V1 ``label`` and V2 ``label``
+    both come from here).
+    """
+    return probabilities.argmax(axis=1)
+
+
 class BundleModel(kserve.Model):
     """Serve the bundle at ``bundle_path`` under ``name``.
 
@@ -71,6 +81,10 @@ class BundleModel(kserve.Model):
         logger: an :class:`~kfgpu.monitoring.logger.InferenceLogger` that gets a sample of
             each answered request's raw columns and outputs (off the request path); None:
             no inference logging.
+        allow_modules: module prefixes a bundle's ``model.family`` import path may name
+            (:func:`kfgpu.serving.loading.check_family`); kfgpu's own families always load.
+        version: the version V2 responses carry (``model_version``); default the bundle's
+            fingerprint (the first 12 hex digits of the sha256 of its checksum file).
     """
 
     def __init__(
@@ -84,9 +98,13 @@ class BundleModel(kserve.Model):
         max_wait_ms: float = 2.0,
         max_rows: int = 10_000,
         logger: Any = None,
+        allow_modules: Sequence[str] = (),
+        version: str = "",
     ) -> None:
         super().__init__(name)
         self.logger = logger
+        self.allow_modules = tuple(allow_modules)
+        self.version = version
         if precision not in ("auto", "32", "16"):
             raise ConfigError(f"precision={precision!r} is not supported; use 'auto', '32' or '16'")
         self.bundle_path = Path(bundle_path)
@@ -105,7 +123,7 @@ class BundleModel(kserve.Model):
         """Verify and load the bundle, warm the forward pass up, then report ready."""
         import torch
 
-        from kfgpu.bundle import load_bundle
+        from kfgpu.serving.loading import load_served_bundle
 
         device = self.device_request
         if device == "auto":
@@ -117,7 +135,11 @@ class BundleModel(kserve.Model):
             raise ConfigError("precision='16' needs a CUDA device; use '32' or 'auto' on CPU")
         self.device = device
         self.half = half
-        self.bundle = load_bundle(self.bundle_path, device=device)
+        self.bundle = load_served_bundle(
+            self.bundle_path, device=device, allow_modules=self.allow_modules
+        )
+        if not self.version:
+            self.version = bundle_fingerprint(self.bundle_path)
         self.schema = RequestSchema.from_transform(self.bundle.transform, max_rows=self.max_rows)
         self.classes = [c for c in self.bundle.classes]
         self.labels = [str(c) for c in self.classes]
@@ -143,15 +165,52 @@ class BundleModel(kserve.Model):
         self.ready = True
         return self.ready
 
-    async def healthy(self) -> bool:
+    def serving(self) -> bool:
+        """Loaded, ready, and its batcher runs."""
         return bool(self.ready and self._batcher is not None and self._batcher.healthy())
+
+    async def healthy(self) -> bool:
+        return self.serving()
+
+    def stop(self) -> None:
+        """Unloaded (KServe's repository ``unload``): not ready until :meth:`load` again."""
+        self.ready = False
+
+    # ---- multi-process serving (KServe's --workers spawns processes) ----------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process receives: the settings, not the loaded model, threads or
+        metrics; :meth:`__setstate__` loads the bundle there again."""
+        if self.logger is not None:
+            raise ConfigError(
+                "inference logging (--log-uri) runs in one process; serve with --workers 1 "
+                "and scale with replicas"
+            )
+        state = dict(self.__dict__)
+        for key in ("bundle", "schema", "_batcher", "_metrics"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.bundle = None
+        self.schema = None
+        self._batcher = None
+        self._metrics = serving_metrics()
+        if state.get("ready"):
+            self.ready = False
+            self.load()
 
     # ---- the forward pass, in the worker thread --------------------------------------------
     def forward_frame(self, df: Any) -> np.ndarray:
         """Probabilities ``(n, k)`` (classification) or values ``(n,)`` of a raw frame."""
+        num, codes = self.bundle.transform.raw_arrays(df)
+        return self.forward_arrays(num, codes)
+
+    def forward_arrays(self, num: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, k)`` (classification) or values ``(n,)`` of the transform's
+        raw arrays (:meth:`~kfgpu.features.transform.FittedTransform.column_arrays`)."""
         import torch
 
-        num, codes = self.bundle.transform.raw_arrays(df)
         module = self.bundle.module
         with torch.inference_mode():
             x = torch.from_numpy(num).to(self.device, non_blocking=True)
@@ -165,7 +224,9 @@ class BundleModel(kserve.Model):
 
     def _predict_parts(self, parts: Sequence[Rows]) -> list[np.ndarray]:
         assert self.schema is not None
-        out = self.forward_frame(self.schema.frame(parts))
+        # Decoded columns go straight to the transform's arrays: no frame per request.
+        columns, n = self.schema.merged(parts)
+        out = self.forward_arrays(*self.bundle.transform.column_arrays(columns, n))
         results: list[np.ndarray] = []
         start = 0
         for p in parts:
@@ -252,7 +313,7 @@ class BundleModel(kserve.Model):
         if self.task != "classification":
             return {"predictions": [{"value": float(v)} for v in out.tolist()]}
         classes, labels = self.classes, self.labels
-        best = out.argmax(axis=1).tolist()
+        best = decide_labels(out).tolist()
         preds = [
             {"label": classes[b], "probabilities": dict(zip(labels, row, strict=True))}
             for b, row in zip(best, out.tolist(), strict=True)
@@ -262,7 +323,7 @@ class BundleModel(kserve.Model):
     def _encode_v2(self, request: InferRequest, out: np.ndarray) -> InferResponse:
         n = int(out.shape[0])
         if self.task == "classification":
-            label = np.asarray(self.labels, dtype=object)[out.argmax(axis=1)]
+            label = np.asarray(self.labels, dtype=object)[decide_labels(out)]
             outputs = [
                 InferOutput("label", [n], "BYTES", data=label.tolist()),
                 InferOutput(
@@ -278,7 +339,48 @@ class BundleModel(kserve.Model):
         return InferResponse(
             response_id=request.id or "",
             model_name=self.name,
+            model_version=self.version or None,
             infer_outputs=outputs,
             use_binary_outputs=request.use_binary_outputs,
             requested_outputs=request.request_outputs,
+        )
+
+
+def bundle_fingerprint(path: str | Path) -> str:
+    """A bundle's content version: the first 12 hex digits of the sha256 of its checksum
+    file (which lists every file's sha256)."""
+    import hashlib
+
+    from kfgpu.bundle import CHECKSUMS_FILE
+
+    return hashlib.sha256((Path(path) / CHECKSUMS_FILE).read_bytes()).hexdigest()[:12]
+
+
+class BundleRepository(ModelRepository):
+    """KServe's model repository for the served bundle models: ``unload`` makes a model
+    unready and removes it, ``load`` loads it from its bundle again (only models this
+    server was started with; KServe's own ``load`` does nothing and answers 503)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._known: dict[str, BundleModel] = {}
+
+    def update(self, model: Any, name: str | None = None) -> None:
+        super().update(model, name)
+        if isinstance(model, BundleModel):
+            self._known[name or model.name] = model
+
+    def load(self, name: str) -> bool:
+        model = self._known.get(name)
+        if model is None:
+            raise ModelNotFound(name)
+        if not model.ready:
+            model.load()
+        self.models[name] = model
+        return bool(model.ready)
+
+    def all_ready(self) -> bool:
+        """Every model the server was started with is registered and ready."""
+        return bool(self._known) and all(
+            self.models.get(n) is m and m.serving() for n, m in self._known.items()
         )
