@@ -18,7 +18,12 @@ from typing import Any
 from kserve.protocol.rest.server import RESTServer
 
 from kfgpu.serving.guard import Guard, GuardSettings, install_error_handlers
-from kfgpu.serving.http import LIMITS_ATTR, GuardedHttpToolsProtocol, HttpLimits
+from kfgpu.serving.http import (
+    LIMITS_ATTR,
+    GuardedHttpToolsProtocol,
+    HttpLimits,
+    MalformedRequestFilter,
+)
 
 __all__ = ["GuardedRESTServer", "ServerSettings", "configure_logging", "install"]
 
@@ -61,6 +66,9 @@ def configure_logging(access_log: bool) -> None:
         log.propagate = False
     log.setLevel(logging.INFO)
     log.disabled = False
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, MalformedRequestFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(MalformedRequestFilter())
     if not access_log:
         # One log line per request (uvicorn's access log, KServe's timing trace) costs
         # more than a small model's forward pass; the metrics carry the same facts.

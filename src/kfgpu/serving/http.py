@@ -34,7 +34,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kfgpu.errors import ConfigError
 
-__all__ = ["CLOSED_KEY", "LIMITS_ATTR", "GuardedHttpToolsProtocol", "HttpLimits"]
+__all__ = [
+    "CLOSED_KEY",
+    "LIMITS_ATTR",
+    "GuardedHttpToolsProtocol",
+    "HttpLimits",
+    "MalformedRequestFilter",
+    "raw_response",
+]
 
 #: The ASGI scope key set on a request whose connection a deadline closed.
 CLOSED_KEY = "kfgpu.closed"
@@ -101,6 +108,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._phase = "idle"  # idle -> headers -> body -> app -> idle (keep-alive)
         self._head_bytes = 0
+        self._head_too_large = False
 
     # ---- deadlines ------------------------------------------------------------------
     def _arm(self, phase: str) -> None:
@@ -168,11 +176,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == "headers":
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_bytes:
-                message = (
-                    f"request head over {self._limits.max_header_bytes} bytes; send shorter headers"
-                )
-                log.warning("431 from %s: %s", self._peer(), message)
-                self._refuse(431, message)
+                self._reject_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -181,6 +185,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm("headers")
 
     def on_headers_complete(self) -> None:
+        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
+        if size > self._limits.max_header_bytes:
+            self._head_too_large = True
+            # httptools turns this into HttpParserError; uvicorn then calls send_400_response.
+            raise _HeadTooLarge
         super().on_headers_complete()
         if self._phase == "headers":
             self._arm("body")
@@ -202,9 +211,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        self._disarm()
-        self._phase = "closed"
-        self.transport.write(
-            raw_response(400, f"malformed HTTP request ({msg.rstrip('.')}); send HTTP/1.1")
-        )
-        self.transport.close()
+        # uvicorn's own line for this ("Invalid HTTP request received.") is filtered out
+        # (see MalformedRequestFilter): this one names the client.
+        if self._head_too_large:
+            self._reject_head()
+            return
+        message = f"malformed HTTP request ({msg.rstrip('.')}); send HTTP/1.1"
+        log.warning("400 from %s: %s", self._peer(), message)
+        self._refuse(400, message)
+
+    def _reject_head(self) -> None:
+        message = f"request head over {self._limits.max_header_bytes} bytes; send shorter headers"
+        log.warning("431 from %s: %s", self._peer(), message)
+        self._refuse(431, message)
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class MalformedRequestFilter(logging.Filter):
+    """Drops uvicorn's "Invalid HTTP request received." line: the protocol above logs one
+    line per malformed request itself, with the client's address."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."

@@ -69,13 +69,12 @@ def loads(body: bytes, what: str = "the request body") -> Any:
 
     try:
         import orjson
+
+        return orjson.loads(body)
     except ImportError:  # pragma: no cover - kserve depends on orjson
-        orjson = None
-    if orjson is not None:
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
+        pass
+    except ValueError:  # orjson.JSONDecodeError
+        pass
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:

@@ -67,7 +67,7 @@ def test_v2_accepts_column_vectors_and_rejects_bools_as_numbers() -> None:
     )
     assert rows.columns["x"] == [1.0, 2.0] and rows.columns["y"] == [None, 3.0]
     assert rows.columns["c"] == ["a", "b"]
-    with pytest.raises(RequestError, match=r"inputs.x\[0\] is True, not a number"):
+    with pytest.raises(RequestError, match=r"inputs.x\[0\] is True, not a valid INT64 value"):
         SCHEMA.parse_v2(
             [
                 _t("x", "INT64", [True]),
