@@ -108,6 +108,21 @@ def check_family(family: object, allow_modules: Sequence[str] = ()) -> str:
     )
 
 
+def _check_weights(path: Path) -> None:
+    """The weights file is a safetensors file (its header parses), before torch reads it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            fh.keys()
+    except Exception as e:
+        raise BundleError(
+            f"{path.name} in {str(path.parent)!r} is not a readable safetensors file "
+            f"({_one_line(e)}); the bundle is damaged or holds another format (a pickle?): "
+            "fetch or rebuild it"
+        ) from e
+
+
 def load_served_bundle(
     path: str | os.PathLike[str], *, device: str = "cpu", allow_modules: Sequence[str] = ()
 ) -> Bundle:
@@ -116,7 +131,7 @@ def load_served_bundle(
     Raises:
         BundleError: one line naming what is wrong (a file, a field, the family).
     """
-    from kfgpu.bundle import DESCRIPTION_FILE, load_bundle, verify_bundle
+    from kfgpu.bundle import DESCRIPTION_FILE, WEIGHTS_FILE, load_bundle, verify_bundle
 
     root = check_bundle_files(path)
     try:
@@ -140,9 +155,12 @@ def load_served_bundle(
             "damaged: fetch or rebuild it"
         )
     check_family(model.get("family"), allow_modules)
+    _check_weights(root / WEIGHTS_FILE)
     try:
         return load_bundle(root, device=device)
-    except BundleError:
+    except BundleError as e:
+        if "\n" in str(e):
+            raise type(e)(_one_line(e)) from e
         raise
     except KfgpuError as e:
         raise BundleError(f"cannot load bundle {str(root)!r}: {_one_line(e)}") from e
