@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from kserve.logging import logger as kserve_logger
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
 from kserve.protocol.rest.server import RESTServer
 
 from kfgpu.serving.guard import Guard, GuardSettings, install_error_handlers
@@ -25,7 +27,14 @@ from kfgpu.serving.http import (
     MalformedRequestFilter,
 )
 
-__all__ = ["GuardedRESTServer", "ServerSettings", "configure_logging", "install"]
+__all__ = [
+    "WORKER_PING_TIMEOUT_S",
+    "GuardedRESTServer",
+    "PatientRESTServerMultiProcess",
+    "ServerSettings",
+    "configure_logging",
+    "install",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,12 @@ class ServerSettings:
 _active: ServerSettings | None = None
 
 
+#: Seconds a worker process may take to answer KServe's liveness ping. KServe waits 5 s,
+#: but a worker first imports kserve and torch and loads the bundle: on a busy node that
+#: takes longer, and KServe would kill and respawn it forever.
+WORKER_PING_TIMEOUT_S = 60.0
+
+
 def install(settings: ServerSettings) -> None:
     """Make KServe build :class:`GuardedRESTServer` with ``settings`` (single and
     multi-process servers alike)."""
@@ -51,6 +66,7 @@ def install(settings: ServerSettings) -> None:
     _active = settings
     kserve.model_server.RESTServer = GuardedRESTServer
     multiprocess.RESTServer = GuardedRESTServer
+    kserve.model_server.RESTServerMultiProcess = PatientRESTServerMultiProcess
 
 
 def configure_logging(access_log: bool) -> None:
@@ -104,6 +120,10 @@ class GuardedRESTServer(RESTServer):
             ]
         install_error_handlers(app)
         registry = self.dataplane.model_registry
+        for model in registry.get_models().values():
+            ensure_loaded = getattr(model, "ensure_loaded", None)
+            if ensure_loaded is not None:
+                ensure_loaded()  # a worker process: its copy of the model loads here
 
         async def ready() -> bool:
             all_ready = getattr(registry, "all_ready", None)
@@ -113,3 +133,23 @@ class GuardedRESTServer(RESTServer):
             return bool(models) and all(m.ready for m in models.values())
 
         app.add_middleware(Guard, settings=self.kfgpu.guard, ready=ready)
+
+
+class PatientRESTServerMultiProcess(RESTServerMultiProcess):
+    """KServe's multi-process server with :data:`WORKER_PING_TIMEOUT_S` for a worker's
+    liveness answer (KServe's own loop, with that one number changed)."""
+
+    async def keep_subprocess_alive(self, sockets: Any) -> None:
+        if self.should_exit.is_set():
+            return
+        for idx, process in enumerate(self._processes):
+            if not process.is_alive(timeout=WORKER_PING_TIMEOUT_S):
+                process.kill()
+                await process.wait_for_termination()
+                if self.should_exit.is_set():
+                    return
+                kserve_logger.info("Child process [%s] died", process.pid)
+                process = RESTServerProcess(sockets, self._rest_server.run)
+                process.start()
+                self._processes[idx] = process
+                kserve_logger.info("Started new child process [%s]", process.pid)

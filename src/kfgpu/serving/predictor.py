@@ -196,8 +196,15 @@ class BundleModel(kserve.Model):
         self.schema = None
         self._batcher = None
         self._metrics = serving_metrics()
-        if state.get("ready"):
-            self.ready = False
+        # Loaded later, by ensure_loaded() in the worker: KServe pings a worker 5 s after
+        # spawning it and kills it as hung if unpickling (this) has not finished by then.
+        self._load_pending = bool(state.get("ready"))
+        self.ready = False
+
+    def ensure_loaded(self) -> None:
+        """Load the bundle in a worker process that received this model unloaded."""
+        if getattr(self, "_load_pending", False):
+            self._load_pending = False
             self.load()
 
     # ---- the forward pass, in the worker thread --------------------------------------------
