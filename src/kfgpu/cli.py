@@ -1007,6 +1007,13 @@ def predict_cmd(
 @click.option("--scale-target", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--canary", "canary", default=None, type=click.IntRange(0, 100), help="Canary %.")
 @click.option("--kserve-version", default="0.21", show_default=True)
+@click.option(
+    "--auth-token-secret",
+    default="",
+    help="Secret (key 'token') whose bearer token the predictor requires; the smoke request "
+    "sends $KFGPU_AUTH_TOKEN.",
+)
+@click.option("--cluster-local", is_flag=True, help="No route from outside the cluster.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float)
 @click.option("--dry-run", is_flag=True, help="Print the InferenceService YAML; apply nothing.")
 def deploy_cmd(
@@ -1024,6 +1031,8 @@ def deploy_cmd(
     scale_target: int,
     canary: int | None,
     kserve_version: str,
+    auth_token_secret: str,
+    cluster_local: bool,
     timeout_s: float,
     dry_run: bool,
 ) -> None:
@@ -1041,6 +1050,8 @@ def deploy_cmd(
         scale_target=scale_target,
         canary_traffic_percent=canary,
         kserve_version=kserve_version,
+        auth_token_secret=auth_token_secret,
+        cluster_local=cluster_local,
     )
     uri = storage_uri or _local_uri(bundle)
     if dry_run:
