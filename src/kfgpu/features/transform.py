@@ -615,18 +615,30 @@ class FittedTransform:
                 f"send all of {list(self.input_columns)}"
             )
         lay = self._layout
-        num = np.empty((n, len(lay.numeric)), dtype=np.float32)
-        for j, name in enumerate(lay.numeric):
-            try:
-                col = np.array(
-                    [np.nan if v is None else v for v in columns[name]], dtype=np.float64
+        nan = float("nan")
+        try:
+            # One array for every numeric column: one conversion, one clip.
+            matrix = np.array(
+                [[nan if v is None else v for v in columns[name]] for name in lay.numeric],
+                dtype=np.float64,
+            ).reshape(len(lay.numeric), n)
+        except (TypeError, ValueError, OverflowError) as e:
+            bad = (
+                next(
+                    name
+                    for name in lay.numeric
+                    if not all(v is None or isinstance(v, (int, float)) for v in columns[name])
                 )
-            except (TypeError, ValueError, OverflowError) as e:
-                raise SchemaError(
-                    f"column {name!r} must be numeric; send numbers (or null for missing)"
-                ) from e
-            with np.errstate(invalid="ignore", over="ignore"):
-                num[:, j] = np.where(np.isfinite(col), np.clip(col, -F32_MAX, F32_MAX), np.nan)
+                if lay.numeric
+                else ""
+            )
+            raise SchemaError(
+                f"column {bad!r} must be numeric; send numbers (or null for missing)"
+            ) from e
+        with np.errstate(invalid="ignore", over="ignore"):
+            num = np.where(
+                np.isfinite(matrix), np.clip(matrix, -F32_MAX, F32_MAX), np.nan
+            ).T.astype(np.float32)
         codes = np.zeros((n, len(lay.code_inputs)), dtype=np.int64)
         j = 0
         for name, s in self.spec.columns.items():

@@ -231,7 +231,7 @@ CORPUS = [
     ("v2_unknown_tensor", 400, "unknown input tensor 'colour'"),
     ("v2_nan_where_not_allowed", 400, "inputs.amount[0] is nan (missing)"),
     ("v2_unknown_output", 400, "unknown output 'score'"),
-    ("v2_no_inputs_field", 400, 'field "inputs" is missing'),
+    ("v2_no_inputs_field", 400, "is missing from the request body"),
     ("v2_binary_without_header", 415, "Inference-Header-Content-Length"),
 ]
 
