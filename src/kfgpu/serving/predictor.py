@@ -8,7 +8,10 @@
 * V2 (``/v2/models/<name>/infer``, JSON or the binary tensor extension): one tensor per
   raw column -> ``label`` (BYTES ``[n]``) and ``probabilities`` (FP32 ``[n, k]``, class
   order in the tensor's ``classes`` parameter); regression: ``value`` (FP32 ``[n]``);
-* the bundle's fitted transform runs inside the served module, on raw values;
+* the bundle's fitted transform runs on raw values, with no pandas on the request path:
+  decoded columns go straight to the transform's arrays
+  (:meth:`~kfgpu.features.transform.FittedTransform.column_arrays`); on CPU its back half
+  runs in NumPy (``transform_arrays``), on CUDA inside the served module;
 * strict validation (:mod:`kfgpu.serving.schema`): a bad request gets 400 (413 for too
   many rows, 415 for a body that is not JSON) with a message naming the field;
 * concurrent requests are micro-batched (:mod:`kfgpu.serving.batcher`);
