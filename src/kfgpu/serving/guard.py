@@ -73,10 +73,15 @@ class GuardSettings:
     def __post_init__(self) -> None:
         if isinstance(self.max_request_bytes, bool) or self.max_request_bytes < 1:
             raise ConfigError(f"max_request_bytes={self.max_request_bytes!r} is invalid; use >= 1")
-        if self.token and (self.token != self.token.strip() or not self.token.isprintable()):
+        if self.token and (
+            self.token != self.token.strip()
+            or not self.token.isprintable()
+            or not self.token.isascii()
+            or " " in self.token
+        ):
             raise ConfigError(
-                "the auth token has spaces or control characters at its ends or inside; "
-                "write the token alone on one line"
+                "the auth token has spaces, control or non-ASCII characters; write the token "
+                "(printable ASCII, as an HTTP header carries it) alone on one line"
             )
 
 
