@@ -10,7 +10,15 @@ import os
 
 from kfgpu._version import __version__
 
-__all__ = ["BASE_IMAGE", "HOROVOD_IMAGE", "IMAGE_REGISTRY", "SERVE_IMAGE", "TRAIN_IMAGE", "image"]
+__all__ = [
+    "BASE_IMAGE",
+    "HOROVOD_IMAGE",
+    "IMAGE_REGISTRY",
+    "SERVE_GPU_IMAGE",
+    "SERVE_IMAGE",
+    "TRAIN_IMAGE",
+    "image",
+]
 
 #: Where the images built from ``images/`` are pushed. Override at compile time with
 #: ``KFGPU_IMAGE_REGISTRY`` to point compiled specs at a private mirror.
@@ -25,4 +33,6 @@ def image(name: str) -> str:
 BASE_IMAGE = image("kfgpu-base")
 TRAIN_IMAGE = image("kfgpu-train")
 SERVE_IMAGE = image("kfgpu-serve")
+#: The predictor on CUDA torch (``images/serve-gpu``): what an InferenceService with GPUs runs.
+SERVE_GPU_IMAGE = image("kfgpu-serve-gpu")
 HOROVOD_IMAGE = image("kfgpu-horovod")

@@ -79,6 +79,10 @@ def step(name: str) -> Callable[[Callable[P, StepResult]], Callable[P, StepResul
             started = time.time()
             t0 = time.perf_counter()
             _emit({"step": name, "event": "start", "time": started, "pid": os.getpid()})
+            # A GCS key from the pipeline's object-storage Secret, when one is mounted.
+            from kfgpu.kube.storage import apply_gcs_credentials
+
+            apply_gcs_credentials()
             try:
                 result = fn(*args, **kwargs)
             except BaseException as e:

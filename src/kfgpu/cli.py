@@ -231,7 +231,13 @@ def _print_summary(result: Any) -> None:
     type=click.Path(file_okay=False),
     help="Root under which components/ and pipelines/ are written.",
 )
-def compile_cmd(check: bool, output_dir: str) -> None:
+@click.option(
+    "--kfp-upgrade",
+    is_flag=True,
+    help="Recompile although the installed kfp differs from the one the files were made with "
+    "(after moving kfp in requirements.lock on purpose).",
+)
+def compile_cmd(check: bool, output_dir: str, kfp_upgrade: bool) -> None:
     """Compile components/<name>/component.yaml (+ README) and pipelines/<name>.yaml."""
     from kfgpu import compile as kcompile
 
@@ -239,7 +245,7 @@ def compile_cmd(check: bool, output_dir: str) -> None:
         ok = kcompile.check(output_dir)
         click.echo(f"{len(ok)} compiled files are up to date")
         return
-    for path in kcompile.compile_all(output_dir):
+    for path in kcompile.compile_all(output_dir, kfp_upgrade=kfp_upgrade):
         click.echo(f"wrote {path}")
 
 
@@ -1008,6 +1014,11 @@ def predict_cmd(
 @click.option("--canary", "canary", default=None, type=click.IntRange(0, 100), help="Canary %.")
 @click.option("--kserve-version", default="0.21", show_default=True)
 @click.option(
+    "--service-account",
+    default="",
+    help="The predictor's service account; it carries the storage Secret (manifests/serving).",
+)
+@click.option(
     "--auth-token-secret",
     default="",
     help="Secret (key 'token') whose bearer token the predictor requires; the smoke request "
@@ -1031,6 +1042,7 @@ def deploy_cmd(
     scale_target: int,
     canary: int | None,
     kserve_version: str,
+    service_account: str,
     auth_token_secret: str,
     cluster_local: bool,
     timeout_s: float,
@@ -1050,6 +1062,7 @@ def deploy_cmd(
         scale_target=scale_target,
         canary_traffic_percent=canary,
         kserve_version=kserve_version,
+        service_account=service_account,
         auth_token_secret=auth_token_secret,
         cluster_local=cluster_local,
     )

@@ -8,6 +8,7 @@ kfgpu and kfp version, so :func:`check` can say whether checked-in files are sta
 from __future__ import annotations
 
 import difflib
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 
 from kfgpu.errors import KfgpuError
 
-__all__ = ["CompileDrift", "check", "compile_all", "component_readme"]
+__all__ = [
+    "CompileDrift",
+    "check",
+    "compile_all",
+    "compiled_kfp_versions",
+    "component_readme",
+    "kfp_version_problem",
+]
 
 
 class CompileDrift(KfgpuError):
@@ -77,6 +85,53 @@ def component_readme(name: str, component: Any) -> str:
     return "\n".join(lines)
 
 
+_SDK_VERSION = re.compile(rb"^sdkVersion: kfp-(\S+)$", re.MULTILINE)
+_LOCK_PIN = re.compile(r"^kfp==(\S+)$", re.MULTILINE)
+
+
+def _installed_kfp() -> str:
+    from importlib.metadata import version
+
+    return version("kfp")
+
+
+def compiled_kfp_versions(output_dir: str | Path = ".") -> dict[str, int]:
+    """The kfp versions written into the checked-in compiled files, with how many files each."""
+    out = Path(output_dir)
+    found: dict[str, int] = {}
+    for path in [*out.glob("components/*/component.yaml"), *out.glob("pipelines/*.yaml")]:
+        for m in _SDK_VERSION.finditer(path.read_bytes()):
+            v = m.group(1).decode()
+            found[v] = found.get(v, 0) + 1
+    return found
+
+
+def kfp_version_problem(output_dir: str | Path = ".") -> str | None:
+    """One line when the installed kfp is not the one the checked-in files were compiled with.
+
+    Every compiled file embeds ``sdkVersion: kfp-<version>``, so another kfp release, even a
+    patch release, changes every file; saying so once is clearer than one diff per file.
+    """
+    found = compiled_kfp_versions(output_dir)
+    installed = _installed_kfp()
+    if not found or set(found) == {installed}:
+        return None
+    lock = Path(output_dir) / "requirements.lock"
+    locked = _LOCK_PIN.search(lock.read_text()) if lock.is_file() else None
+    made = ", ".join(f"kfp {v} ({n} files)" for v, n in sorted(found.items()))
+    where = f"; requirements.lock pins kfp {locked.group(1)}" if locked else ""
+    return (
+        f"the compiled files were made with {made} but kfp {installed} is installed{where}: "
+        "install the locked versions (pip install -c requirements.lock -e '.[dev]'), or move "
+        "kfp on purpose (install it, run scripts/lock, then `kfgpu compile --kfp-upgrade`, "
+        "and commit requirements.lock with the compiled files)"
+    )
+
+
+def _without_sdk_version(content: bytes) -> bytes:
+    return _SDK_VERSION.sub(b"sdkVersion: kfp-*", content)
+
+
 @dataclass
 class CompiledFile:
     relative: str
@@ -106,9 +161,18 @@ def _render_all() -> list[CompiledFile]:
     return files
 
 
-def compile_all(output_dir: str | Path = ".") -> list[Path]:
-    """Write every compiled file under ``output_dir``; return the paths written."""
+def compile_all(output_dir: str | Path = ".", *, kfp_upgrade: bool = False) -> list[Path]:
+    """Write every compiled file under ``output_dir``; return the paths written.
+
+    Raises:
+        CompileDrift: the installed kfp differs from the one the checked-in files were
+            compiled with and ``kfp_upgrade`` is false: recompiling would rewrite every file
+            for a version the lock does not pin.
+    """
     out = Path(output_dir)
+    problem = None if kfp_upgrade else kfp_version_problem(out)
+    if problem:
+        raise CompileDrift(problem)
     written = []
     for f in _render_all():
         path = out / f.relative
@@ -131,6 +195,7 @@ def check(output_dir: str | Path = ".") -> list[str]:
             first differing lines, and says to run ``kfgpu compile``.
     """
     out = Path(output_dir)
+    version_problem = kfp_version_problem(out)
     problems: list[str] = []
     ok: list[str] = []
     for f in _render_all():
@@ -139,6 +204,13 @@ def check(output_dir: str | Path = ".") -> list[str]:
             problems.append(f"{f.relative} is missing")
             continue
         current = path.read_bytes()
+        if version_problem:
+            # Another kfp changes every file's sdkVersion line: said once below; any other
+            # difference is still a stale file.
+            current, f = (
+                _without_sdk_version(current),
+                CompiledFile(f.relative, _without_sdk_version(f.content)),
+            )
         if current != f.content:
             diff = list(
                 difflib.unified_diff(
@@ -153,8 +225,11 @@ def check(output_dir: str | Path = ".") -> list[str]:
             ok.append(f.relative)
     if problems:
         raise CompileDrift(
-            "compiled files differ from the code: "
+            (f"{version_problem}; besides that, " if version_problem else "")
+            + "compiled files differ from the code: "
             + "; ".join(problems)
             + "; run `kfgpu compile` and commit the result"
         )
+    if version_problem:
+        raise CompileDrift(version_problem)
     return ok

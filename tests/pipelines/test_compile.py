@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import yaml
 
-from kfgpu.compile import CompileDrift, check, compile_all
+from kfgpu.compile import CompileDrift, check, compile_all, compiled_kfp_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +43,63 @@ def test_check_reports_a_stale_file(tmp_path: Path) -> None:
     target.unlink()
     with pytest.raises(CompileDrift, match="is missing"):
         check(tmp_path)
+
+
+def _pretend_compiled_with(root: Path, version: str) -> int:
+    """Rewrite every compiled file's sdkVersion, as an older or newer kfp would have written it."""
+    n = 0
+    for path in [*root.glob("components/*/component.yaml"), *root.glob("pipelines/*.yaml")]:
+        text = path.read_text()
+        new = re.sub(r"^sdkVersion: kfp-\S+$", f"sdkVersion: kfp-{version}", text, flags=re.M)
+        n += new != text
+        path.write_text(new)
+    return n
+
+
+def test_another_kfp_is_said_in_one_line_not_one_diff_per_file(tmp_path: Path) -> None:
+    compile_all(tmp_path)
+    changed = _pretend_compiled_with(tmp_path, "2.0.0")
+    assert changed >= 20
+    (tmp_path / "requirements.lock").write_text("kfp==2.0.0\n")
+    with pytest.raises(CompileDrift) as err:
+        check(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"made with kfp 2.0.0 ({changed} files) but kfp {version('kfp')} is installed" in message
+    assert "requirements.lock pins kfp 2.0.0" in message
+    assert "is stale" not in message
+    # A real difference besides the version is still named.
+    target = tmp_path / "components" / "validate_data" / "component.yaml"
+    target.write_text(target.read_text().replace("validate", "validat", 1))
+    with pytest.raises(CompileDrift, match=r"besides that.*validate_data/component\.yaml is stale"):
+        check(tmp_path)
+
+
+def test_compile_refuses_to_rewrite_every_file_for_an_unlocked_kfp(tmp_path: Path) -> None:
+    compile_all(tmp_path)
+    _pretend_compiled_with(tmp_path, "2.0.0")
+    before = _tree(tmp_path)
+    with pytest.raises(CompileDrift, match="kfgpu compile --kfp-upgrade"):
+        compile_all(tmp_path)
+    assert _tree(tmp_path) == before
+    compile_all(tmp_path, kfp_upgrade=True)
+    assert set(compiled_kfp_versions(tmp_path)) == {version("kfp")}
+
+
+def test_the_lock_pins_the_kfp_that_compiled_the_checked_in_files() -> None:
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = dict(
+        line.split("==", 1) for line in lock.splitlines() if line and not line.startswith("#")
+    )
+    assert set(compiled_kfp_versions(ROOT)) == {pins["kfp"]}
+    assert pins["kfp-kubernetes"] and pins["torch"] and pins["pytest"]
+    # The README's two commands and CI install through the lock.
+    readme = (ROOT / "README.md").read_text()
+    torch = pins["torch"]
+    assert f"pip install torch=={torch} && pip install -c requirements.lock -e . && kfgpu run" in readme
+    test_cmd = f"pip install torch=={torch} && pip install -c requirements.lock -e '.[dev]' && scripts/check"
+    assert test_cmd in readme
+    assert test_cmd in (ROOT / ".ci" / "run").read_text()
 
 
 def test_training_pipeline_wiring_and_resources(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ def launch_training(
     seed: int = 0,
     hyperparameters: str = "",
     mlflow_tracking_uri: str = "",
+    storage_secret: str = "",
 ) -> None:
     """Train on many GPU nodes: render a Kubeflow Trainer TrainJob, a Training Operator
     PyTorchJob or an MPIJob (Horovod), create it, wait, and hand on its verified bundle.
@@ -75,6 +76,9 @@ def launch_training(
             (tune_hyperparameters' best parameters); empty: none.
         mlflow_tracking_uri: MLflow tracking URI; the job's outcome (and on failure the
             first failed rank, pod, exit code and reason) is recorded as ``kfgpu.job.*`` tags.
+        storage_secret: an object-storage Secret (S3 keys, GCS key; see the README's
+            "Credentials") every job pod gets, optional at run time; the pods read the
+            splits from and write the bundle to the pipeline root with it. Empty: none.
 
     Returns:
         model: the model bundle the job wrote, checksums verified.
@@ -113,5 +117,6 @@ def launch_training(
         timeout_s=timeout_s,
         outcome_path=job.path,
         mlflow_tracking_uri=mlflow_tracking_uri,
+        storage_secret=storage_secret,
     )
     result.publish(metrics=metrics, model=model)

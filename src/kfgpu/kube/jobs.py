@@ -28,6 +28,7 @@ from typing import Any, Literal, get_args
 
 from kfgpu._image import TRAIN_IMAGE
 from kfgpu.errors import ConfigError
+from kfgpu.kube.storage import GCS_FILE_ENV, GCS_KEY, MOUNT_PATH, S3_KEYS
 
 __all__ = [
     "JOB_RESOURCES",
@@ -55,6 +56,8 @@ JOB_RESOURCES: dict[str, tuple[str, str, str]] = {
 TRAINER_NODE = "node"
 #: Who owns the runtime patch kfgpu adds to a TrainJob.
 TRAINER_PATCH_MANAGER = "kfgpu.dev/launcher"
+#: The pod volume holding the object-storage Secret's files (``LaunchConfig.storage_secret``).
+STORAGE_VOLUME = "kfgpu-storage"
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -113,6 +116,9 @@ class LaunchConfig:
             ``None`` for no limit.
         labels: labels put on the job and on its pods.
         runtime: the ``ClusterTrainingRuntime`` a TrainJob refers to.
+        storage_secret: the object-storage Secret (:mod:`kfgpu.kube.storage`) every
+            training container gets, optional at run time: its S3 keys as environment
+            variables and its files (a GCS key) mounted read-only; ``None``: none.
     """
 
     name: str
@@ -141,6 +147,7 @@ class LaunchConfig:
     active_deadline_seconds: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     runtime: str = "torch-distributed"
+    storage_secret: str | None = None
 
     def __post_init__(self) -> None:
         # Copy the mutable inputs so a caller mutating its list cannot change a frozen config.
@@ -257,6 +264,13 @@ class LaunchConfig:
                     "is set with operator 'Exists'",
                     "drop the value or use 'Equal'",
                 )
+        if self.storage_secret is not None and not _DNS1123.match(self.storage_secret):
+            raise _fail(
+                "storage_secret",
+                self.storage_secret,
+                "is not a DNS-1123 name",
+                "pass the Secret's name (e.g. 'kfgpu-storage') or None",
+            )
         if self.service_account is not None and not _DNS1123.match(self.service_account):
             raise _fail(
                 "service_account",
@@ -288,8 +302,21 @@ class LaunchConfig:
 # --- pieces shared by the renderers -------------------------------------------------------
 
 
-def _env_list(cfg: LaunchConfig) -> list[dict[str, str]]:
-    return [{"name": k, "value": v} for k, v in cfg.effective_env().items()]
+def _env_list(cfg: LaunchConfig) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in cfg.effective_env().items()]
+    if cfg.storage_secret is not None:
+        env += [
+            {
+                "name": key,
+                "valueFrom": {
+                    "secretKeyRef": {"name": cfg.storage_secret, "key": key, "optional": True}
+                },
+            }
+            for key in S3_KEYS
+            if key not in cfg.env
+        ]
+        env.append({"name": GCS_FILE_ENV, "value": f"{MOUNT_PATH}/{GCS_KEY}"})
+    return env
 
 
 def _resources(cfg: LaunchConfig, *, gpus: bool = True) -> dict[str, dict[str, str]]:
@@ -310,14 +337,27 @@ def _resources(cfg: LaunchConfig, *, gpus: bool = True) -> dict[str, dict[str, s
     return out
 
 
-def _shm_volume(cfg: LaunchConfig) -> list[dict[str, Any]]:
-    if cfg.shm_size is None:
-        return []
-    return [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": cfg.shm_size}}]
+def _volumes(cfg: LaunchConfig, *, shm: bool = True) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if shm and cfg.shm_size is not None:
+        out.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": cfg.shm_size}})
+    if cfg.storage_secret is not None:
+        out.append(
+            {
+                "name": STORAGE_VOLUME,
+                "secret": {"secretName": cfg.storage_secret, "optional": True},
+            }
+        )
+    return out
 
 
-def _shm_mount(cfg: LaunchConfig) -> list[dict[str, str]]:
-    return [] if cfg.shm_size is None else [{"name": "dshm", "mountPath": "/dev/shm"}]
+def _mounts(cfg: LaunchConfig, *, shm: bool = True) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if shm and cfg.shm_size is not None:
+        out.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if cfg.storage_secret is not None:
+        out.append({"name": STORAGE_VOLUME, "mountPath": MOUNT_PATH, "readOnly": True})
+    return out
 
 
 def _metadata(cfg: LaunchConfig) -> dict[str, Any]:
@@ -358,11 +398,13 @@ def _pod_template(
     resources = _resources(cfg, gpus=gpus)
     if resources:
         container["resources"] = resources
-    if shm and cfg.shm_size is not None:
-        container["volumeMounts"] = _shm_mount(cfg)
+    mounts = _mounts(cfg, shm=shm)
+    if mounts:
+        container["volumeMounts"] = mounts
     spec: dict[str, Any] = {"containers": [container], **_pod_settings(cfg, gpu_node=gpus)}
-    if shm and cfg.shm_size is not None:
-        spec["volumes"] = _shm_volume(cfg)
+    volumes = _volumes(cfg, shm=shm)
+    if volumes:
+        spec["volumes"] = volumes
     template: dict[str, Any] = {"spec": spec}
     if cfg.labels:
         template["metadata"] = {"labels": dict(cfg.labels)}
@@ -408,9 +450,10 @@ def render_trainjob(cfg: LaunchConfig) -> dict[str, Any]:
     trainer["env"] = _env_list(cfg)
 
     pod_spec: dict[str, Any] = _pod_settings(cfg)
-    if cfg.shm_size is not None:
-        pod_spec["volumes"] = _shm_volume(cfg)
-        pod_spec["containers"] = [{"name": TRAINER_NODE, "volumeMounts": _shm_mount(cfg)}]
+    volumes = _volumes(cfg)
+    if volumes:
+        pod_spec["volumes"] = volumes
+        pod_spec["containers"] = [{"name": TRAINER_NODE, "volumeMounts": _mounts(cfg)}]
     spec: dict[str, Any] = {
         "runtimeRef": {
             "name": cfg.runtime,

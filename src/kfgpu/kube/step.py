@@ -145,6 +145,7 @@ def launch_training_step(
     api_client: Any = None,
     outcome_path: str = "",
     mlflow_tracking_uri: str = "",
+    storage_secret: str = "",
 ) -> StepResult:
     """Run training as a TrainJob, PyTorchJob or MPIJob and copy its bundle to ``bundle_path``.
 
@@ -199,6 +200,7 @@ def launch_training_step(
         num_nodes=num_nodes,
         gpus_per_node=gpus_per_node,
         gpu_type=gpu_type or None,
+        storage_secret=storage_secret or None,
     )
     job_kind = cast("JobKind", kind)
     job = render(cfg, job_kind)

@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from kfgpu.errors import ConfigError
+from kfgpu.kube.storage import S3_KEYS, use_object_storage
 
 __all__ = [
     "GPU_PRODUCT_LABEL",
@@ -57,11 +58,9 @@ __all__ = [
 ]
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-#: Secret key -> environment variable, for S3-compatible object storage (fsspec/s3fs, boto3).
-OBJECT_STORAGE_SECRET_KEYS = {
-    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-}
+#: Secret key -> environment variable, for S3-compatible object storage (fsspec/s3fs, boto3):
+#: the keys of kfgpu's object-storage Secret (:mod:`kfgpu.kube.storage`).
+OBJECT_STORAGE_SECRET_KEYS = {k: k for k in S3_KEYS}
 #: Secret key -> environment variable, for an MLflow server behind basic auth.
 MLFLOW_SECRET_KEYS = {
     "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
@@ -124,8 +123,9 @@ class PlatformConfig:
         shm_size: a memory-backed ``/dev/shm`` of this size (DDP workers and DataLoader
             workers share tensors there; the container default is 64 MiB); empty: none.
         pvc_mounts: claims to mount.
-        object_storage_secret: a Secret with ``AWS_ACCESS_KEY_ID`` and
-            ``AWS_SECRET_ACCESS_KEY``, exposed as those variables.
+        object_storage_secret: kfgpu's object-storage Secret (S3 keys, a GCS key; see
+            :mod:`kfgpu.kube.storage`), optional at run time: the ``AWS_*`` keys as those
+            variables, its files mounted for the GCS key.
         mlflow_secret: a Secret with ``MLFLOW_TRACKING_USERNAME`` and
             ``MLFLOW_TRACKING_PASSWORD``, exposed as those variables (optional at run time).
         secret_env: further Secrets as environment.
@@ -269,7 +269,7 @@ def apply_gpu_settings(
     for m in config.pvc_mounts:
         kubernetes.mount_pvc(task, pvc_name=m.claim, mount_path=m.mount_path, sub_path=m.sub_path)
     if config.object_storage_secret:
-        kubernetes.use_secret_as_env(task, config.object_storage_secret, OBJECT_STORAGE_SECRET_KEYS)
+        use_object_storage(task, config.object_storage_secret)
     if config.mlflow_secret:
         kubernetes.use_secret_as_env(task, config.mlflow_secret, MLFLOW_SECRET_KEYS, optional=True)
     for s in config.secret_env:

@@ -23,6 +23,8 @@ from kfgpu.components import (
     trigger_retraining,
     validate_batch,
 )
+from kfgpu.kube.storage import STORAGE_SECRET as OBJECT_STORAGE_SECRET
+from kfgpu.kube.storage import use_object_storage_on_data_steps
 
 __all__ = ["batch_inference", "monitoring"]
 
@@ -53,6 +55,7 @@ def monitoring(
     webhook_url: str = "",
     namespace: str = "",
     mlflow_tracking_uri: str = "",
+    storage_secret: str = OBJECT_STORAGE_SECRET,
 ) -> MonitoringOutputs:
     judged = monitor_endpoint(
         logs_uri=logs_uri,
@@ -73,6 +76,8 @@ def monitoring(
             webhook_url=webhook_url,
             namespace=namespace,
         ).set_display_name("retrain and notify").set_caching_options(False)
+    # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).
+    use_object_storage_on_data_steps(storage_secret)
     return MonitoringOutputs(verdict=judged.outputs["verdict"], report=judged.outputs["report"])
 
 
@@ -90,6 +95,7 @@ def batch_inference(
     chunk_rows: int = 65536,
     policy: str = "",
     mlflow_tracking_uri: str = "",
+    storage_secret: str = OBJECT_STORAGE_SECRET,
 ) -> BatchOutputs:
     model = fetch_model(
         model_uri=model_uri, mlflow_tracking_uri=mlflow_tracking_uri
@@ -108,6 +114,8 @@ def batch_inference(
     ).set_display_name("predict")
     for task_ in (model, checked, predicted):
         task_.set_cpu_request("1").set_memory_request("4G")
+    # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).
+    use_object_storage_on_data_steps(storage_secret)
     return BatchOutputs(
         predictions=predicted.outputs["predictions"], report=checked.outputs["report"]
     )

@@ -10,7 +10,7 @@ are pipeline parameters. Resources are ignored by ``kfp.local`` and honoured by 
 
 from typing import NamedTuple
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 from kfp.dsl import HTML, Artifact, Markdown, Metrics, Model
 
 from kfgpu.components import (
@@ -23,6 +23,8 @@ from kfgpu.components import (
     tune_hyperparameters,
     validate_data,
 )
+from kfgpu.kube.storage import STORAGE_SECRET as OBJECT_STORAGE_SECRET
+from kfgpu.kube.storage import use_object_storage_on_data_steps
 from kfgpu.ops.platform import (
     PlatformConfig,
     apply_cache_policy,
@@ -112,6 +114,7 @@ def training(
     gpus: int = 0,
     gpu_nodes: dict = {},  # noqa: B006  # KFP reads the default; a dict parameter
     mlflow_tracking_uri: str = "",
+    storage_secret: str = OBJECT_STORAGE_SECRET,
 ) -> TrainingOutputs:
     # The data's content fingerprint is part of validate_data's cache key, so a file
     # replaced under the same URI is never served from the cache (see kfgpu.ops.platform).
@@ -221,6 +224,8 @@ def training(
         ).set_display_name("register model")
     for task_ in (validated, features, evaluated, gate):
         task_.set_cpu_request("1").set_memory_request("4G")
+    # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).
+    use_object_storage_on_data_steps(storage_secret)
     return TrainingOutputs(
         model=trained.outputs["model"],
         metrics=evaluated.outputs["metrics"],

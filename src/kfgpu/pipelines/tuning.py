@@ -14,10 +14,12 @@ best parameters, the summary and the HTML report.
 
 from typing import List  # noqa: UP035  # KFP reads typing.List in component signatures
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
 from kfgpu._image import BASE_IMAGE
 from kfgpu.components import engineer_features, tune_hyperparameters, tune_worker, validate_data
+from kfgpu.kube.storage import STORAGE_SECRET as OBJECT_STORAGE_SECRET
+from kfgpu.kube.storage import use_object_storage_on_data_steps
 from kfgpu.ops.platform import STUDY_STORAGE_SECRET, use_study_storage
 from kfgpu.pipelines.training import DEFAULT_DATA, DEFAULT_TARGET
 
@@ -65,6 +67,7 @@ def tuning(
     processes_per_worker: int = 1,
     base_config: str = '{"max_epochs": 10}',
     seed: int = 0,
+    storage_secret: str = OBJECT_STORAGE_SECRET,
 ) -> None:
     validated = validate_data(data_uri=data_uri, target=target, task=task).set_display_name(
         "validate data"
@@ -115,3 +118,5 @@ def tuning(
     ).set_display_name("collect best parameters")
     collect.after(worker)
     use_study_storage(collect)
+    # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).
+    use_object_storage_on_data_steps(storage_secret)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kfgpu._image import SERVE_IMAGE
+from kfgpu._image import SERVE_GPU_IMAGE, SERVE_IMAGE
 from kfgpu.errors import BundleError, ConfigError
 
 __all__ = [
@@ -78,6 +78,8 @@ TRITON_RUNTIME = "kserve-tritonserver"
 #: The first KServe release whose ``spec.canary`` splits traffic in RawDeployment mode.
 SPEC_CANARY_SINCE = (0, 20)
 GPU_RESOURCE = "nvidia.com/gpu"
+#: The predictor container's name in KServe's runtimes (the model spec embeds a Container).
+MODEL_CONTAINER = "kserve-container"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 #: The key of the auth Secret that holds the bearer token.
 AUTH_TOKEN_KEY = "token"
@@ -128,7 +130,7 @@ class ServiceConfig:
         kserve_version: the cluster's KServe (decides the canary field in RawDeployment).
         service_account: the predictor's service account (storage credentials).
         image: the kfgpu runtime image, passed as the container image of the predictor
-            (empty: the runtime's own image).
+            (empty: the runtime's own CPU image, or ``kfgpu-serve-gpu`` when ``gpus`` > 0).
         max_batch_size: micro-batch size of the kfgpu predictor.
         max_wait_ms: micro-batch wait of the kfgpu predictor.
         precision: ``auto``, ``32`` or ``16`` for the kfgpu predictor.
@@ -290,8 +292,11 @@ def _predictor(cfg: ServiceConfig) -> dict[str, Any]:
                     },
                 }
             )
-        if cfg.image:
-            model["image"] = cfg.image
+        # The runtime's image has CPU torch; with GPUs the predictor container runs the
+        # CUDA build (images/serve-gpu). KServe merges this over the runtime's container.
+        image = cfg.image or (SERVE_GPU_IMAGE if cfg.gpus else "")
+        if image:
+            model["image"] = image
     else:
         model.update(
             modelFormat={"name": "onnx", "version": "1"},
@@ -350,11 +355,14 @@ def build_inference_service(
                     f"{cfg.name!r} already serves {cfg.storage_uri!r}; a canary of the same "
                     "model splits nothing: deploy a different storage_uri"
                 )
+            # KServe's CRD requires the container name on a canary's model (its
+            # ModelSpec embeds a Container there); kserve-container is the runtime's.
+            model = {"name": MODEL_CONTAINER, **predictor["model"]}
             spec = {
                 "predictor": stable,
                 "canary": [
                     {
-                        "predictor": {"name": cfg.canary_name, **predictor},
+                        "predictor": {"name": cfg.canary_name, **predictor, "model": model},
                         "trafficPercent": pct,
                     }
                 ],
@@ -396,7 +404,7 @@ def build_serving_runtime(*, image: str = SERVE_IMAGE, cluster: bool = False) ->
             "protocolVersions": ["v1", "v2"],
             "containers": [
                 {
-                    "name": "kserve-container",
+                    "name": MODEL_CONTAINER,
                     "image": image,
                     "args": [
                         "serve",

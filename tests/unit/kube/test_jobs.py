@@ -1,10 +1,10 @@
-"""Rendering of TrainJob / PyTorchJob / MPIJob, checked against the SDK models and CRD schemas."""
+"""Rendering of TrainJob / PyTorchJob / MPIJob, checked against the SDK models and the
+operators' CRDs (../shared/crds, see tests/crds.py)."""
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,17 +17,10 @@ from kfgpu.kube.jobs import (
     render_pytorchjob,
     render_trainjob,
 )
+from tests import crds
 
-CRDS = Path(__file__).resolve().parents[2] / "data" / "crds"
-CRD_FILES = {
-    "TrainJob": "trainjobs.trainer.kubeflow.org.yaml",
-    "PyTorchJob": "pytorchjobs.kubeflow.org.yaml",
-    "MPIJob": "mpijobs.kubeflow.org.yaml",
-}
-KINDS = sorted(CRD_FILES)
+KINDS = ["MPIJob", "PyTorchJob", "TrainJob"]
 SHAPES = [(1, 1), (1, 8), (4, 8)]
-K8S_DEFS = "https://kubernetes.io/api/_definitions.json"
-K8S_SCHEMA_VERSION = "v1.30.0-local-strict"
 
 
 def _cfg(num_nodes: int = 2, gpus: int = 8, **kw: Any) -> LaunchConfig:
@@ -110,43 +103,11 @@ def _sdk_round_trip(kind: str, job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_VALIDATORS: dict[str, Any] = {}
-
-
-def _crd_validator(kind: str) -> Any:
-    if kind in _VALIDATORS:
-        return _VALIDATORS[kind]
-    import jsonschema
-    import kubernetes_validate
-    import yaml
-    from referencing import Registry, Resource
-
-    defs_path = (
-        Path(kubernetes_validate.__file__).parent
-        / "kubernetes-json-schema"
-        / K8S_SCHEMA_VERSION
-        / "_definitions.json"
-    )
-    defs = json.loads(defs_path.read_text())
-    registry = Registry().with_resource(K8S_DEFS, Resource.from_contents(defs))
-    crd = yaml.safe_load((CRDS / CRD_FILES[kind]).read_text())
-    version = crd["spec"]["versions"][0]
-    schema = dict(version["schema"]["openAPIV3Schema"])
-    schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    validator = cls(schema, registry=registry)
-    _VALIDATORS[kind] = (validator, crd)
-    return _VALIDATORS[kind]
-
-
 def _crd_errors(kind: str, job: dict[str, Any]) -> list[str]:
-    validator, crd = _crd_validator(kind)
-    group, version = job["apiVersion"].split("/")
-    assert group == crd["spec"]["group"]
-    assert version == crd["spec"]["versions"][0]["name"]
-    assert job["kind"] == crd["spec"]["names"]["kind"]
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(job)]
+    """Schema errors and pruned fields against the real CRD (tests/crds.py)."""
+    crd = crds.crd_for(job)
+    assert crd.kind == kind
+    return crds.errors(job)
 
 
 # --- rendering against models and schemas -------------------------------------------------
@@ -299,6 +260,32 @@ def test_no_shm_volume_when_disabled(kind: str) -> None:
     assert "dshm" not in json.dumps(job)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_storage_secret_reaches_every_training_container(kind: str) -> None:
+    from kfgpu.kube.storage import GCS_FILE_ENV, MOUNT_PATH, S3_KEYS
+
+    job = render(_cfg(2, 8, storage_secret="kfgpu-storage"), kind)  # type: ignore[arg-type]
+    assert _crd_errors(kind, job) == []
+    assert _prune(_sdk_round_trip(kind, job)) == _prune(job)
+    envs = [t["spec"]["containers"][0].get("env", []) for t in _pod_templates(kind, job)]
+    if kind == "TrainJob":
+        envs = [job["spec"]["trainer"]["env"]]
+    for env in envs:
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+        assert refs == {k: {"name": "kfgpu-storage", "key": k, "optional": True} for k in S3_KEYS}
+        assert any(e["name"] == GCS_FILE_ENV for e in env)
+    for tmpl in _pod_templates(kind, job):
+        spec = tmpl["spec"]
+        volume = {
+            "name": "kfgpu-storage",
+            "secret": {"secretName": "kfgpu-storage", "optional": True},
+        }
+        assert volume in spec["volumes"]
+        mount = {"name": "kfgpu-storage", "mountPath": MOUNT_PATH, "readOnly": True}
+        assert mount in spec["containers"][0]["volumeMounts"]
+    assert "kfgpu-storage" not in json.dumps(render(_cfg(2, 8), kind))  # type: ignore[arg-type]
+
+
 def test_env_defaults_and_overrides() -> None:
     plain = LaunchConfig(name="x")
     assert plain.effective_env() == {"NCCL_DEBUG": "WARN"}
@@ -343,6 +330,7 @@ def test_config_is_frozen_and_copies_inputs() -> None:
         ({"tolerations": [{"operator": "Maybe"}]}, "tolerations[0].operator"),
         ({"tolerations": [{"effect": "Sometimes"}]}, "tolerations[0].effect"),
         ({"service_account": "Not_OK"}, "service_account"),
+        ({"storage_secret": "Not_OK"}, "storage_secret"),
         ({"restart_policy": "Sometimes"}, "restart_policy"),
         ({"backoff_limit": -1}, "backoff_limit"),
         ({"ttl_seconds_after_finished": -5}, "ttl_seconds_after_finished"),

@@ -76,10 +76,12 @@ def test_gpu_settings_compile_into_the_platform_spec(tmp_path: Path) -> None:
     assert lit["pvcMount"][0]["subPath"] == "fraud"
     assert lit["pvcMount"][0]["pvcNameParameter"]["runtimeValue"]["constant"] == "training-data"
     secrets = {s["secretName"]: s for s in lit["secretAsEnv"]}
-    assert [k["envVar"] for k in secrets["minio-creds"]["keyToEnv"]] == [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ]
+    from kfgpu.kube.storage import MOUNT_PATH, S3_KEYS
+
+    assert [k["envVar"] for k in secrets["minio-creds"]["keyToEnv"]] == list(S3_KEYS)
+    assert secrets["minio-creds"]["optional"] is True
+    (volume,) = [v for v in lit["secretAsVolume"] if v["secretName"] == "minio-creds"]
+    assert volume["mountPath"] == MOUNT_PATH and volume["optional"] is True
     assert secrets["mlflow-creds"]["optional"] is True
     assert lit["activeDeadlineSeconds"] == "7200"
     assert tasks["train-2"]["retryPolicy"]["maxRetryCount"] == 3

@@ -1,6 +1,5 @@
 """InferenceService building: both modes, with and without canary, GPU and CPU, checked
-against the kserve SDK models and the (hand-written, see tests/data/crds/README.md) CRD
-schema; the manifests under manifests/serving; the ONNX export for Triton."""
+against the kserve SDK models and KServe's CRD (../shared/crds, see tests/crds.py); the manifests under manifests/serving; the ONNX export for Triton."""
 
 from __future__ import annotations
 
@@ -20,11 +19,9 @@ from kfgpu.serving.isvc import (
     build_inference_service,
     build_serving_runtime,
 )
+from tests import crds
 
 ROOT = Path(__file__).resolve().parents[3]
-CRD = ROOT / "tests" / "data" / "crds" / "inferenceservices.serving.kserve.io.yaml"
-K8S_DEFS = "https://kubernetes.io/api/_definitions.json"
-K8S_SCHEMA_VERSION = "v1.30.0-local-strict"
 MANIFESTS = ROOT / "manifests" / "serving"
 
 MODES = ["Serverless", "RawDeployment", "Standard"]
@@ -65,31 +62,9 @@ def _round_trip(sdk: Any, obj: dict[str, Any], klass: str) -> dict[str, Any]:
     return out
 
 
-_VALIDATOR: list[Any] = []
-
-
 def _crd_errors(obj: dict[str, Any]) -> list[str]:
-    import jsonschema
-    import kubernetes_validate
-    from referencing import Registry, Resource
-
-    if not _VALIDATOR:
-        defs = json.loads(
-            (
-                Path(kubernetes_validate.__file__).parent
-                / "kubernetes-json-schema"
-                / K8S_SCHEMA_VERSION
-                / "_definitions.json"
-            ).read_text()
-        )
-        registry = Registry().with_resource(K8S_DEFS, Resource.from_contents(defs))
-        crd = yaml.safe_load(CRD.read_text())
-        schema = dict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
-        schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
-        cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(schema)
-        _VALIDATOR.append(cls(schema, registry=registry))
-    return [f"{list(e.absolute_path)}: {e.message}" for e in _VALIDATOR[0].iter_errors(obj)]
+    """Schema errors and pruned fields against the real CRD (tests/crds.py)."""
+    return crds.errors(obj)
 
 
 def _cfg(mode: str, canary: bool, gpus: int, **kw: Any) -> ServiceConfig:
