@@ -186,13 +186,27 @@ end
 
 
 def _wrk(url: str, body: dict[str, Any], concurrency: int, seconds: float) -> dict[str, float]:
-    """``wrk`` with one thread and ``concurrency`` connections: requests/s, p50, p99."""
+    """``wrk`` with one thread and ``concurrency`` connections: requests/s, p50, p99.
+
+    A response slower than 30 s counts as an error (wrk's default, 2 s, would count a
+    slow answer of a loaded machine as one).
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(_WRK_SCRIPT % json.dumps(body))
         script = fh.name
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "-s", script, url],
+            [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "30s",
+                "-s",
+                script,
+                url,
+            ],
             capture_output=True,
             text=True,
             timeout=seconds + 60,
