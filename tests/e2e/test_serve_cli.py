@@ -46,7 +46,9 @@ def test_kfgpu_serve_prints_its_url_and_requires_the_token(tmp_path: Path) -> No
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not url:
             assert proc.poll() is None, log.read_text()[-3000:]
-            m = re.search(r"serving 'fraud' \(version \w+\) at (http://\S+?):", log.read_text())
+            m = re.search(
+                r"serving 'fraud' \(version \w+\) at (http://[\d.]+:\d+):", log.read_text()
+            )
             url = m.group(1) if m else ""
             time.sleep(0.2)
         assert url == f"http://127.0.0.1:{port}", log.read_text()[-3000:]
