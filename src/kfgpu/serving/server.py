@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
     "read_auth_token",
     "resolve_bundle",
+    "resolve_source",
     "serve",
 ]
 
@@ -45,6 +46,13 @@ DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
 def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "") -> Path:
+    """A local bundle directory for ``source`` (see :func:`resolve_source`)."""
+    return resolve_source(source, tracking_uri=tracking_uri, download_dir=download_dir)[0]
+
+
+def resolve_source(
+    source: str, *, tracking_uri: str = "", download_dir: str = ""
+) -> tuple[Path, str]:
     """A local bundle directory for ``source``: a path, or an MLflow ``models:/`` URI.
 
     ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION`` are resolved through the registry
@@ -53,6 +61,10 @@ def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "
 
     Raises:
         BundleError: the path does not exist, or the registry has no such version.
+
+    Returns:
+        The directory, and the registry version it is (``NAME/VERSION``, an alias resolved
+        to its version) or, for a path, empty.
     """
     if not source.startswith("models:/"):
         path = Path(source[len("file://") :] if source.startswith("file://") else source)
@@ -61,7 +73,7 @@ def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "
                 f"model bundle {source!r} does not exist or is not a directory; pass a bundle "
                 "directory or a models:/NAME@ALIAS URI"
             )
-        return path
+        return path, ""
     import mlflow
     import mlflow.artifacts
     from mlflow import MlflowClient
@@ -101,7 +113,7 @@ def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "
         ) from e
     finally:
         mlflow.set_tracking_uri(previous)
-    return Path(local)
+    return Path(local), f"{name}/{version}"
 
 
 def _import_kserve() -> Any:
@@ -143,15 +155,6 @@ def read_auth_token(path: str = "") -> str:
             )
         return token
     return os.environ.get(AUTH_TOKEN_ENV, "").strip()
-
-
-def _version_of(source: str, path: Path) -> str:
-    """The registry version (``NAME/VERSION`` or ``NAME@ALIAS``) or the bundle's fingerprint."""
-    if source.startswith("models:/"):
-        return source[len("models:/") :].strip("/")
-    from kfgpu.serving.predictor import bundle_fingerprint
-
-    return bundle_fingerprint(path)
 
 
 def serve(
@@ -231,19 +234,23 @@ def serve(
         body_timeout_s=body_timeout_s,
         max_connections=max_connections,
     )
-    path = resolve_bundle(source, tracking_uri=tracking_uri)
+    path, registry_version = resolve_source(source, tracking_uri=tracking_uri)
     if not model_name:
         model_name = (
             source[len("models:/") :].split("@")[0].split("/")[0]
             if source.startswith("models:/")
             else path.resolve().name
         )
-    version = _version_of(source, path)
+    from kfgpu.serving.predictor import bundle_fingerprint
+
+    # The registry version (an alias resolved: the alias moves, the version does not), or
+    # for a bundle path its fingerprint.
+    version = registry_version or bundle_fingerprint(path)
     guard = GuardSettings(
         token=token,
         max_request_bytes=max_request_bytes,
         enable_repository=enable_repository,
-        model_version=version.replace("/", "-").replace("@", "-"),
+        model_version=version.rsplit("/", 1)[-1],  # /versions/3/ for fraud/3
     )
     kserve = _import_kserve()
 
