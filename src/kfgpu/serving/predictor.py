@@ -119,6 +119,9 @@ class BundleModel(kserve.Model):
         self.bundle: Any = None
         self.schema: RequestSchema | None = None
         self._batcher: MicroBatcher[Rows, np.ndarray] | None = None
+        self._series: dict[tuple[str, str], Any] = {}
+        self._rows_series: Any = None
+        self._latency_series: dict[str, Any] = {}
         self._metrics = serving_metrics()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -149,11 +152,22 @@ class BundleModel(kserve.Model):
         self.task = self.bundle.task
         labels = {"model": self.name}
         m = self._metrics
+        # The labelled series, looked up once (a lookup per request costs microseconds).
+        batch_rows = m["batch_rows"].labels(**labels)
+        batch_requests = m["batch_requests"].labels(**labels)
+        forward = m["forward"].labels(**labels)
+        self._series = {
+            (protocol, outcome): m["requests"].labels(self.name, protocol, outcome)
+            for protocol in ("v1", "v2")
+            for outcome in ("ok", "invalid", "error")
+        }
+        self._rows_series = m["rows"].labels(self.name)
+        self._latency_series = {p: m["latency"].labels(self.name, p) for p in ("v1", "v2")}
 
         def on_batch(items: int, rows: int, seconds: float) -> None:
-            m["batch_rows"].labels(**labels).observe(rows)
-            m["batch_requests"].labels(**labels).observe(items)
-            m["forward"].labels(**labels).observe(seconds)
+            batch_rows.observe(rows)
+            batch_requests.observe(items)
+            forward.observe(seconds)
 
         self._batcher = MicroBatcher(
             self._predict_parts,
@@ -192,7 +206,15 @@ class BundleModel(kserve.Model):
                 "and scale with replicas"
             )
         state = dict(self.__dict__)
-        for key in ("bundle", "schema", "_batcher", "_metrics"):
+        for key in (
+            "bundle",
+            "schema",
+            "_batcher",
+            "_metrics",
+            "_series",
+            "_rows_series",
+            "_latency_series",
+        ):
             state.pop(key, None)
         return state
 
@@ -202,6 +224,7 @@ class BundleModel(kserve.Model):
         self.schema = None
         self._batcher = None
         self._metrics = serving_metrics()
+        self._series, self._rows_series, self._latency_series = {}, None, {}
         # Loaded later, by ensure_loaded() in the worker: KServe pings a worker 5 s after
         # spawning it and kills it as hung if unpickling (this) has not finished by then.
         self._load_pending = bool(state.get("ready"))
@@ -277,12 +300,12 @@ class BundleModel(kserve.Model):
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         protocol = "v2" if isinstance(payload, InferRequest) else "v1"
-        m = self._metrics
+        series = self._series
         t0 = time.perf_counter()
         try:
             rows = self._decode(payload)
         except RequestError as e:
-            m["requests"].labels(self.name, protocol, "invalid").inc()
+            series[protocol, "invalid"].inc()
             raise _rejected(e) from e
         assert self._batcher is not None
         try:
@@ -293,7 +316,7 @@ class BundleModel(kserve.Model):
                 else self._encode_v1(out)
             )
         except Exception:
-            m["requests"].labels(self.name, protocol, "error").inc()
+            series[protocol, "error"].inc()
             raise
         if self.logger is not None:
             # A reference to the request's columns and outputs goes on a queue; sampling,
@@ -302,9 +325,9 @@ class BundleModel(kserve.Model):
                 payload.id if isinstance(payload, InferRequest) and payload.id else ""
             )
             self.logger.log(rows.columns, rows.n, out, request_id=request_id or uuid.uuid4().hex)
-        m["requests"].labels(self.name, protocol, "ok").inc()
-        m["rows"].labels(self.name).inc(rows.n)
-        m["latency"].labels(self.name, protocol).observe(time.perf_counter() - t0)
+        series[protocol, "ok"].inc()
+        self._rows_series.inc(rows.n)
+        self._latency_series[protocol].observe(time.perf_counter() - t0)
         return response
 
     def _decode(self, payload: Any) -> Rows:
