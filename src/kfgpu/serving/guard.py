@@ -189,6 +189,15 @@ class Guard:
                 "--enable-repository to manage models over HTTP",
             )
             return
+        if path.startswith("/v1/models/") and path.endswith(":explain"):
+            # KServe answers 501 with a traceback for a model without an explainer.
+            await self._reject(
+                scope,
+                send,
+                404,
+                "this server has no explainer; POST /v1/models/<name>:predict",
+            )
+            return
         versioned = _VERSIONED.match(path)
         if versioned:
             version = versioned["version"]
@@ -392,5 +401,6 @@ def install_error_handlers(app: Any) -> None:
     app.add_exception_handler(kerrors.ModelNotReady, handler(503))
     app.add_exception_handler(kerrors.ServerNotReady, handler(503))
     app.add_exception_handler(kerrors.ServerNotLive, handler(503))
+    app.add_exception_handler(NotImplementedError, handler(501))
     app.add_exception_handler(kerrors.InferenceError, internal)
     app.add_exception_handler(Exception, internal)

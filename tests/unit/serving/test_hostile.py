@@ -354,6 +354,11 @@ HOSTILE: list[tuple[str, int, Case]] = [
         ),
     ),
     ("unknown_route", 404, _get("/admin", headers=AUTH)),
+    (
+        "v1_explain_without_explainer",
+        404,
+        _post("/v1/models/{m}:explain", json={"instances": []}, headers=AUTH),
+    ),
     ("wrong_method", 405, _get("/v2/models/{m}/infer", headers=AUTH)),
     (
         "v1_unknown_model_with_token",
