@@ -1,25 +1,32 @@
-"""Serving throughput and latency: the real KServe server on 127.0.0.1, batching on and off.
+"""Serving throughput and latency: the real KServe server on 127.0.0.1, against the plain
+KServe custom Model a user would write, batching on and off.
 
 Two bundles with random weights on the synthetic fraud data's transform: ``small`` (MLP
 64-64) and ``heavy`` (MLP 2048 x 4, whose batch-1 forward takes milliseconds). For each,
 in this process: the raw forward rate at batch 1 (``forward1_per_s``) and the in-process
-predict time of a one-row request (decode, frame, transform, forward:
-``predict1_ms``). Then ``kfgpu.serving.server.serve`` runs in a child process, once with
-micro-batching (``--max-batch-size 64 --max-wait-ms 2``) and once without (1), and an
-aiohttp load generator in this process sends one-row V1 requests at concurrency 1, 8 and
-32 for ``KFGPU_BENCH_SERVING_S`` seconds each (default 5): requests/s, p50 and p99.
+predict time of a one-row request (decode, transform's arrays, forward: ``predict1_ms``).
 
-Figures: ``<bundle>.<batched|unbatched>.c<N>.{rps,p50_ms,p99_ms,errors}``,
-``<bundle>.batching_gain_c32`` (requests/s batched / unbatched at 32),
-``<bundle>.overhead_p50_ms`` (p50 at concurrency 1, batched server, minus
-``predict1_ms``). Then a soak: ``KFGPU_BENCH_SOAK_S`` seconds (default 60) at concurrency
-32 on the small bundle, batched: ``soak.errors``, ``soak.rps`` and the server's RSS after
-warm-up and at the end (``soak.rss_start_mb``, ``soak.rss_end_mb``).
+The anchor (issue 17): on the small bundle, the plain KServe custom Model of
+``bench/_plain_kserve.py`` (pandas frame -> the bundle's transform -> the same module, on
+KServe's ``ModelServer``) and ``kfgpu serve`` (batched) run one after the other in child
+processes and get the same load: one-row V1 requests from ``wrk`` (when on PATH; else an
+aiohttp generator in this process) at concurrency 1 and 32 for ``KFGPU_BENCH_SERVING_S``
+seconds each (default 5), alternating, ``KFGPU_BENCH_ANCHOR_ROUNDS`` rounds (default 3,
+medians). Figures: ``anchor.<plain|kfgpu>.c<N>.{rps,p50_ms,p99_ms,errors}``,
+``anchor.ratio_c1`` and ``anchor.ratio_c32`` (kfgpu requests/s over plain) and
+``anchor.kfgpu.c1.p50_ms``. Goals (printed, not asserted): ratio_c1 >= 2.0, ratio_c32 >=
+4.0, p50 at c=1 <= 0.8 ms.
 
-Goals (printed, not asserted): batching_gain_c32 >= 3 (on the heavy bundle; for the small
-one the HTTP path is the whole cost), overhead_p50_ms <= 2, soak errors 0 and RSS flat.
+Then ``kfgpu serve`` once with micro-batching (``--max-batch-size 64 --max-wait-ms 2``)
+and once without (1) on each bundle, at concurrency 1, 8 and 32:
+``<bundle>.<batched|unbatched>.c<N>.{rps,p50_ms,p99_ms,errors}``,
+``<bundle>.batching_gain_c32`` (batched / unbatched at 32) and ``<bundle>.overhead_p50_ms``
+(p50 at concurrency 1, batched, minus ``predict1_ms``). Then a soak:
+``KFGPU_BENCH_SOAK_S`` seconds (default 60) at concurrency 32 on the small bundle,
+batched: ``soak.errors``, ``soak.rps`` and the server's RSS after warm-up and at the end.
+
 The load generator shares the machine's cores with the server: on a 2-core box it takes
-a large share of them.
+a large share of them (wrk far less than aiohttp).
 """
 
 from __future__ import annotations
@@ -27,7 +34,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -114,7 +124,8 @@ def _in_process(path: Path, body: dict[str, Any]) -> dict[str, float]:
 
     def predict() -> None:
         assert model.schema is not None
-        model.forward_frame(model.schema.frame([model.schema.parse_v1(body)]))
+        rows = model.schema.parse_v1(body)
+        model.forward_arrays(*model.bundle.transform.column_arrays(rows.columns, rows.n))
 
     predict_s = timed(predict)
     return {"forward1_per_s": 1.0 / forward_s, "predict1_ms": predict_s * 1000}
@@ -161,6 +172,142 @@ async def _load(
     }
 
 
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[%s]==]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("KFGPU_WRK %%d %%d %%d %%d %%d\\n", summary.requests,
+    summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def _wrk(url: str, body: dict[str, Any], concurrency: int, seconds: float) -> dict[str, float]:
+    """``wrk`` with one thread and ``concurrency`` connections: requests/s, p50, p99.
+
+    A response slower than 30 s counts as an error (wrk's default, 2 s, would count a
+    slow answer of a loaded machine as one).
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(_WRK_SCRIPT % json.dumps(body))
+        script = fh.name
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "30s",
+                "-s",
+                script,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    line = next(x for x in out.splitlines() if x.startswith("KFGPU_WRK"))
+    n, duration_us, p50_us, p99_us, errors = (int(v) for v in line.split()[1:])
+    return {
+        "rps": (n - errors) / (duration_us / 1e6),
+        "p50_ms": p50_us / 1000,
+        "p99_ms": p99_us / 1000,
+        "errors": float(errors),
+    }
+
+
+def _measure(url: str, body: dict[str, Any], concurrency: int, seconds: float) -> dict[str, float]:
+    """wrk when installed, else the aiohttp generator."""
+    if shutil.which("wrk"):
+        return _wrk(url, body, concurrency, seconds)
+    return asyncio.run(_load(url, body, concurrency, seconds))
+
+
+def _start_plain(bundle: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The plain KServe custom Model of ``bench/_plain_kserve.py`` in a child process."""
+    import httpx
+
+    from kfgpu.serving.process import free_port
+
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench._plain_kserve", str(bundle), str(port)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"plain server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/v2/models/plain/ready", timeout=1).status_code == 200:
+                return proc, f"{url}/v1/models/plain:predict"
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"plain server not ready:\n{log.read_text()[-3000:]}")
+
+
+def _anchor(path: Path, root: Path, body: dict[str, Any], seconds: float) -> dict[str, float]:
+    """kfgpu serve against the plain KServe custom Model, same load, same run.
+
+    Both servers run at once (the idle one costs nothing) and are measured alternately,
+    ``KFGPU_BENCH_ANCHOR_ROUNDS`` rounds (default 3); each figure is the median of its
+    rounds, so a slow moment of a shared machine does not land on one side only.
+    """
+    from kfgpu.serving.process import start_server, stop_server
+
+    rounds = int(os.environ.get("KFGPU_BENCH_ANCHOR_ROUNDS", "3"))
+    runs: dict[str, list[dict[str, float]]] = {}
+    progress("serving: anchor: plain KServe custom Model and kfgpu serve")
+    proc, plain_url = _start_plain(path, root / "plain.log")
+    try:
+        srv = start_server(path, root / "anchor-kfgpu.log", max_batch_size=64, max_wait_ms=2.0)
+        kfgpu_url = f"{srv.url}/v1/models/{srv.model}:predict"
+        try:
+            for url in (plain_url, kfgpu_url):
+                _measure(url, body, 8, 1.0)  # warm-up
+            for r in range(rounds):
+                for c in (1, 32):
+                    for side, url in (("plain", plain_url), ("kfgpu", kfgpu_url)):
+                        res = _measure(url, body, c, seconds)
+                        runs.setdefault(f"{side}.c{c}", []).append(res)
+                        progress(f"serving: anchor round {r + 1} {side} c={c}: {res}")
+        finally:
+            stop_server(srv)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    figures: dict[str, float] = {}
+    for key, results in runs.items():
+        for k in results[0]:
+            figures[f"anchor.{key}.{k}"] = statistics.median(x[k] for x in results)
+    for c in (1, 32):
+        figures[f"anchor.ratio_c{c}"] = (
+            figures[f"anchor.kfgpu.c{c}.rps"] / figures[f"anchor.plain.c{c}.rps"]
+        )
+    figures["anchor.rounds"] = float(rounds)
+    return figures
+
+
 def _rss_mb(pid: int) -> float:
     import psutil
 
@@ -179,6 +326,9 @@ def serving() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="kfgpu-bench-serving-") as tmp:
         root = Path(tmp)
         paths = {name: _bundle(root / name, hidden) for name, hidden in BUNDLES.items()}
+        figures.update(_anchor(paths["small"], root, body, seconds))
+        if os.environ.get("KFGPU_BENCH_SERVING_ANCHOR_ONLY"):
+            return figures
         for name, path in paths.items():
             progress(f"serving: {name}: in-process forward")
             for k, v in _in_process(path, body).items():
@@ -190,9 +340,9 @@ def serving() -> dict[str, float]:
                 )
                 url = f"{srv.url}/v1/models/{srv.model}:predict"
                 try:
-                    asyncio.run(_load(url, body, 8, 1.0))  # warm-up
+                    _measure(url, body, 8, 1.0)  # warm-up
                     for c in CONCURRENCY:
-                        res = asyncio.run(_load(url, body, c, seconds))
+                        res = _measure(url, body, c, seconds)
                         for k, v in res.items():
                             figures[f"{name}.{mode}.c{c}.{k}"] = v
                         progress(f"serving: {name} {mode} c={c}: {res}")
@@ -211,9 +361,9 @@ def serving() -> dict[str, float]:
             )
             url = f"{srv.url}/v1/models/{srv.model}:predict"
             try:
-                asyncio.run(_load(url, body, 32, min(5.0, soak_s)))  # warm-up
+                _measure(url, body, 32, min(5.0, soak_s))  # warm-up
                 figures["soak.rss_start_mb"] = _rss_mb(srv.proc.pid)
-                res = asyncio.run(_load(url, body, 32, soak_s))
+                res = _measure(url, body, 32, soak_s)
                 figures["soak.rss_end_mb"] = _rss_mb(srv.proc.pid)
                 figures["soak.seconds"] = soak_s
                 figures["soak.rps"] = res["rps"]

@@ -918,6 +918,57 @@ def model_rollback(name: str, tracking_uri: str, workdir: str) -> None:
     type=click.FloatRange(min=0, min_open=True, max=1),
     envvar="KFGPU_LOG_SAMPLE_RATE",
 )
+@click.option(
+    "--auth-token-file",
+    default="",
+    envvar="KFGPU_AUTH_TOKEN_FILE",
+    help="File holding the bearer token that inference, metadata and repository routes "
+    "need (else $KFGPU_AUTH_TOKEN; neither: no auth). Health and /metrics stay open.",
+)
+@click.option(
+    "--enable-repository",
+    is_flag=True,
+    envvar="KFGPU_ENABLE_REPOSITORY",
+    help="Serve KServe's model repository routes (load/unload); off by default.",
+)
+@click.option(
+    "--allow-module",
+    "allow_modules",
+    multiple=True,
+    metavar="PREFIX",
+    help="Let a bundle's model.family import a class from modules under PREFIX (repeatable).",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="KFGPU_WORKERS",
+    help="Server processes (KServe's multi-process server), for CPU serving.",
+)
+@click.option(
+    "--header-timeout",
+    "header_timeout_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request's headers may take to arrive (then 408 and close).",
+)
+@click.option(
+    "--body-timeout",
+    "body_timeout_s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request's body may take after its headers (then 408 and close).",
+)
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most open connections per worker; the next gets 503 and is closed.",
+)
 def serve_cmd(
     source: str,
     port: int,
@@ -932,8 +983,19 @@ def serve_cmd(
     tracking_uri: str,
     log_uri: str,
     log_sample_rate: float,
+    auth_token_file: str,
+    enable_repository: bool,
+    allow_modules: tuple[str, ...],
+    workers: int,
+    header_timeout_s: float,
+    body_timeout_s: float,
+    max_connections: int,
 ) -> None:
-    """Serve a bundle (path, or models:/NAME@ALIAS) with the KServe model server."""
+    """Serve a bundle (path, or models:/NAME@ALIAS) with the KServe model server.
+
+    The URL is printed at start; a bundle path is served under its directory's name
+    (--model-name to choose).
+    """
     from kfgpu.serving.server import serve
 
     serve(
@@ -950,6 +1012,13 @@ def serve_cmd(
         tracking_uri=tracking_uri,
         log_uri=log_uri,
         log_sample_rate=log_sample_rate,
+        auth_token_file=auth_token_file,
+        enable_repository=enable_repository,
+        allow_modules=allow_modules,
+        workers=workers,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+        max_connections=max_connections,
     )
 
 
@@ -1003,6 +1072,13 @@ def predict_cmd(
     default="",
     help="The predictor's service account; it carries the storage Secret (manifests/serving).",
 )
+@click.option(
+    "--auth-token-secret",
+    default="",
+    help="Secret (key 'token') whose bearer token the predictor requires; the smoke request "
+    "sends $KFGPU_AUTH_TOKEN.",
+)
+@click.option("--cluster-local", is_flag=True, help="No route from outside the cluster.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float)
 @click.option("--dry-run", is_flag=True, help="Print the InferenceService YAML; apply nothing.")
 def deploy_cmd(
@@ -1021,6 +1097,8 @@ def deploy_cmd(
     canary: int | None,
     kserve_version: str,
     service_account: str,
+    auth_token_secret: str,
+    cluster_local: bool,
     timeout_s: float,
     dry_run: bool,
 ) -> None:
@@ -1039,6 +1117,8 @@ def deploy_cmd(
         canary_traffic_percent=canary,
         kserve_version=kserve_version,
         service_account=service_account,
+        auth_token_secret=auth_token_secret,
+        cluster_local=cluster_local,
     )
     uri = storage_uri or _local_uri(bundle)
     if dry_run:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -575,6 +575,92 @@ class FittedTransform:
             elif isinstance(s, DatetimeSpec):
                 assert isinstance(p, DatetimeParams)
                 ts = datetime_values(df, name)
+                for part in s.parts:
+                    codes[:, j] = datetime_part_codes(
+                        ts, part, min_year=p.min_year, year_span=p.year_span
+                    )
+                    j += 1
+        return num, codes
+
+    @cached_property
+    def _vocab_codes(self) -> dict[str, dict[str, int]]:
+        return {
+            n: {v: i + 1 for i, v in enumerate(p.vocabulary)}
+            for n, p in self.params.items()
+            if isinstance(p, CategoricalParams)
+        }
+
+    def column_arrays(
+        self, columns: Mapping[str, Sequence[Any]], n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`raw_arrays` of decoded columns, without building a frame.
+
+        ``columns`` maps every input column to ``n`` plain values (numbers, strings, None
+        for missing), as a request decoder produces them. The result equals
+        ``raw_arrays`` of the same values in a frame: a categorical value is looked up as
+        ``str(value)``, a numeric one is NaN where missing or non-finite and capped to
+        float32's range.
+
+        Raises:
+            SchemaError: a column is missing or holds a value of the wrong kind.
+        """
+        import numpy as np
+
+        from kfgpu.features._frame import F32_MAX, datetime_part_codes, datetime_values, hash_codes
+
+        missing = [c for c in self.input_columns if c not in columns]
+        if missing:
+            raise SchemaError(
+                f"input is missing column(s) {missing} that the feature transform reads; "
+                f"send all of {list(self.input_columns)}"
+            )
+        lay = self._layout
+        nan = float("nan")
+        try:
+            # One array for every numeric column: one conversion, one clip.
+            matrix = np.array(
+                [[nan if v is None else v for v in columns[name]] for name in lay.numeric],
+                dtype=np.float64,
+            ).reshape(len(lay.numeric), n)
+        except (TypeError, ValueError, OverflowError) as e:
+            bad = (
+                next(
+                    name
+                    for name in lay.numeric
+                    if not all(v is None or isinstance(v, (int, float)) for v in columns[name])
+                )
+                if lay.numeric
+                else ""
+            )
+            raise SchemaError(
+                f"column {bad!r} must be numeric; send numbers (or null for missing)"
+            ) from e
+        with np.errstate(invalid="ignore", over="ignore"):
+            num = np.where(
+                np.isfinite(matrix), np.clip(matrix, -F32_MAX, F32_MAX), np.nan
+            ).T.astype(np.float32)
+        codes = np.zeros((n, len(lay.code_inputs)), dtype=np.int64)
+        j = 0
+        for name, s in self.spec.columns.items():
+            p = self.params[name]
+            values = columns[name]
+            if isinstance(s, CategoricalSpec):
+                assert isinstance(p, CategoricalParams)
+                if s.encode == "hashing":
+                    strings = np.array(
+                        [p.fill if v is None else str(v) for v in values], dtype=object
+                    )
+                    codes[:, j] = hash_codes(strings, s.hash_buckets)
+                else:
+                    lut = self._vocab_codes[name]
+                    fill = lut.get(p.fill, 0) if p.fill is not None else 0
+                    codes[:, j] = [fill if v is None else lut.get(str(v), 0) for v in values]
+                j += 1
+            elif isinstance(s, DatetimeSpec):
+                import pandas as pd
+
+                assert isinstance(p, DatetimeParams)
+                ts = datetime_values({name: pd.Series(list(values), dtype=object)}, name)
                 for part in s.parts:
                     codes[:, j] = datetime_part_codes(
                         ts, part, min_year=p.min_year, year_span=p.year_span

@@ -12,6 +12,12 @@ next batch.
 
 A failure of the batched call never fails the others: the batch is retried one request
 at a time and each request gets its own result or its own error.
+
+Cheap calls run inline: when the recent calls took less than ``inline_below_ms`` (an
+exponential average) and the batch is no larger than ``max_batch_size``, ``fn`` runs on the
+event loop itself. Handing a call to a worker thread and back costs more than a small
+model's forward pass; a slow call always goes to the thread, so the loop keeps reading
+requests while it computes.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class MicroBatcher(Generic[T, R]):
         size: rows of an item (default 1).
         on_batch: called after each call with ``(items, rows, seconds)``.
         executor: where ``fn`` runs; default one dedicated thread.
+        inline_below_ms: run a call on the event loop while calls average less than this;
+            0: always in the executor.
     """
 
     def __init__(
@@ -53,6 +61,7 @@ class MicroBatcher(Generic[T, R]):
         size: Callable[[T], int] | None = None,
         on_batch: Callable[[int, int, float], None] | None = None,
         executor: Executor | None = None,
+        inline_below_ms: float = 0.0,
     ) -> None:
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
             raise ConfigError(f"max_batch_size={max_batch_size!r} is invalid; use an integer >= 1")
@@ -70,6 +79,11 @@ class MicroBatcher(Generic[T, R]):
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._last_items = 1
+        if not inline_below_ms >= 0:
+            raise ConfigError(f"inline_below_ms={inline_below_ms!r} is invalid; use a number >= 0")
+        self.inline_below_s = inline_below_ms / 1000.0
+        # Start pessimistic: the first calls (allocation, warm-up) go to the thread.
+        self._avg_s = float("inf") if inline_below_ms else 0.0
 
     @property
     def enabled(self) -> bool:
@@ -84,7 +98,7 @@ class MicroBatcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         if not self.enabled:
             t0 = time.perf_counter()
-            out = await loop.run_in_executor(self._executor, self.fn, [item])
+            out = await self._call(loop, [item], self._size(item))
             self._report(1, self._size(item), time.perf_counter() - t0)
             return out[0]
         if self._wake is None:
@@ -99,6 +113,25 @@ class MicroBatcher(Generic[T, R]):
     def _report(self, items: int, rows: int, seconds: float) -> None:
         if self._on_batch is not None:
             self._on_batch(items, rows, seconds)
+
+    def _timed(self, items: list[T]) -> Sequence[R]:
+        """``fn(items)``, averaging its own duration (not the hop to a thread and back)."""
+        t0 = time.perf_counter()
+        out = self.fn(items)
+        seconds = time.perf_counter() - t0
+        avg = self._avg_s
+        self._avg_s = seconds if avg == float("inf") else 0.8 * avg + 0.2 * seconds
+        return out
+
+    async def _call(
+        self, loop: asyncio.AbstractEventLoop, items: list[T], rows: int
+    ) -> Sequence[R]:
+        """``fn(items)``: inline when calls are cheap (see the module), else in the executor."""
+        if not self.inline_below_s:
+            return await loop.run_in_executor(self._executor, self.fn, items)
+        if self._avg_s < self.inline_below_s and rows <= self.max_batch_size:
+            return self._timed(items)
+        return await loop.run_in_executor(self._executor, self._timed, items)
 
     def _take(self, batch: list[tuple[T, int, asyncio.Future[R]]], rows: int) -> int:
         while self._queue:
@@ -151,7 +184,7 @@ class MicroBatcher(Generic[T, R]):
         items = [b[0] for b in batch]
         t0 = time.perf_counter()
         try:
-            results = await loop.run_in_executor(self._executor, self.fn, items)
+            results = await self._call(loop, items, rows)
             if len(results) != len(items):
                 raise RuntimeError(
                     f"batched function returned {len(results)} results for {len(items)} items"
@@ -163,7 +196,7 @@ class MicroBatcher(Generic[T, R]):
             # One bad request must not fail the others: run each alone.
             for item, _n, fut in batch:
                 try:
-                    one = await loop.run_in_executor(self._executor, self.fn, [item])
+                    one = await self._call(loop, [item], _n)
                     _settle(fut, result=one[0])
                 except Exception as e1:
                     _settle(fut, error=e1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -264,8 +265,12 @@ def _smoke(
 def _call(
     http: HttpCall, method: str, url: str, body: bytes | None, timeout_s: float, name: str
 ) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get("KFGPU_AUTH_TOKEN", "").strip()
+    if token:  # a predictor deployed with auth_token_secret needs the same token
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        return http(method, url, body, {"Content-Type": "application/json"}, timeout_s)
+        return http(method, url, body, headers, timeout_s)
     except Exception as e:
         raise DeployError(f"{name}: smoke {method} {url} failed: {e}", reason="smoke") from e
 

@@ -25,6 +25,21 @@ Two deployment modes, set with the ``serving.kserve.io/deploymentMode`` annotati
   in this mode. From KServe 0.20 the ``spec.canary`` list does split traffic in this
   mode (the installed SDK's ``V1beta1CanarySpec``); kfgpu uses it when
   ``kserve_version`` is 0.20 or later and refuses a canary for older versions.
+
+Auth, by deployment mode (KServe itself authenticates no predictor request; kfgpu's
+predictor does, and the mesh or the network does the rest):
+
+* both modes: ``auth_token_secret`` names a Secret whose ``token`` key the predictor
+  reads as ``KFGPU_AUTH_TOKEN``: every inference, metadata and repository request then
+  needs ``Authorization: Bearer <token>``; health routes and ``/metrics`` stay open, so
+  Knative's and the kubelet's probes and Prometheus need no secret;
+* ``cluster_local``: no route from outside the cluster: Serverless writes Knative's
+  ``networking.knative.dev/visibility: cluster-local`` label, RawDeployment KServe's
+  ``networking.kserve.io/visibility: cluster-local`` (no Ingress or HTTPRoute is made);
+* the NetworkPolicy in ``manifests/serving/networkpolicy.yaml`` admits to predictor pods
+  only the ingress gateway, Knative's activator (Serverless) and namespaces labelled
+  ``kfgpu.io/serving-client: "true"``; on an Istio mesh an ``AuthorizationPolicy`` can
+  add identity checks at the gateway.
 """
 
 from __future__ import annotations
@@ -42,6 +57,7 @@ from kfgpu.errors import BundleError, ConfigError
 
 __all__ = [
     "API_VERSION",
+    "AUTH_TOKEN_KEY",
     "KFGPU_MODEL_FORMAT",
     "KFGPU_RUNTIME",
     "MODE_ANNOTATION",
@@ -65,6 +81,12 @@ GPU_RESOURCE = "nvidia.com/gpu"
 #: The predictor container's name in KServe's runtimes (the model spec embeds a Container).
 MODEL_CONTAINER = "kserve-container"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+#: The key of the auth Secret that holds the bearer token.
+AUTH_TOKEN_KEY = "token"
+_VISIBILITY_LABEL = {
+    "Serverless": "networking.knative.dev/visibility",
+    "RawDeployment": "networking.kserve.io/visibility",
+}
 
 DeploymentMode = Literal["Serverless", "RawDeployment", "Standard"]
 Runtime = Literal["kfgpu", "triton"]
@@ -113,6 +135,9 @@ class ServiceConfig:
         max_wait_ms: micro-batch wait of the kfgpu predictor.
         precision: ``auto``, ``32`` or ``16`` for the kfgpu predictor.
         labels: extra labels on the InferenceService.
+        auth_token_secret: a Secret in ``namespace`` whose ``token`` key is the bearer
+            token the kfgpu predictor requires (``KFGPU_AUTH_TOKEN``); empty: no token.
+        cluster_local: reachable from inside the cluster only (the mode's visibility label).
     """
 
     name: str
@@ -136,8 +161,11 @@ class ServiceConfig:
     max_wait_ms: float = 2.0
     precision: str = "auto"
     labels: Mapping[str, str] = field(default_factory=dict)
+    auth_token_secret: str = ""
+    cluster_local: bool = False
 
     def __post_init__(self) -> None:
+        self._check_auth()
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ConfigError(
                 f"name={self.name!r} is not a valid InferenceService name; use lower-case "
@@ -199,6 +227,22 @@ class ServiceConfig:
         if self.precision == "16" and self.gpus == 0:
             raise ConfigError("precision='16' needs gpus >= 1; use 'auto' or '32' on CPU")
 
+    def _check_auth(self) -> None:
+        if self.auth_token_secret:
+            if not _NAME.match(self.auth_token_secret.replace(".", "-")):
+                raise ConfigError(
+                    f"auth_token_secret={self.auth_token_secret!r} is not a valid Secret name; "
+                    "use lower-case letters, digits, '-' and '.'"
+                )
+            if self.runtime != "kfgpu":
+                raise ConfigError(
+                    f"auth_token_secret with runtime={self.runtime!r}: only the kfgpu predictor "
+                    "checks a bearer token; use runtime='kfgpu', or protect Triton with "
+                    "cluster_local and the NetworkPolicy"
+                )
+        if not isinstance(self.cluster_local, bool):
+            raise ConfigError(f"cluster_local={self.cluster_local!r} is invalid; use True or False")
+
     @property
     def mode(self) -> Literal["Serverless", "RawDeployment"]:
         """The annotation value: ``Standard`` is written as ``RawDeployment``."""
@@ -239,6 +283,15 @@ def _predictor(cfg: ServiceConfig) -> dict[str, Any]:
                 {"name": "KFGPU_DEVICE", "value": "cuda" if cfg.gpus else "cpu"},
             ],
         )
+        if cfg.auth_token_secret:
+            model["env"].append(
+                {
+                    "name": "KFGPU_AUTH_TOKEN",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": cfg.auth_token_secret, "key": AUTH_TOKEN_KEY}
+                    },
+                }
+            )
         # The runtime's image has CPU torch; with GPUs the predictor container runs the
         # CUDA build (images/serve-gpu). KServe merges this over the runtime's container.
         image = cfg.image or (SERVE_GPU_IMAGE if cfg.gpus else "")
@@ -315,6 +368,8 @@ def build_inference_service(
                 ],
             }
     labels = {"app.kubernetes.io/managed-by": "kfgpu", **dict(cfg.labels)}
+    if cfg.cluster_local:
+        labels[_VISIBILITY_LABEL[cfg.mode]] = "cluster-local"
     return {
         "apiVersion": API_VERSION,
         "kind": "InferenceService",
@@ -359,6 +414,16 @@ def build_serving_runtime(*, image: str = SERVE_IMAGE, cluster: bool = False) ->
                         "--model-name={{.Name}}",
                     ],
                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    # Open routes (no token): ready only while the model is loaded.
+                    "readinessProbe": {
+                        "httpGet": {"path": "/v2/health/ready", "port": 8080},
+                        "periodSeconds": 5,
+                    },
+                    "livenessProbe": {
+                        "httpGet": {"path": "/v2/health/live", "port": 8080},
+                        "periodSeconds": 10,
+                        "failureThreshold": 6,
+                    },
                     "resources": {
                         "requests": {"cpu": "1", "memory": "2Gi"},
                         "limits": {"cpu": "1", "memory": "2Gi"},

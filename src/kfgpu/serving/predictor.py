@@ -8,7 +8,10 @@
 * V2 (``/v2/models/<name>/infer``, JSON or the binary tensor extension): one tensor per
   raw column -> ``label`` (BYTES ``[n]``) and ``probabilities`` (FP32 ``[n, k]``, class
   order in the tensor's ``classes`` parameter); regression: ``value`` (FP32 ``[n]``);
-* the bundle's fitted transform runs inside the served module, on raw values;
+* the bundle's fitted transform runs on raw values, with no pandas on the request path:
+  decoded columns go straight to the transform's arrays
+  (:meth:`~kfgpu.features.transform.FittedTransform.column_arrays`); on CPU its back half
+  runs in NumPy (``transform_arrays``), on CUDA inside the served module;
 * strict validation (:mod:`kfgpu.serving.schema`): a bad request gets 400 (413 for too
   many rows, 415 for a body that is not JSON) with a message naming the field;
 * concurrent requests are micro-batched (:mod:`kfgpu.serving.batcher`);
@@ -27,7 +30,8 @@ from typing import Any, Literal
 
 import kserve
 import numpy as np
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotFound
+from kserve.model_repository import ModelRepository
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kfgpu.errors import ConfigError, RequestError
@@ -35,7 +39,7 @@ from kfgpu.serving.batcher import MicroBatcher
 from kfgpu.serving.metrics import serving_metrics
 from kfgpu.serving.schema import RequestSchema, Rows, smoke_instance
 
-__all__ = ["BundleModel", "RequestRejected"]
+__all__ = ["BundleModel", "BundleRepository", "RequestRejected", "decide_labels"]
 
 Precision = Literal["auto", "32", "16"]
 
@@ -57,6 +61,15 @@ def _rejected(e: RequestError) -> RequestRejected:
     return RequestRejected(str(e), status=e.status, field=e.field)
 
 
+def decide_labels(probabilities: np.ndarray) -> np.ndarray:
+    """The class index each row is labelled with: the most probable class.
+
+    The one place where served probabilities become labels (V1 ``label`` and V2 ``label``
+    both come from here).
+    """
+    return probabilities.argmax(axis=1)
+
+
 class BundleModel(kserve.Model):
     """Serve the bundle at ``bundle_path`` under ``name``.
 
@@ -71,6 +84,10 @@ class BundleModel(kserve.Model):
         logger: an :class:`~kfgpu.monitoring.logger.InferenceLogger` that gets a sample of
             each answered request's raw columns and outputs (off the request path); None:
             no inference logging.
+        allow_modules: module prefixes a bundle's ``model.family`` import path may name
+            (:func:`kfgpu.serving.loading.check_family`); kfgpu's own families always load.
+        version: the version V2 responses carry (``model_version``); default the bundle's
+            fingerprint (the first 12 hex digits of the sha256 of its checksum file).
     """
 
     def __init__(
@@ -84,9 +101,13 @@ class BundleModel(kserve.Model):
         max_wait_ms: float = 2.0,
         max_rows: int = 10_000,
         logger: Any = None,
+        allow_modules: Sequence[str] = (),
+        version: str = "",
     ) -> None:
         super().__init__(name)
         self.logger = logger
+        self.allow_modules = tuple(allow_modules)
+        self.version = version
         if precision not in ("auto", "32", "16"):
             raise ConfigError(f"precision={precision!r} is not supported; use 'auto', '32' or '16'")
         self.bundle_path = Path(bundle_path)
@@ -98,6 +119,9 @@ class BundleModel(kserve.Model):
         self.bundle: Any = None
         self.schema: RequestSchema | None = None
         self._batcher: MicroBatcher[Rows, np.ndarray] | None = None
+        self._series: dict[tuple[str, str], Any] = {}
+        self._rows_series: Any = None
+        self._latency_series: dict[str, Any] = {}
         self._metrics = serving_metrics()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -105,7 +129,7 @@ class BundleModel(kserve.Model):
         """Verify and load the bundle, warm the forward pass up, then report ready."""
         import torch
 
-        from kfgpu.bundle import load_bundle
+        from kfgpu.serving.loading import load_served_bundle
 
         device = self.device_request
         if device == "auto":
@@ -117,18 +141,33 @@ class BundleModel(kserve.Model):
             raise ConfigError("precision='16' needs a CUDA device; use '32' or 'auto' on CPU")
         self.device = device
         self.half = half
-        self.bundle = load_bundle(self.bundle_path, device=device)
+        self.bundle = load_served_bundle(
+            self.bundle_path, device=device, allow_modules=self.allow_modules
+        )
+        if not self.version:
+            self.version = bundle_fingerprint(self.bundle_path)
         self.schema = RequestSchema.from_transform(self.bundle.transform, max_rows=self.max_rows)
         self.classes = [c for c in self.bundle.classes]
         self.labels = [str(c) for c in self.classes]
         self.task = self.bundle.task
         labels = {"model": self.name}
         m = self._metrics
+        # The labelled series, looked up once (a lookup per request costs microseconds).
+        batch_rows = m["batch_rows"].labels(**labels)
+        batch_requests = m["batch_requests"].labels(**labels)
+        forward = m["forward"].labels(**labels)
+        self._series = {
+            (protocol, outcome): m["requests"].labels(self.name, protocol, outcome)
+            for protocol in ("v1", "v2")
+            for outcome in ("ok", "invalid", "error")
+        }
+        self._rows_series = m["rows"].labels(self.name)
+        self._latency_series = {p: m["latency"].labels(self.name, p) for p in ("v1", "v2")}
 
         def on_batch(items: int, rows: int, seconds: float) -> None:
-            m["batch_rows"].labels(**labels).observe(rows)
-            m["batch_requests"].labels(**labels).observe(items)
-            m["forward"].labels(**labels).observe(seconds)
+            batch_rows.observe(rows)
+            batch_requests.observe(items)
+            forward.observe(seconds)
 
         self._batcher = MicroBatcher(
             self._predict_parts,
@@ -136,6 +175,9 @@ class BundleModel(kserve.Model):
             max_wait_ms=self.max_wait_ms,
             size=lambda r: r.n,
             on_batch=on_batch,
+            # A forward pass under 1 ms runs on the event loop: the hop to a worker thread
+            # and back would cost about as much again.
+            inline_below_ms=1.0,
         )
         # Warm-up: the first forward allocates; do it before reporting ready.
         warm = self.schema.parse_v1({"instances": [smoke_instance(self.bundle.transform)]})
@@ -143,16 +185,77 @@ class BundleModel(kserve.Model):
         self.ready = True
         return self.ready
 
-    async def healthy(self) -> bool:
+    def serving(self) -> bool:
+        """Loaded, ready, and its batcher runs."""
         return bool(self.ready and self._batcher is not None and self._batcher.healthy())
+
+    async def healthy(self) -> bool:
+        return self.serving()
+
+    def stop(self) -> None:
+        """Unloaded (KServe's repository ``unload``): not ready until :meth:`load` again."""
+        self.ready = False
+
+    # ---- multi-process serving (KServe's --workers spawns processes) ----------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process receives: the settings, not the loaded model, threads or
+        metrics; :meth:`__setstate__` loads the bundle there again."""
+        if self.logger is not None:
+            raise ConfigError(
+                "inference logging (--log-uri) runs in one process; serve with --workers 1 "
+                "and scale with replicas"
+            )
+        state = dict(self.__dict__)
+        for key in (
+            "bundle",
+            "schema",
+            "_batcher",
+            "_metrics",
+            "_series",
+            "_rows_series",
+            "_latency_series",
+        ):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.bundle = None
+        self.schema = None
+        self._batcher = None
+        self._metrics = serving_metrics()
+        self._series, self._rows_series, self._latency_series = {}, None, {}
+        # Loaded later, by ensure_loaded() in the worker: KServe pings a worker 5 s after
+        # spawning it and kills it as hung if unpickling (this) has not finished by then.
+        self._load_pending = bool(state.get("ready"))
+        self.ready = False
+
+    def ensure_loaded(self) -> None:
+        """Load the bundle in a worker process that received this model unloaded."""
+        if getattr(self, "_load_pending", False):
+            self._load_pending = False
+            self.load()
 
     # ---- the forward pass, in the worker thread --------------------------------------------
     def forward_frame(self, df: Any) -> np.ndarray:
         """Probabilities ``(n, k)`` (classification) or values ``(n,)`` of a raw frame."""
+        num, codes = self.bundle.transform.raw_arrays(df)
+        return self.forward_arrays(num, codes)
+
+    def forward_arrays(self, num: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, k)`` (classification) or values ``(n,)`` of the transform's
+        raw arrays (:meth:`~kfgpu.features.transform.FittedTransform.column_arrays`)."""
         import torch
 
-        num, codes = self.bundle.transform.raw_arrays(df)
         module = self.bundle.module
+        if self.device == "cpu":
+            # On CPU the transform's arithmetic in NumPy costs a fraction of the torch
+            # module's many small ops at the batch sizes a server sees (same arithmetic,
+            # FittedTransform.transform_arrays); the network still runs in torch.
+            dense, emb = self.bundle.transform.transform_arrays(num, codes)
+            with torch.inference_mode():
+                out = module.forward_transformed(torch.from_numpy(dense), torch.from_numpy(emb))
+                return out.float().numpy()
         with torch.inference_mode():
             x = torch.from_numpy(num).to(self.device, non_blocking=True)
             c = torch.from_numpy(codes).to(self.device, non_blocking=True)
@@ -165,7 +268,9 @@ class BundleModel(kserve.Model):
 
     def _predict_parts(self, parts: Sequence[Rows]) -> list[np.ndarray]:
         assert self.schema is not None
-        out = self.forward_frame(self.schema.frame(parts))
+        # Decoded columns go straight to the transform's arrays: no frame per request.
+        columns, n = self.schema.merged(parts)
+        out = self.forward_arrays(*self.bundle.transform.column_arrays(columns, n))
         results: list[np.ndarray] = []
         start = 0
         for p in parts:
@@ -195,12 +300,12 @@ class BundleModel(kserve.Model):
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
         protocol = "v2" if isinstance(payload, InferRequest) else "v1"
-        m = self._metrics
+        series = self._series
         t0 = time.perf_counter()
         try:
             rows = self._decode(payload)
         except RequestError as e:
-            m["requests"].labels(self.name, protocol, "invalid").inc()
+            series[protocol, "invalid"].inc()
             raise _rejected(e) from e
         assert self._batcher is not None
         try:
@@ -211,7 +316,7 @@ class BundleModel(kserve.Model):
                 else self._encode_v1(out)
             )
         except Exception:
-            m["requests"].labels(self.name, protocol, "error").inc()
+            series[protocol, "error"].inc()
             raise
         if self.logger is not None:
             # A reference to the request's columns and outputs goes on a queue; sampling,
@@ -220,9 +325,9 @@ class BundleModel(kserve.Model):
                 payload.id if isinstance(payload, InferRequest) and payload.id else ""
             )
             self.logger.log(rows.columns, rows.n, out, request_id=request_id or uuid.uuid4().hex)
-        m["requests"].labels(self.name, protocol, "ok").inc()
-        m["rows"].labels(self.name).inc(rows.n)
-        m["latency"].labels(self.name, protocol).observe(time.perf_counter() - t0)
+        series[protocol, "ok"].inc()
+        self._rows_series.inc(rows.n)
+        self._latency_series[protocol].observe(time.perf_counter() - t0)
         return response
 
     def _decode(self, payload: Any) -> Rows:
@@ -252,7 +357,7 @@ class BundleModel(kserve.Model):
         if self.task != "classification":
             return {"predictions": [{"value": float(v)} for v in out.tolist()]}
         classes, labels = self.classes, self.labels
-        best = out.argmax(axis=1).tolist()
+        best = decide_labels(out).tolist()
         preds = [
             {"label": classes[b], "probabilities": dict(zip(labels, row, strict=True))}
             for b, row in zip(best, out.tolist(), strict=True)
@@ -262,7 +367,7 @@ class BundleModel(kserve.Model):
     def _encode_v2(self, request: InferRequest, out: np.ndarray) -> InferResponse:
         n = int(out.shape[0])
         if self.task == "classification":
-            label = np.asarray(self.labels, dtype=object)[out.argmax(axis=1)]
+            label = np.asarray(self.labels, dtype=object)[decide_labels(out)]
             outputs = [
                 InferOutput("label", [n], "BYTES", data=label.tolist()),
                 InferOutput(
@@ -278,7 +383,48 @@ class BundleModel(kserve.Model):
         return InferResponse(
             response_id=request.id or "",
             model_name=self.name,
+            model_version=self.version or None,
             infer_outputs=outputs,
             use_binary_outputs=request.use_binary_outputs,
             requested_outputs=request.request_outputs,
+        )
+
+
+def bundle_fingerprint(path: str | Path) -> str:
+    """A bundle's content version: the first 12 hex digits of the sha256 of its checksum
+    file (which lists every file's sha256)."""
+    import hashlib
+
+    from kfgpu.bundle import CHECKSUMS_FILE
+
+    return hashlib.sha256((Path(path) / CHECKSUMS_FILE).read_bytes()).hexdigest()[:12]
+
+
+class BundleRepository(ModelRepository):
+    """KServe's model repository for the served bundle models: ``unload`` makes a model
+    unready and removes it, ``load`` loads it from its bundle again (only models this
+    server was started with; KServe's own ``load`` does nothing and answers 503)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._known: dict[str, BundleModel] = {}
+
+    def update(self, model: Any, name: str | None = None) -> None:
+        super().update(model, name)
+        if isinstance(model, BundleModel):
+            self._known[name or model.name] = model
+
+    def load(self, name: str) -> bool:
+        model = self._known.get(name)
+        if model is None:
+            raise ModelNotFound(name)
+        if not model.ready:
+            model.load()
+        self.models[name] = model
+        return bool(model.ready)
+
+    def all_ready(self) -> bool:
+        """Every model the server was started with is registered and ready."""
+        return bool(self._known) and all(
+            self.models.get(n) is m and m.serving() for n, m in self._known.items()
         )

@@ -63,6 +63,7 @@ NUMERIC_DATATYPES = frozenset(
 )
 _NUMBER_TYPES = (int, float)
 _SCALAR_TYPES = (str, int, float)
+_FLOAT_INT = 2**1023
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,12 @@ class RequestSchema:
             if type(v) in _NUMBER_TYPES or isinstance(v, bool):
                 if isinstance(v, float) and not math.isfinite(v):
                     return self._missing(f, v, where)
+                if type(v) is int and not -_FLOAT_INT <= v <= _FLOAT_INT:
+                    raise RequestError(
+                        f"{where} is {_show(v)}, beyond what a float64 holds; send a number "
+                        "within ±1.8e308",
+                        field=where,
+                    )
                 return v
             if v is None:
                 return self._missing(f, v, where)
@@ -197,6 +204,17 @@ class RequestSchema:
             f"and has no missing indicator; send a {'number' if f.kind == 'numeric' else 'value'}",
             field=where,
         )
+
+    def _absent(self, f: InputField, where: str, what: str) -> None:
+        """A key or tensor left out: a missing value, refused like null where not nullable."""
+        if not f.nullable:
+            raise RequestError(
+                f"{where} is missing ({what} not sent), but {f.name!r} had no missing values "
+                f"in training and has no missing indicator; send a "
+                f"{'number' if f.kind == 'numeric' else 'value'} (this model reads "
+                f"{list(self.names)})",
+                field=where,
+            )
 
     def _check_datetimes(self, rows: Rows, where: str) -> None:
         import pandas as pd
@@ -260,20 +278,20 @@ class RequestSchema:
                         field=f"instances[{i}]",
                     )
                 if len(rec) != len(fields) or rec.keys() != names:
-                    missing = [c for c in self.names if c not in rec]
-                    if missing:
-                        raise RequestError(
-                            f"instances[{i}] is missing field {missing[0]!r}"
-                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                            + f"; this model reads {list(self.names)}",
-                            field=f"instances[{i}].{missing[0]}",
-                        )
                     unknown = sorted(str(k) for k in rec if k not in names)
-                    raise RequestError(
-                        f"instances[{i}] has unknown field {unknown[0]!r}; this model reads "
-                        f"only {list(self.names)}",
-                        field=f"instances[{i}].{unknown[0]}",
-                    )
+                    if unknown:
+                        raise RequestError(
+                            f"instances[{i}] has unknown field {unknown[0]!r}; this model reads "
+                            f"only {list(self.names)}",
+                            field=f"instances[{i}].{unknown[0]}",
+                        )
+                    # A missing key is a missing value: accepted where null is.
+                    for f, out in zip(fields, lists, strict=True):
+                        if f.name in rec:
+                            out[i] = self._value(f, rec[f.name], f"instances[{i}].{f.name}")
+                        else:
+                            self._absent(f, f"instances[{i}].{f.name}", f"field {f.name!r}")
+                    continue
                 for f, out in zip(fields, lists, strict=True):
                     out[i] = self._value(f, rec[f.name], f"instances[{i}].{f.name}")
         elif isinstance(first, list):
@@ -322,24 +340,27 @@ class RequestSchema:
                     field=f"inputs.{name}",
                 )
             seen[name] = t
-        missing = [c for c in self.names if c not in seen]
-        if missing:
+        if not seen:
             raise RequestError(
-                f"input tensor {missing[0]!r} is missing"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                + f"; send one tensor per column: {list(self.names)}",
-                field=f"inputs.{missing[0]}",
+                f"the request has no input tensors; send one tensor per column: {list(self.names)}",
+                field="inputs",
             )
+        for c in self.names:
+            # A tensor left out is a column of missing values: accepted where null is.
+            if c not in seen:
+                self._absent(by_name[c], f"inputs.{c}", f"input tensor {c!r}")
         n: int | None = None
         cols: dict[str, list[Any]] = {}
         for f in self.fields:
+            if f.name not in seen:
+                continue
             t = seen[f.name]
             where = f"inputs.{f.name}"
             shape = list(t.shape or [])
             if (
                 len(shape) not in (1, 2)
+                or not all(type(d) is int and d >= 0 for d in shape)
                 or (len(shape) == 2 and shape[1] != 1)
-                or not all(isinstance(d, int) and d >= 0 for d in shape)
             ):
                 raise RequestError(
                     f"{where} has shape {shape}; send shape [n] or [n, 1] (one value per row)",
@@ -384,19 +405,24 @@ class RequestSchema:
                     "one value per row",
                     field=where,
                 )
-            if f.kind == "numeric" and dtype != "BOOL":
-                for i, v in enumerate(flat):
-                    if isinstance(v, bool):
-                        raise RequestError(
-                            f"{where}[{i}] is {v!r}, not a number; send numbers in a {dtype} "
-                            "tensor",
-                            field=where,
-                        )
+            if f.kind == "numeric" and not isinstance(data, np.ndarray):
+                _check_datatype_values(flat, dtype, where)
             cols[f.name] = [self._value(f, v, f"{where}[{i}]") for i, v in enumerate(flat)]
         assert n is not None
-        rows = Rows(columns=cols, n=n)
+        for c in self.names:
+            if c not in cols:
+                cols[c] = [None] * n
+        rows = Rows(columns={c: cols[c] for c in self.names}, n=n)
         self._check_datetimes(rows, "inputs.{name}[{i}]")
         return rows
+
+    # ---- to the transform's input -----------------------------------------------------
+    def merged(self, parts: Sequence[Rows]) -> tuple[dict[str, list[Any]], int]:
+        """The columns of one or more requests, concatenated in order, and their rows."""
+        if len(parts) == 1:
+            return parts[0].columns, parts[0].n
+        cols = {f.name: [v for p in parts for v in p.columns[f.name]] for f in self.fields}
+        return cols, sum(p.n for p in parts)
 
     # ---- to a frame ----------------------------------------------------------------------
     def frame(self, parts: Sequence[Rows]) -> pd.DataFrame:
@@ -415,6 +441,49 @@ class RequestSchema:
             else:
                 data[f.name] = np.array(values, dtype=object)
         return pd.DataFrame(data)
+
+
+#: Inclusive value range of each V2 integer datatype.
+_INT_RANGES = {
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+}
+
+
+def _check_datatype_values(flat: Sequence[Any], dtype: str, where: str) -> None:
+    """JSON tensor values must be what the datatype says: integers in range for INT*/UINT*,
+    booleans for BOOL, numbers (or null) for FP*."""
+    bounds = _INT_RANGES.get(dtype)
+    for i, v in enumerate(flat):
+        if v is None:
+            continue
+        if dtype == "BOOL":
+            ok = isinstance(v, bool)
+        elif isinstance(v, bool):
+            ok = False
+        elif bounds is not None:
+            ok = isinstance(v, int) and bounds[0] <= v <= bounds[1]
+        else:
+            ok = isinstance(v, (int, float))
+        if not ok:
+            want = (
+                "true or false"
+                if dtype == "BOOL"
+                else f"integers in [{bounds[0]}, {bounds[1]}]"
+                if bounds is not None
+                else "numbers"
+            )
+            raise RequestError(
+                f"{where}[{i}] is {_show(v)}, not a valid {dtype} value; send {want} in a {dtype} "
+                "tensor (or declare the datatype that fits the values)",
+                field=where,
+            )
 
 
 def smoke_instance(transform: FittedTransform) -> dict[str, Any]:

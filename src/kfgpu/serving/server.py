@@ -9,133 +9,50 @@ or ``models:/NAME/VERSION``: the registered version holds the bundle under
   ``GET /v1/models/<name>`` and ``GET /v2/models/<name>/ready``;
 * ``GET /metrics``: KServe's own histograms and kfgpu's (:mod:`kfgpu.serving.metrics`).
 
-A request body larger than ``max_request_bytes`` is refused with 413 before it is read
-whole; too many rows get 413, a body that is not JSON 415, any other malformed request 400,
-each with ``{"error": "<message naming the field>"}``.
+Hardened for a shared network (:mod:`kfgpu.serving.guard`, :mod:`kfgpu.serving.http`):
+a bearer token on every inference, metadata and repository route when one is configured
+(``auth_token_file`` or ``$KFGPU_AUTH_TOKEN``); the model repository's load/unload off
+unless ``enable_repository``; header and body read deadlines, a connection limit; every
+refusal ``{"error": "<message naming the field>"}`` with its 4xx (400 malformed, 401, 404,
+408, 413 too large, 415 media type, 431, 503 not ready) and one log line.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kfgpu.errors import BundleError, ConfigError
 
 __all__ = [
+    "AUTH_TOKEN_ENV",
     "DEFAULT_MAX_REQUEST_BYTES",
-    "BodySizeLimit",
-    "V2JsonContentType",
+    "read_auth_token",
     "resolve_bundle",
+    "resolve_source",
     "serve",
 ]
+
+#: The environment variable that may hold the bearer token (``--auth-token-file`` wins).
+AUTH_TOKEN_ENV = "KFGPU_AUTH_TOKEN"
 
 #: Default request body limit: 8 MiB (about 40,000 rows of a 10-column record batch).
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-class BodySizeLimit:
-    """ASGI middleware: 413 for a request body over ``max_bytes``.
-
-    Checks ``Content-Length`` first and counts the bytes of a chunked body as they arrive,
-    so a huge body is never buffered whole.
-    """
-
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def _refuse(self, send: Send, size: str) -> None:
-        message = (
-            f"request body is {size} bytes; the limit is {self.max_bytes} "
-            "(--max-request-bytes): send fewer rows per request"
-        )
-        body = json.dumps({"error": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for key, value in scope.get("headers", []):
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await self._refuse(send, str(declared))
-                    return
-        seen = 0
-        refused = False
-
-        async def limited() -> Message:
-            nonlocal seen, refused
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    refused = True
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            if refused:
-                await self._refuse(send, f"more than {seen}")
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class V2JsonContentType:
-    """ASGI middleware: a V2 infer request with neither a Content-Type nor the binary
-    extension's ``Inference-Header-Content-Length`` is taken as JSON.
-
-    tritonclient's HTTP client sends JSON-only requests without a Content-Type, and KServe
-    0.21 reads such a body as binary and refuses it for lacking the binary header.
-    """
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope.get("method") == "POST"
-            and scope.get("path", "").startswith("/v2/models/")
-        ):
-            names = {k for k, _ in scope.get("headers", [])}
-            if b"content-type" not in names and b"inference-header-content-length" not in names:
-                scope = dict(scope)
-                scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
-        await self.app(scope, receive, send)
-
 
 def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "") -> Path:
+    """A local bundle directory for ``source`` (see :func:`resolve_source`)."""
+    return resolve_source(source, tracking_uri=tracking_uri, download_dir=download_dir)[0]
+
+
+def resolve_source(
+    source: str, *, tracking_uri: str = "", download_dir: str = ""
+) -> tuple[Path, str]:
     """A local bundle directory for ``source``: a path, or an MLflow ``models:/`` URI.
 
     ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION`` are resolved through the registry
@@ -144,6 +61,10 @@ def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "
 
     Raises:
         BundleError: the path does not exist, or the registry has no such version.
+
+    Returns:
+        The directory, and the registry version it is (``NAME/VERSION``, an alias resolved
+        to its version) or, for a path, empty.
     """
     if not source.startswith("models:/"):
         path = Path(source[len("file://") :] if source.startswith("file://") else source)
@@ -152,7 +73,7 @@ def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "
                 f"model bundle {source!r} does not exist or is not a directory; pass a bundle "
                 "directory or a models:/NAME@ALIAS URI"
             )
-        return path
+        return path, ""
     import mlflow
     import mlflow.artifacts
     from mlflow import MlflowClient
@@ -192,7 +113,7 @@ def resolve_bundle(source: str, *, tracking_uri: str = "", download_dir: str = "
         ) from e
     finally:
         mlflow.set_tracking_uri(previous)
-    return Path(local)
+    return Path(local), f"{name}/{version}"
 
 
 def _import_kserve() -> Any:
@@ -209,6 +130,31 @@ def _import_kserve() -> Any:
     finally:
         sys.argv = saved
     return kserve
+
+
+def read_auth_token(path: str = "") -> str:
+    """The bearer token: the file's content (one line) if ``path`` is set, else
+    ``$KFGPU_AUTH_TOKEN``, else empty (no auth).
+
+    Raises:
+        ConfigError: the file cannot be read, is empty, or holds more than one line.
+    """
+    if path:
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(
+                f"auth_token_file={path!r} cannot be read ({e.__class__.__name__}); point it "
+                "at a file holding the token (a mounted Secret)"
+            ) from e
+        token = text.strip()
+        if not token or "\n" in token:
+            raise ConfigError(
+                f"auth_token_file={path!r} must hold one line, the token; it holds "
+                f"{'nothing' if not token else 'several lines'}"
+            )
+        return token
+    return os.environ.get(AUTH_TOKEN_ENV, "").strip()
 
 
 def serve(
@@ -228,6 +174,14 @@ def serve(
     access_log: bool = False,
     log_uri: str = "",
     log_sample_rate: float = 1.0,
+    auth_token_file: str = "",
+    enable_repository: bool = False,
+    allow_modules: Sequence[str] = (),
+    workers: int = 1,
+    header_timeout_s: float = 10.0,
+    body_timeout_s: float = 30.0,
+    max_connections: int = 1000,
+    timeout_keep_alive_s: int = 65,
 ) -> None:
     """Serve a bundle (path or ``models:/`` URI) until interrupted.
 
@@ -243,27 +197,65 @@ def serve(
         max_request_bytes: largest request body.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (float16 autocast on CUDA), ``32`` or ``16``.
-        grpc_port: also serve KServe's gRPC V2 API on this port; 0: no gRPC.
+        grpc_port: also serve KServe's gRPC V2 API on this port; 0: no gRPC (the gRPC
+            server has none of the HTTP guard: keep it off on a shared network).
         tracking_uri: MLflow registry for ``models:/`` sources.
         access_log: log every request (uvicorn's access log and KServe's timing trace).
         log_uri: write a sample of the requests' features and predictions there as Parquet
             (a directory or fsspec URL; see :mod:`kfgpu.monitoring.logger`); empty: none.
         log_sample_rate: the share of requests logged, in (0, 1].
+        auth_token_file: a file holding the bearer token every inference, metadata and
+            repository route needs; empty: ``$KFGPU_AUTH_TOKEN``, and no auth when that is
+            unset too.
+        enable_repository: serve KServe's model repository routes (load/unload).
+        allow_modules: module prefixes a bundle's ``model.family`` import path may name.
+        workers: server processes (KServe's multi-process server); CPU serving.
+        header_timeout_s: seconds a request's headers may take (then 408 and close).
+        body_timeout_s: seconds a request's body may take after its headers.
+        max_connections: most open connections per process (more: 503 and close).
+        timeout_keep_alive_s: idle seconds before a kept-alive connection is closed (keep
+            it above the ingress proxy's idle timeout).
     """
-    if max_request_bytes < 1:
-        raise ConfigError(f"max_request_bytes={max_request_bytes!r} is invalid; use >= 1")
-    path = resolve_bundle(source, tracking_uri=tracking_uri)
+    from kfgpu.serving.guard import GuardSettings
+    from kfgpu.serving.http import HttpLimits
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers={workers!r} is invalid; use an integer >= 1")
+    if workers > 1 and log_uri:
+        raise ConfigError(
+            f"workers={workers} with log_uri: inference logging runs in one process; use "
+            "workers=1 and scale with replicas"
+        )
+    if workers > 1 and grpc_port:
+        raise ConfigError(f"workers={workers} with grpc_port: KServe runs gRPC in one process")
+    token = read_auth_token(auth_token_file)
+    limits = HttpLimits(
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+        max_connections=max_connections,
+    )
+    path, registry_version = resolve_source(source, tracking_uri=tracking_uri)
     if not model_name:
         model_name = (
             source[len("models:/") :].split("@")[0].split("/")[0]
             if source.startswith("models:/")
             else path.resolve().name
         )
-    kserve = _import_kserve()
-    import kserve.model_server as model_server
-    from fastapi.responses import JSONResponse
+    from kfgpu.serving.predictor import bundle_fingerprint
 
-    from kfgpu.serving.predictor import BundleModel, RequestRejected
+    # The registry version (an alias resolved: the alias moves, the version does not), or
+    # for a bundle path its fingerprint.
+    version = registry_version or bundle_fingerprint(path)
+    guard = GuardSettings(
+        token=token,
+        max_request_bytes=max_request_bytes,
+        enable_repository=enable_repository,
+        model_version=version.rsplit("/", 1)[-1],  # /versions/3/ for fraud/3
+    )
+    kserve = _import_kserve()
+
+    from kfgpu.serving import _rest
+    from kfgpu.serving.predictor import BundleModel, BundleRepository
 
     logger = None
     if log_uri:
@@ -271,13 +263,6 @@ def serve(
         from kfgpu.monitoring.logger import InferenceLogger
 
         desc = read_description(path)
-        # The version logged with each row: the registry reference, or the bundle's
-        # content (the hash of its checksum file) for a bundle served from a path.
-        version = (
-            source[len("models:/") :]
-            if source.startswith("models:/")
-            else hashlib.sha256((path / "CHECKSUMS.sha256").read_bytes()).hexdigest()[:12]
-        )
         logger = InferenceLogger(
             log_uri,
             model=model_name,
@@ -294,40 +279,39 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_rows=max_rows,
         logger=logger,
+        allow_modules=allow_modules,
+        version=version,
     )
     model.load()
-
-    app = model_server.app
-
-    async def rejected(_request: Any, exc: RequestRejected) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content={"error": str(exc)})
-
-    app.add_exception_handler(RequestRejected, rejected)
-    app.add_middleware(V2JsonContentType)
-    app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
-
-    # KServe 0.21 binds its REST server to 0.0.0.0 unconditionally; bind where asked.
-    base = model_server.RESTServer
-
-    class _BoundRESTServer(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.config.host = host
-
-    model_server.RESTServer = _BoundRESTServer
+    _rest.install(
+        _rest.ServerSettings(host=host, guard=guard, limits=limits, access_log=access_log)
+    )
     server = kserve.ModelServer(
         http_port=port,
         grpc_port=grpc_port or 8081,
         enable_grpc=bool(grpc_port),
-        workers=1,
+        workers=workers,
         enable_docs_url=False,
         enable_latency_logging=False,
+        registered_models=BundleRepository(),
+        timeout_keep_alive=timeout_keep_alive_s,
     )
-    # One log line per request (uvicorn's access log, KServe's timing trace) costs more
-    # than a small model's forward pass; the metrics carry the same facts.
-    if not access_log:
-        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    _rest.configure_logging(access_log)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else shown}:{port}"
+    logging.getLogger("kfgpu.serving").info(
+        "serving %r (version %s) at %s: POST %s/v1/models/%s:predict, POST %s/v2/models/%s/infer; "
+        "auth %s; %d worker(s)",
+        model_name,
+        version,
+        url,
+        url,
+        model_name,
+        url,
+        model_name,
+        "bearer token" if token else "OFF (anyone who reaches the port can call the model)",
+        workers,
+    )
     try:
         server.start([model])
     finally:

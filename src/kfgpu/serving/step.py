@@ -38,6 +38,8 @@ def deploy_model_step(
     canary_traffic_percent: int | None = None,
     kserve_version: str = "0.21",
     service_account: str = "",
+    auth_token_secret: str = "",
+    cluster_local: bool = False,
     timeout_s: float = 600.0,
     poll_s: float = 2.0,
     outcome_path: str = "",
@@ -50,6 +52,8 @@ def deploy_model_step(
     The smoke request is one row made from the bundle's fitted transform (fill values,
     known categories), sent through the endpoint. ``outcome_path`` gets the result (or
     the failure and what was rolled back) as JSON before the step returns or fails.
+    With ``auth_token_secret``, the smoke request carries ``$KFGPU_AUTH_TOKEN`` of this
+    process: give the step the same Secret as that environment variable.
     """
     from kfgpu.bundle import TRANSFORM_FILE, verify_bundle
     from kfgpu.features.transform import FittedTransform
@@ -75,6 +79,8 @@ def deploy_model_step(
         canary_traffic_percent=canary_traffic_percent,
         kserve_version=kserve_version,
         service_account=service_account,
+        auth_token_secret=auth_token_secret,
+        cluster_local=cluster_local,
     )
     api = _api(api_client)
     current = _get(api, namespace, name)

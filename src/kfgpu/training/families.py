@@ -28,6 +28,7 @@ __all__ = [
     "is_import_path",
     "own_training_logic",
     "register_family",
+    "registered_families",
     "small_cnn_config",
     "tabular_mlp_config",
 ]
@@ -41,6 +42,14 @@ _FAMILIES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 def register_family(name: str, builder: Callable[[dict[str, Any]], nn.Module]) -> None:
     """Make ``builder(config) -> nn.Module`` available under ``name``."""
     _FAMILIES[name] = builder
+
+
+def registered_families() -> frozenset[str]:
+    """The names :func:`build_network` builds without an import: kfgpu's own families and
+    those added with :func:`register_family`."""
+    if not _FAMILIES:
+        _register_builtin()
+    return frozenset(_FAMILIES)
 
 
 def is_import_path(family: str) -> bool:

@@ -53,7 +53,12 @@ class ServedModel(nn.Module):
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         x, c = self.transform(numeric, codes)
-        out = self.network(x, c)
+        return self.forward_transformed(x, c)
+
+    def forward_transformed(self, dense: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The network and the output head on the transform's outputs (``dense``, ``emb``:
+        :meth:`~kfgpu.features.transform.FittedTransform.transform_arrays`)."""
+        out = self.network(dense, emb)
         if self.task == "classification":
             return torch.softmax(out.float(), dim=1)
         return out.float().squeeze(1) * self.target_scale + self.target_mean

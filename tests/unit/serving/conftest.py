@@ -11,9 +11,19 @@ import pytest
 from kfgpu.serving.process import Server, free_port, stop_server
 from kfgpu.serving.process import start_server as _start
 
-__all__ = ["MODEL", "Server", "free_port", "make_bundle", "start_server", "stop_server"]
+__all__ = [
+    "MODEL",
+    "TOKEN",
+    "Server",
+    "free_port",
+    "make_bundle",
+    "start_server",
+    "stop_server",
+]
 
 MODEL = "fraud"
+#: The bearer token of the ``guarded`` server.
+TOKEN = "kfgpu-test-token-5f1d"
 
 
 def make_bundle(root: Path, *, hidden: tuple[int, ...] = (8,), rows: int = 500) -> Path:
@@ -62,6 +72,30 @@ def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("server") / "server.log"
     srv = start_server(bundle_path, log, max_request_bytes=256 * 1024, max_rows=1000)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def guarded(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server as a shared network would meet it: a bearer token, the repository API on
+    (so that its routes can be attacked), short read deadlines (1.5 s) and a connection cap."""
+    tmp = tmp_path_factory.mktemp("guarded")
+    token = tmp / "token"
+    token.write_text(TOKEN + "\n")
+    srv = start_server(
+        bundle_path,
+        tmp / "server.log",
+        max_request_bytes=256 * 1024,
+        max_rows=1000,
+        auth_token_file=str(token),
+        enable_repository=True,
+        header_timeout_s=1.5,
+        body_timeout_s=1.5,
+        max_connections=400,
+    )
     try:
         yield srv
     finally:

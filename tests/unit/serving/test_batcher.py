@@ -110,3 +110,38 @@ def test_batching_off_runs_each_request_alone() -> None:
 def test_bad_settings(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         MicroBatcher(lambda items: list(items), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("batch", [64, 1], ids=["batched", "unbatched"])
+def test_cheap_calls_run_on_the_loop_and_slow_ones_in_the_thread(batch: int) -> None:
+    import threading
+
+    threads: list[tuple[str, int]] = []
+
+    def cheap(items: Sequence[int]) -> list[int]:
+        threads.append(("cheap", threading.get_ident()))
+        return list(items)
+
+    def slow(items: Sequence[int]) -> list[int]:
+        threads.append(("slow", threading.get_ident()))
+        time.sleep(0.01)
+        return list(items)
+
+    async def main() -> int:
+        fast: MicroBatcher[int, int] = MicroBatcher(
+            cheap, max_batch_size=batch, inline_below_ms=1.0
+        )
+        heavy: MicroBatcher[int, int] = MicroBatcher(
+            slow, max_batch_size=batch, inline_below_ms=1.0
+        )
+        for i in range(5):
+            assert await fast.submit(i) == i
+            assert await heavy.submit(i) == i
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    cheap_threads = [t for kind, t in threads if kind == "cheap"]
+    slow_threads = [t for kind, t in threads if kind == "slow"]
+    assert cheap_threads[0] != loop_thread  # the first call, not yet measured, goes out
+    assert cheap_threads[1:] == [loop_thread] * 4
+    assert loop_thread not in slow_threads

@@ -235,3 +235,60 @@ def test_onnx_export_reproduces_the_served_module(bundle_path: Path, tmp_path: P
     with torch.inference_mode():
         want = bundle.module(torch.from_numpy(num), torch.from_numpy(codes)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+# --- auth (issue 17) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_auth_secret_and_cluster_local_render_for_each_mode(sdk: Any, mode: str) -> None:
+    isvc = build_inference_service(
+        _cfg(mode, False, 0, auth_token_secret="fraud-token", cluster_local=True)
+    )
+    env = {e["name"]: e for e in isvc["spec"]["predictor"]["model"]["env"]}
+    assert env["KFGPU_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "fraud-token",
+        "key": "token",
+    }
+    label = (
+        "networking.knative.dev/visibility"
+        if mode == "Serverless"
+        else "networking.kserve.io/visibility"
+    )
+    assert isvc["metadata"]["labels"][label] == "cluster-local"
+    assert _crd_errors(isvc) == []
+    assert _round_trip(sdk, isvc, "V1beta1InferenceService") == _prune(isvc)
+    plain = build_inference_service(_cfg(mode, False, 0))
+    assert "KFGPU_AUTH_TOKEN" not in {e["name"] for e in plain["spec"]["predictor"]["model"]["env"]}
+    assert not any("visibility" in k for k in plain["metadata"]["labels"])
+
+
+def test_auth_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="only the kfgpu predictor checks a bearer token"):
+        ServiceConfig(name="f", storage_uri="s3://m", runtime="triton", auth_token_secret="t")
+    with pytest.raises(ConfigError, match="not a valid Secret name"):
+        ServiceConfig(name="f", storage_uri="s3://m", auth_token_secret="Bad_Name")
+
+
+def test_runtime_probes_use_the_open_health_routes() -> None:
+    container = build_serving_runtime()["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
+def test_network_policy_admits_only_the_gateway_activator_and_labelled_namespaces() -> None:
+    import kubernetes_validate
+
+    (policy,) = _docs("networkpolicy.yaml")
+    kubernetes_validate.validate(policy, "1.30", strict=True)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    sources = rule["from"]
+    assert all("namespaceSelector" in s for s in sources)  # never all namespaces' pods
+    names = [s["namespaceSelector"].get("matchLabels", {}) for s in sources]
+    assert {"kubernetes.io/metadata.name": "istio-system"} in names
+    assert {"kfgpu.io/serving-client": "true"} in names
+    assert (
+        "networkpolicy.yaml"
+        in yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"]
+    )

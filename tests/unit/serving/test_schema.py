@@ -67,7 +67,7 @@ def test_v2_accepts_column_vectors_and_rejects_bools_as_numbers() -> None:
     )
     assert rows.columns["x"] == [1.0, 2.0] and rows.columns["y"] == [None, 3.0]
     assert rows.columns["c"] == ["a", "b"]
-    with pytest.raises(RequestError, match=r"inputs.x\[0\] is True, not a number"):
+    with pytest.raises(RequestError, match=r"inputs.x\[0\] is True, not a valid INT64 value"):
         SCHEMA.parse_v2(
             [
                 _t("x", "INT64", [True]),
@@ -109,8 +109,15 @@ def test_resolve_models_uri_downloads_the_registered_bundle(
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     info = register_bundle(str(bundle_path), name="fraud", tracking_uri=uri, alias="champion")
+    from kfgpu.serving import server
+
     for source in ("models:/fraud@champion", f"models:/fraud/{info['version']}"):
         local = resolve_bundle(source, tracking_uri=uri, download_dir=str(tmp_path / source[-3:]))
         assert verify_bundle(local) == verify_bundle(bundle_path)
+        # The served version is the registry's number, also for an alias (which moves).
+        _, version = server.resolve_source(
+            source, tracking_uri=uri, download_dir=str(tmp_path / f"v{source[-3:]}")
+        )
+        assert version == f"fraud/{info['version']}"
     with pytest.raises(BundleError, match="cannot resolve"):
         resolve_bundle("models:/fraud@nope", tracking_uri=uri)

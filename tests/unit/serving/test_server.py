@@ -211,7 +211,7 @@ CORPUS = [
     ("extra_top_level_field", 400, "unknown field 'extra'"),
     ("instances_not_a_list", 400, "instances"),
     ("empty_batch", 400, "instances is empty"),
-    ("missing_field", 400, "missing field 'amount'"),
+    ("missing_field", 400, "instances[0].amount is missing (field 'amount' not sent)"),
     ("extra_field", 400, "unknown field 'colour'"),
     ("wrong_type_string_for_number", 400, "instances[0].amount must be a number"),
     ("null_where_not_allowed", 400, "instances[0].amount is None (missing)"),
@@ -227,12 +227,12 @@ CORPUS = [
     ("v2_wrong_shape", 400, "inputs.amount has shape [1, 2]"),
     ("v2_shape_data_mismatch", 400, "holds 2 values but its shape [3]"),
     ("v2_rows_disagree", 400, "inputs.hour has 2 rows"),
-    ("v2_missing_tensor", 400, "input tensor 'country' is missing"),
+    ("v2_missing_tensor", 400, "inputs.country is missing (input tensor 'country' not sent)"),
     ("v2_unknown_tensor", 400, "unknown input tensor 'colour'"),
     ("v2_nan_where_not_allowed", 400, "inputs.amount[0] is nan (missing)"),
     ("v2_unknown_output", 400, "unknown output 'score'"),
-    ("v2_no_inputs_field", 422, "inputs"),
-    ("v2_binary_without_header", 400, "inference-header-content-length"),
+    ("v2_no_inputs_field", 400, "is missing from the request body"),
+    ("v2_binary_without_header", 415, "Inference-Header-Content-Length"),
 ]
 
 
