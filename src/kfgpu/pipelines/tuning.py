@@ -60,7 +60,7 @@ def tuning(
     timeout: float = 0.0,
     sampler: str = "tpe",
     pruner: str = "median",
-    objectives: str = "val_loss",
+    objectives: str = "val_metric",
     workers: int = 4,
     processes_per_worker: int = 1,
     base_config: str = '{"max_epochs": 10}',

@@ -248,11 +248,16 @@ class BundleModel(kserve.Model):
                     field=f"outputs.{o.name}",
                 )
 
+    def _label_index(self, out: np.ndarray) -> np.ndarray:
+        """Each row's class index under the bundle's stored decision rule (the threshold
+        chosen on validation rows at training time; argmax for multiclass)."""
+        return self.bundle.label_indices(out)
+
     def _encode_v1(self, out: np.ndarray) -> dict[str, Any]:
         if self.task != "classification":
             return {"predictions": [{"value": float(v)} for v in out.tolist()]}
         classes, labels = self.classes, self.labels
-        best = out.argmax(axis=1).tolist()
+        best = self._label_index(out).tolist()
         preds = [
             {"label": classes[b], "probabilities": dict(zip(labels, row, strict=True))}
             for b, row in zip(best, out.tolist(), strict=True)
@@ -262,7 +267,7 @@ class BundleModel(kserve.Model):
     def _encode_v2(self, request: InferRequest, out: np.ndarray) -> InferResponse:
         n = int(out.shape[0])
         if self.task == "classification":
-            label = np.asarray(self.labels, dtype=object)[out.argmax(axis=1)]
+            label = np.asarray(self.labels, dtype=object)[self._label_index(out)]
             outputs = [
                 InferOutput("label", [n], "BYTES", data=label.tolist()),
                 InferOutput(
