@@ -5,7 +5,8 @@ A bundle is a directory::
     model.safetensors   network weights (no pickle)
     transform.json      the fitted feature transform (plain JSON)
     bundle.json         description: task, target, model family and config, hyperparameters,
-                        input signature, label mapping, metrics, lineage
+                        input signature, label mapping, decision rule (the threshold chosen
+                        on validation rows, see kfgpu.decision), metrics, lineage
     reference/          the training data's reference profile (drift checks need only new data)
     CHECKSUMS.sha256    sha256 of every other file, written last
 
@@ -190,6 +191,17 @@ class Bundle:
     def classes(self) -> list[Any]:
         return list(self.description.get("labels", {}).get("classes", []))
 
+    @property
+    def decision(self) -> dict[str, Any]:
+        """The stored decision rule (:mod:`kfgpu.decision`); ``{}``: argmax."""
+        return dict(self.description.get("decision") or {})
+
+    def label_indices(self, proba: np.ndarray) -> np.ndarray:
+        """Class indices of probabilities ``proba`` under the stored decision rule."""
+        from kfgpu.decision import label_indices
+
+        return label_indices(proba, self.description.get("decision"), self.classes)
+
     def predict_raw(self, df: pd.DataFrame, *, batch_size: int = 65536) -> np.ndarray:
         """Class probabilities ``(n, k)`` for classification, values ``(n,)`` for regression."""
         import numpy as np
@@ -221,7 +233,7 @@ class Bundle:
             return pd.DataFrame({"prediction": raw}, index=df.index)
         classes = self.classes
         out = pd.DataFrame({f"proba_{c}": raw[:, i] for i, c in enumerate(classes)}, index=df.index)
-        out.insert(0, "prediction", np.asarray(classes, dtype=object)[raw.argmax(axis=1)])
+        out.insert(0, "prediction", np.asarray(classes, dtype=object)[self.label_indices(raw)])
         return out
 
 

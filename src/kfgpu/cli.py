@@ -466,9 +466,10 @@ def validate_cmd(
 )
 @click.option(
     "--objectives",
-    default="val_loss",
+    default="val_metric",
     show_default=True,
-    help="val_loss, or val_loss,n_params / val_loss,latency_ms (multi-objective).",
+    help="val_metric (the gate's metric on validation rows) or val_loss; add ,n_params "
+    "or ,latency_ms for a multi-objective study.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
@@ -610,13 +611,6 @@ def synth(output: str, rows: int, seed: int, drift: float, chunk_rows: int) -> N
     "2-20 values; '': none.",
 )
 @click.option("--sensitive-column", default="", help="Measure fairness across this column.")
-@click.option(
-    "--threshold-policy",
-    default="f1",
-    show_default=True,
-    help="Binary decision threshold: f1, cost (with --cost-matrix), argmax or a number.",
-)
-@click.option("--cost-matrix", default="", metavar="JSON", help="e.g. '[[0, 1], [20, 0]]'.")
 @click.option("--bootstrap", default=200, show_default=True, type=int, help="0: no intervals.")
 @click.option("--importance-repeats", default=3, show_default=True, type=int, help="0: none.")
 @click.option(
@@ -643,8 +637,6 @@ def evaluate_cmd(
     test: str,
     slice_columns: str,
     sensitive_column: str,
-    threshold_policy: str,
-    cost_matrix: str,
     bootstrap: int,
     importance_repeats: int,
     gate_spec: str,
@@ -667,8 +659,6 @@ def evaluate_cmd(
         track=False,  # the CLI does not write into the bundle's training run
         slice_columns=slice_columns,
         sensitive_column=sensitive_column,
-        threshold_policy=threshold_policy,
-        cost_matrix=cost_matrix,
         bootstrap=bootstrap,
         importance_repeats=importance_repeats,
     )

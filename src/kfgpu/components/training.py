@@ -206,6 +206,9 @@ def train_model(
     gradient_clip_val: float = 0.0,
     lr_schedule: str = "cosine",
     datamodule: str = "",
+    threshold_policy: str = "f1",
+    class_weight: str = "none",
+    sampler: str = "shuffle",
     hyperparameters: str = "",
     tuned_hyperparameters: str = "",
     mlflow_tracking_uri: str = "",
@@ -248,10 +251,20 @@ def train_model(
         gradient_clip_val: clip the gradient norm to this (0: off).
         lr_schedule: ``cosine``, ``constant``, ``onecycle`` or ``plateau``.
         datamodule: a user's LightningDataModule as ``package.module:Class`` (empty: kfgpu's).
+        threshold_policy: how a binary model's probability becomes its label, chosen on
+            the validation rows and stored in the bundle (serving, batch prediction, the
+            pyfunc and the evaluation all apply it): ``f1``, ``precision_at_recall:0.9``,
+            ``recall_at_precision:0.9``, ``cost:fn=10,fp=1``, ``argmax`` or a number.
+        class_weight: classification loss weights: ``none``, ``balanced`` or a mapping
+            such as ``1=20`` or ``{"fraud": 20}`` (unnamed classes weigh 1).
+        sampler: ``shuffle``, or ``balanced`` (each class drawn equally often, with
+            replacement).
         hyperparameters: a JSON object of settings that override the ones above (and the
             tuned ones); empty or ``{}``: none.
-        tuned_hyperparameters: tune_hyperparameters' best parameters (JSON), overriding the
-            settings above; empty or ``{}``: none.
+        tuned_hyperparameters: tune_hyperparameters' output: the best trial's complete
+            training configuration (JSON), replacing the settings above except placement
+            (accelerator, devices, strategy, checkpointing) and threshold_policy, so the
+            shipped model is a refit of the trial that won; empty or ``{}``: none.
         mlflow_tracking_uri: MLflow tracking URI; empty uses ``MLFLOW_TRACKING_URI``.
         pipeline_run: the pipeline run's id, recorded in the bundle's lineage.
 
@@ -289,6 +302,9 @@ def train_model(
             "gradient_clip_val": gradient_clip_val,
             "lr_schedule": lr_schedule,
             "datamodule": datamodule,
+            "threshold_policy": threshold_policy,
+            "class_weight": class_weight,
+            "sampler": sampler,
         },
         overrides={
             **parse_overrides(tuned_hyperparameters, field="tuned_hyperparameters"),
@@ -316,8 +332,6 @@ def evaluate_model(
     mlflow_tracking_uri: str = "",
     slice_columns: str = "auto",
     sensitive_column: str = "",
-    threshold_policy: str = "f1",
-    cost_matrix: str = "",
     bootstrap: int = 200,
     confidence: float = 0.95,
     importance_repeats: int = 3,
@@ -335,10 +349,6 @@ def evaluate_model(
             (at most 4); empty: none.
         sensitive_column: a column across whose groups fairness is measured
             (demographic parity and equal opportunity differences; binary tasks).
-        threshold_policy: binary decision threshold: ``f1`` (maximise F1), ``cost``
-            (least total cost under cost_matrix), ``argmax`` (0.5) or a number.
-        cost_matrix: JSON ``[[tn_cost, fp_cost], [fn_cost, tp_cost]]`` (rows: true class,
-            columns: predicted, in class order) for threshold_policy ``cost``.
         bootstrap: bootstrap resamples for confidence intervals; 0 turns them off.
         confidence: the intervals' confidence level.
         importance_repeats: shuffles per feature for permutation importance; 0 is off.
@@ -366,8 +376,6 @@ def evaluate_model(
         mlflow_tracking_uri=mlflow_tracking_uri,
         slice_columns=slice_columns,
         sensitive_column=sensitive_column,
-        threshold_policy=threshold_policy,
-        cost_matrix=cost_matrix,
         bootstrap=bootstrap,
         confidence=confidence,
         importance_repeats=importance_repeats,

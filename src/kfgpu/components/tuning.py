@@ -31,7 +31,7 @@ def tune_hyperparameters(
     timeout: float = 0.0,
     sampler: str = "tpe",
     pruner: str = "median",
-    objectives: str = "val_loss",
+    objectives: str = "val_metric",
     n_workers: int = 1,
     seed: int = 0,
     heartbeat_interval: int = 10,
@@ -44,8 +44,11 @@ def tune_hyperparameters(
     Opens the study by name (resuming it when the storage holds one), runs n_workers
     worker processes in this pod until the study holds n_trials finished trials (over
     every worker, in every pod), then writes the results. Each trial trains the model
-    with Lightning; the validation loss is reported to the pruner at every epoch. After
-    ParallelFor tune_worker tasks spent the budget, this step (n_workers=0) only collects.
+    with Lightning; the validation loss is reported to the pruner at every epoch. Trials
+    are compared on the gate's headline metric on the validation rows (``val_metric``).
+    The output is the best trial's complete training configuration, so train_model
+    refits exactly the trial that won (the report says so). After ParallelFor
+    tune_worker tasks spent the budget, this step (n_workers=0) only collects.
 
     Args:
         train: the transformed training split (engineer_features).
@@ -66,8 +69,9 @@ def tune_hyperparameters(
         timeout: seconds after which workers start no new trial; 0 is no limit.
         sampler: ``tpe``, ``random``, ``cmaes`` or ``grid``.
         pruner: ``median``, ``hyperband`` or ``none``.
-        objectives: ``val_loss``, or ``val_loss,n_params`` / ``val_loss,latency_ms`` for
-            a multi-objective study (with pruner ``none``).
+        objectives: ``val_metric`` (the gate's headline metric on the validation rows,
+            ROC AUC or R², maximised) or ``val_loss``; followed by ``,n_params`` or
+            ``,latency_ms`` for a multi-objective study (with pruner ``none``).
         n_workers: worker processes in this pod; 0 only collects the study's results.
         seed: seeds the sampler (worker i uses seed + i).
         heartbeat_interval: seconds between a running trial's heartbeats (RDB storage).
@@ -77,12 +81,13 @@ def tune_hyperparameters(
             ``{"max_epochs": 10}``.
 
     Returns:
-        best_params: the best trial's parameters as JSON (train_model overrides).
+        best_params: the best trial's complete training configuration as JSON
+            (train_model refits with it).
         summary: the study summary as JSON (every trial, state counts, Pareto front).
         report: optimisation history and parameter importances as HTML.
         metrics: best objective values, trial counts by state, epochs spent.
-        best_params_json: the best parameters as a JSON string, for train_model.
-        best_value: the best trial's validation loss (NaN when skipped).
+        best_params_json: that configuration as a JSON string, for train_model.
+        best_value: the best trial's first objective value (NaN when skipped).
     """
     import json
     from collections import namedtuple
@@ -118,7 +123,12 @@ def tune_hyperparameters(
     result.publish(metrics=metrics, best_params=best_params)
     return namedtuple("Outputs", ["best_params_json", "best_value"])(
         json.dumps(result.extra["best_params"], sort_keys=True),
-        float(result.metrics.get("best_val_loss", float("nan"))),
+        float(
+            next(
+                (v for k, v in result.metrics.items() if k in ("best_val_metric", "best_val_loss")),
+                float("nan"),
+            )
+        ),
     )
 
 
@@ -137,7 +147,7 @@ def tune_worker(
     timeout: float = 0.0,
     sampler: str = "tpe",
     pruner: str = "median",
-    objectives: str = "val_loss",
+    objectives: str = "val_metric",
     n_workers: int = 1,
     worker_index: int = 0,
     heartbeat_interval: int = 10,
@@ -166,7 +176,8 @@ def tune_worker(
         timeout: seconds after which this pod starts no new trial; 0 is no limit.
         sampler: ``tpe``, ``random``, ``cmaes`` or ``grid``.
         pruner: ``median``, ``hyperband`` or ``none``.
-        objectives: ``val_loss``, ``val_loss,n_params`` or ``val_loss,latency_ms``.
+        objectives: ``val_metric`` or ``val_loss``, optionally followed by ``,n_params``
+            or ``,latency_ms``.
         n_workers: worker processes in this pod.
         worker_index: this task's index in the fan-out: seeds its sampler apart.
         heartbeat_interval: seconds between a running trial's heartbeats.

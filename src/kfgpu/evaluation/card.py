@@ -97,8 +97,15 @@ def card_sections(
     if thr.get("value") is not None:
         metric_parts.append(
             f"Decision threshold {thr['value']:.4f} on P(`{thr.get('positive_class')}`) "
-            f"(policy `{thr.get('policy')}`); accuracy, precision, recall, F1 and the confusion "
-            "matrix are at this threshold."
+            f"(policy `{thr.get('policy')}`"
+            + (
+                f", chosen on {thr.get('validation_rows')} validation rows at training time and "
+                "stored in the bundle, which serving applies"
+                if thr.get("chosen_on") == "validation"
+                else ""
+            )
+            + "); accuracy, precision, recall, F1 and the confusion matrix are on the test "
+            "rows at this threshold."
             + (
                 " At argmax (0.5) instead: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in sorted(thr["argmax_metrics"].items()))
@@ -206,7 +213,7 @@ def card_sections(
         "Metrics are measured on one held-out split of the same data the model was trained "
         "on; they say nothing about data that drifts away from it (run `kfgpu drift`).",
     ]
-    if thr.get("policy") in {"f1", "cost"}:
+    if thr.get("chosen_on") is None and thr.get("policy") in {"f1", "cost"}:
         limits.append(
             "The decision threshold was chosen on the held-out split itself, so the metrics "
             "at that threshold are optimistic."

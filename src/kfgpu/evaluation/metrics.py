@@ -6,9 +6,11 @@ that knows only the training label distribution, and the model's margin over it.
 
 Beyond the point estimates an evaluation can carry:
 
-* a decision threshold (binary): the argmax (0.5), a fixed value, the one that maximises
-  F1, or the one that minimises the total cost of a cost matrix; the hard-label metrics
-  (accuracy, precision, recall, F1, confusion matrix) are those of that threshold;
+* a decision rule: the bundle's stored one (a binary threshold chosen on the validation
+  rows at training time, see :mod:`kfgpu.decision`), which is what serving applies; or,
+  for a caller without a bundle, a policy applied to these rows (argmax, a fixed value,
+  best F1, least cost). The hard-label metrics (accuracy, precision, recall, F1,
+  confusion matrix) are those of that rule;
 * the expected calibration error (ECE, equal-width bins, 10 by default);
 * per-slice metrics on columns the caller names, and fairness across a sensitive column
   (demographic parity difference, equal opportunity difference);
@@ -381,6 +383,7 @@ def evaluate_classification(
     prior: np.ndarray | None = None,
     threshold_policy: str = "argmax",
     cost_matrix: Any = None,
+    decision: Mapping[str, Any] | None = None,
     ece_bins: int = 10,
     slices: Mapping[str, np.ndarray] | None = None,
     sensitive: tuple[str, np.ndarray] | None = None,
@@ -400,6 +403,10 @@ def evaluate_classification(
             that maximises F1 on these rows; multiclass: argmax); ``cost`` (binary: the
             threshold with the least total cost; multiclass: the class of least expected
             cost), with ``cost_matrix[true][predicted]`` in the order of ``classes``.
+            Choosing on the rows being evaluated is optimistic: pass ``decision`` instead.
+        decision: a bundle's stored decision rule (:mod:`kfgpu.decision`), chosen on the
+            validation rows; hard labels are exactly those serving returns, and
+            ``threshold_policy``/``cost_matrix`` are not used.
         slices: column -> one slice label per row (see :func:`slice_labels`).
         sensitive: (column, one group label per row) for fairness metrics (binary only).
         bootstrap: resamples for percentile confidence intervals (0: none).
@@ -419,14 +426,39 @@ def evaluate_classification(
             f"positive_class {positive_class!r} is not one of the classes {list(classes)}"
         )
     y = np.asarray([index[str(v)] for v in y_true], dtype=np.int64)
+    stored_pred = None
+    if decision is not None:
+        from kfgpu.decision import label_indices
+
+        # On the probabilities as served, before the clipping below.
+        stored_pred = label_indices(proba, decision, classes)
     proba = np.clip(np.asarray(proba, dtype=np.float64), 1e-7, 1.0)
     proba = proba / proba.sum(axis=1, keepdims=True)
     pos = index[str(positive_class)] if (positive_class is not None and k == 2) else 1
-    policy, fixed = _parse_policy(threshold_policy)
+    policy, fixed = _parse_policy(threshold_policy) if decision is None else ("stored", None)
     cost = _cost_array(cost_matrix, k) if policy == "cost" else None
     argmax_pred = proba.argmax(axis=1)
     threshold: dict[str, Any] = {"policy": policy}
-    if k == 2 and policy != "argmax":
+    if stored_pred is not None and decision is not None:
+        pred = stored_pred
+        threshold = {
+            "policy": decision.get("policy", "argmax"),
+            "chosen_on": decision.get("chosen_on", "validation"),
+            "rule": decision.get("rule", "argmax"),
+        }
+        if k == 2:
+            t = decision.get("threshold") if decision.get("rule") == "threshold" else 0.5
+            threshold.update(
+                value=float(t if t is not None else 0.5),
+                positive_class=classes[pos],
+                validation=decision.get("validation", {}),
+                validation_rows=decision.get("rows"),
+            )
+        if decision.get("note"):
+            threshold["note"] = decision["note"]
+        # For the argmax comparison below: a stored rule other than argmax.
+        policy = "argmax" if threshold["rule"] == "argmax" else "stored"
+    elif k == 2 and policy != "argmax":
         # Reorder so that index 1 is the positive class for choose_threshold's cost.
         neg = 1 - pos
         c2 = None if cost is None else cost[np.ix_([neg, pos], [neg, pos])]
@@ -510,7 +542,7 @@ def evaluate_classification(
             "confidence": confidence,
             "seed": seed,
             "ece_bins": ece_bins,
-            "threshold_policy": threshold_policy,
+            "threshold_policy": threshold.get("policy", threshold_policy),
         },
     )
 

@@ -61,8 +61,6 @@ def evaluate_model_step(
     mlflow_tracking_uri: str = "",
     slice_columns: str = "",
     sensitive_column: str = "",
-    threshold_policy: str = "argmax",
-    cost_matrix: str = "",
     bootstrap: int = 0,
     confidence: float = 0.95,
     importance_repeats: int = 0,
@@ -73,14 +71,15 @@ def evaluate_model_step(
 ) -> StepResult:
     """Score the bundle on the test split exactly as serving would (raw rows in).
 
+    Hard labels follow the bundle's stored decision rule (a binary model's threshold,
+    chosen on the validation rows at training time): the confusion matrix is the one
+    serving produces on these rows. The test rows choose nothing.
+
     Args:
         slice_columns: comma-separated columns of the test split to report metrics per
             value (numeric: per quartile); ``auto``: the categorical features with 2 to 20
             values (at most 4).
         sensitive_column: a column across whose groups fairness is measured (binary).
-        threshold_policy: ``argmax``, ``f1``, ``cost`` or a number (see
-            :func:`~kfgpu.evaluation.metrics.evaluate_classification`).
-        cost_matrix: JSON ``[[..], ..]`` (true class rows, predicted columns) for ``cost``.
         bootstrap: resamples for confidence intervals (0: none).
         importance_repeats: shuffles per feature for permutation importance (0: none).
         card_path, card_html_path: where to write the model card (empty: not written).
@@ -88,14 +87,13 @@ def evaluate_model_step(
 
     Raises:
         BundleError: the bundle is incomplete or fails its checksums.
-        ConfigError: an unknown slice or sensitive column, or a bad threshold setting.
+        ConfigError: an unknown slice or sensitive column.
         DataError: the test split is empty or holds unknown labels.
     """
     import numpy as np
 
     from kfgpu.bundle import load_bundle
     from kfgpu.data import read_parquet
-    from kfgpu.errors import ConfigError
     from kfgpu.evaluation.card import render_card_html, render_card_markdown
     from kfgpu.evaluation.metrics import (
         evaluate_classification,
@@ -130,18 +128,15 @@ def evaluate_model_step(
         labels = desc["labels"]
         dist = labels.get("train_distribution", {})
         prior = np.asarray([dist.get(str(c), 0) for c in bundle.classes], dtype=np.float64)
-        try:
-            costs = json.loads(cost_matrix) if cost_matrix.strip() else None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"cost_matrix {cost_matrix!r} is not JSON: {e}") from e
+        # A bundle written before decisions were stored is served by argmax.
+        decision = bundle.decision or {"policy": "argmax", "rule": "argmax", "chosen_on": "-"}
         ev = evaluate_classification(
             y_true,
             raw,
             bundle.classes,
-            positive_class=labels.get("positive_class"),
+            positive_class=decision.get("positive_class", labels.get("positive_class")),
             prior=prior if prior.sum() > 0 else None,
-            threshold_policy=threshold_policy,
-            cost_matrix=costs,
+            decision=decision,
             **common,
         )
     else:

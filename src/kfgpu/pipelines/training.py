@@ -100,13 +100,16 @@ def training(
     accumulate_grad_batches: int = 1,
     gradient_clip_val: float = 0.0,
     lr_schedule: str = "cosine",
+    threshold_policy: str = "f1",
+    class_weight: str = "none",
+    sampler: str = "shuffle",
     seed: int = 0,
     hyperparameters: str = "",
     search_space: str = "",
     tune_trials: int = 20,
     tune_workers: int = 1,
     tune_storage: str = "",
-    tune_base_config: str = '{"max_epochs": 10}',
+    tune_base_config: str = "{}",
     slice_columns: str = "auto",
     sensitive_column: str = "",
     gate_spec: str = "",
@@ -141,8 +144,10 @@ def training(
         feature_spec=feature_spec,
         time_column=time_column,
     ).set_display_name("engineer features")
-    # With a search space, Optuna trials train on the same splits and the best parameters
-    # override train_model's; without one the step returns "{}" at once.
+    # With a search space, Optuna trials train on the same splits (each from
+    # tune_base_config) and are compared on the gate's metric on the validation rows;
+    # train_model then refits with the winning trial's complete configuration. Without a
+    # search space the step returns "{}" at once.
     tuned = tune_hyperparameters(
         train=features.outputs["train"],
         validation=features.outputs["validation"],
@@ -187,6 +192,9 @@ def training(
         accumulate_grad_batches=accumulate_grad_batches,
         gradient_clip_val=gradient_clip_val,
         lr_schedule=lr_schedule,
+        threshold_policy=threshold_policy,
+        class_weight=class_weight,
+        sampler=sampler,
         hyperparameters=hyperparameters,
         tuned_hyperparameters=tuned.outputs["best_params_json"],
         mlflow_tracking_uri=mlflow_tracking_uri,

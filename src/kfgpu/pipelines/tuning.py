@@ -71,7 +71,7 @@ def tuning(
     timeout: float = 0.0,
     sampler: str = "tpe",
     pruner: str = "median",
-    objectives: str = "val_loss",
+    objectives: str = "val_metric",
     workers: int = 4,
     processes_per_worker: int = 1,
     gpus_per_worker: int = 0,

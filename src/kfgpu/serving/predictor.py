@@ -39,7 +39,7 @@ from kfgpu.serving.batcher import MicroBatcher
 from kfgpu.serving.metrics import serving_metrics
 from kfgpu.serving.schema import RequestSchema, Rows, smoke_instance
 
-__all__ = ["BundleModel", "BundleRepository", "RequestRejected", "decide_labels"]
+__all__ = ["BundleModel", "BundleRepository", "RequestRejected"]
 
 Precision = Literal["auto", "32", "16"]
 
@@ -59,15 +59,6 @@ class RequestRejected(InvalidInput):
 
 def _rejected(e: RequestError) -> RequestRejected:
     return RequestRejected(str(e), status=e.status, field=e.field)
-
-
-def decide_labels(probabilities: np.ndarray) -> np.ndarray:
-    """The class index each row is labelled with: the most probable class.
-
-    The one place where served probabilities become labels (V1 ``label`` and V2 ``label``
-    both come from here).
-    """
-    return probabilities.argmax(axis=1)
 
 
 class BundleModel(kserve.Model):
@@ -353,11 +344,16 @@ class BundleModel(kserve.Model):
                     field=f"outputs.{o.name}",
                 )
 
+    def _label_index(self, out: np.ndarray) -> np.ndarray:
+        """Each row's class index under the bundle's stored decision rule (the threshold
+        chosen on validation rows at training time; argmax for multiclass)."""
+        return self.bundle.label_indices(out)
+
     def _encode_v1(self, out: np.ndarray) -> dict[str, Any]:
         if self.task != "classification":
             return {"predictions": [{"value": float(v)} for v in out.tolist()]}
         classes, labels = self.classes, self.labels
-        best = decide_labels(out).tolist()
+        best = self._label_index(out).tolist()
         preds = [
             {"label": classes[b], "probabilities": dict(zip(labels, row, strict=True))}
             for b, row in zip(best, out.tolist(), strict=True)
@@ -367,7 +363,7 @@ class BundleModel(kserve.Model):
     def _encode_v2(self, request: InferRequest, out: np.ndarray) -> InferResponse:
         n = int(out.shape[0])
         if self.task == "classification":
-            label = np.asarray(self.labels, dtype=object)[decide_labels(out)]
+            label = np.asarray(self.labels, dtype=object)[self._label_index(out)]
             outputs = [
                 InferOutput("label", [n], "BYTES", data=label.tolist()),
                 InferOutput(

@@ -90,6 +90,16 @@ class TrainConfig:
             0 writes it at epoch ends only. Needs ``checkpoint_dir``.
         num_nodes: nodes of a multi-node run (set by the launch_training component; each
             node runs ``devices`` processes).
+        threshold_policy: how a binary model's probability becomes a label: ``f1``,
+            ``precision_at_recall:R``, ``recall_at_precision:P``, ``cost:fn=10,fp=1``,
+            ``argmax`` or a number; chosen on the validation rows once training ends and
+            stored in the bundle, where every consumer applies it (see
+            :mod:`kfgpu.decision`).
+        class_weight: classification loss weights: ``none``, ``balanced`` (class ``c``
+            weighs ``rows / (classes * rows_c)``) or a mapping ``"fraud=20,ok=1"`` / JSON
+            ``{"1": 20}`` (classes left out weigh 1).
+        sampler: ``shuffle`` (every row once an epoch) or ``balanced`` (classification:
+            rows drawn with replacement, each class equally often; kfgpu's datamodule only).
     """
 
     model_family: str = "tabular_mlp"
@@ -113,6 +123,9 @@ class TrainConfig:
     accumulate_grad_batches: int = 1
     lr_schedule: str = "cosine"
     datamodule: str = ""
+    threshold_policy: str = "f1"
+    class_weight: str = "none"
+    sampler: str = "shuffle"
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> ConfigError:
@@ -181,6 +194,19 @@ class TrainConfig:
             raise bad("lr_schedule", f"use one of {list(LR_SCHEDULES)}")
         if self.datamodule and not is_import_path(self.datamodule):
             raise bad("datamodule", "give your LightningDataModule as 'package.module:Class'")
+        from kfgpu.decision import parse_policy
+        from kfgpu.training.imbalance import SAMPLERS, parse_class_weight
+
+        parse_policy(self.threshold_policy)
+        parse_class_weight(self.class_weight)
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", f"use one of {list(SAMPLERS)}")
+        if self.sampler == "balanced" and self.datamodule:
+            raise bad(
+                "sampler",
+                "a balanced sampler needs kfgpu's own datamodule; sample in your "
+                f"datamodule={self.datamodule!r} instead, or set sampler='shuffle'",
+            )
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise bad("hidden_sizes", "give positive layer widths such as (256, 256)")
 
@@ -196,6 +222,10 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
         d = dict(d)
+        if isinstance(d.get("class_weight"), dict):
+            import json
+
+            d["class_weight"] = json.dumps(d["class_weight"], sort_keys=True)
         if "hidden_sizes" in d:
             d["hidden_sizes"] = parse_int_list(d["hidden_sizes"], field="hidden_sizes")
         for key in ("checkpoint_every_n_steps", "accumulate_grad_batches"):

@@ -30,6 +30,10 @@ class InMemoryBatches:
         rank, world_size: this process's shard under data parallelism. Every rank gets
             the same number of batches, so collective ops never wait on a finished rank.
         pin_memory: pin batches for faster, non-blocking host-to-GPU copies.
+        weights: per-row draw weights (a balanced sampler, see
+            :mod:`kfgpu.training.imbalance`): each epoch draws as many rows as there are,
+            with replacement, from the same seeded generator (so every rank draws the same
+            rows and takes its shard of them). Needs ``shuffle``.
 
     It is resumable mid-epoch (Lightning's ``state_dict``/``load_state_dict`` protocol): the
     state records the epoch being iterated and the batches served so far, and the first
@@ -46,8 +50,12 @@ class InMemoryBatches:
         rank: int = 0,
         world_size: int = 1,
         pin_memory: bool = False,
+        weights: torch.Tensor | None = None,
     ) -> None:
         n = len(tensors[0])
+        if weights is not None and (len(weights) != n or not shuffle):
+            raise ValueError("weights need one value per row, and shuffle=True")
+        self.weights = weights
         if any(len(t) != n for t in tensors):
             raise ValueError("all tensors must have the same number of rows")
         self.tensors = tensors
@@ -91,7 +99,10 @@ class InMemoryBatches:
         epoch = self.epoch
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + epoch)
-            index = torch.randperm(n, generator=g)
+            if self.weights is not None:
+                index = torch.multinomial(self.weights, n, replacement=True, generator=g)
+            else:
+                index = torch.randperm(n, generator=g)
         else:
             index = torch.arange(n)
         skip = 0

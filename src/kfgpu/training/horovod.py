@@ -151,8 +151,10 @@ def train_horovod(
         bundle_description,
         effective_batch_size,
         encode_labels,
+        imbalance_settings,
         resolve_accelerator,
         score_best_weights,
+        validation_decision,
     )
 
     hvd.init()
@@ -198,6 +200,7 @@ def train_horovod(
         )
     pin = accelerator == "gpu"
     accumulate = config.accumulate_grad_batches
+    class_weight, row_weights = imbalance_settings(config, labels, train_t[-1], task=task)
     batches = InMemoryBatches(
         train_t,
         batch_size=batch_size,
@@ -206,7 +209,10 @@ def train_horovod(
         rank=rank,
         world_size=world_size,
         pin_memory=pin,
+        weights=row_weights,
     )
+    if class_weight is not None:
+        class_weight = class_weight.to(device)
     # Validation: each worker scores every world_size-th row; sums are allreduced.
     val_shard = tuple(t[rank::world_size].to(device, non_blocking=pin) for t in val_t)
 
@@ -245,7 +251,7 @@ def train_horovod(
 
     def loss_of(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         if task == "classification":
-            return F.cross_entropy(out.float(), y, reduction=reduction)
+            return F.cross_entropy(out.float(), y, weight=class_weight, reduction=reduction)
         return F.mse_loss(out.float().squeeze(1), y, reduction=reduction)
 
     def forward(numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -366,6 +372,7 @@ def train_horovod(
         # Scored on the whole validation split in fp32, as train_tabular does.
         val_all = tuple(t.to(device) for t in val_t)
         metrics = score_best_weights(network, best_state, val_all, task=task, config=config)
+        decision = validation_decision(network, val_all, task=task, labels=labels, config=config)
         description = bundle_description(
             task=task,
             target=target,
@@ -374,6 +381,7 @@ def train_horovod(
             transform=transform,
             labels=labels,
             metrics=metrics,
+            decision=decision,
             training={
                 "strategy": "horovod",
                 "epochs_run": epochs_run,

@@ -94,9 +94,13 @@ class TabularTask(pl.LightningModule):
         lr_schedule: str = "cosine",
         accumulate_grad_batches: int = 1,
         gradient_clip_val: float = 0.0,
+        class_weight: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
+        # Not persistent: it follows the module to its device and is rebuilt from the
+        # config, so checkpoints stay the same with and without it.
+        self.register_buffer("class_weight", class_weight, persistent=False)
         self.network = network
         self.task = task
         self.learning_rate = learning_rate
@@ -124,7 +128,8 @@ class TabularTask(pl.LightningModule):
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.task == "classification":
-            return F.cross_entropy(out.float(), y)
+            weight: torch.Tensor | None = self.class_weight  # type: ignore[assignment]
+            return F.cross_entropy(out.float(), y, weight=weight)
         return F.mse_loss(out.float().squeeze(1), y)
 
     def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -373,15 +378,22 @@ class TabularDataModule(pl.LightningDataModule):
         batch_size: int,
         seed: int,
         pin_memory: bool,
+        sample_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        self.sample_weights = sample_weights
         self.train = train
         self.val = val
         self.batch_size = batch_size
         self.seed = seed
         self.pin_memory = pin_memory
 
-    def _batches(self, tensors: tuple[torch.Tensor, ...], shuffle: bool) -> InMemoryBatches:
+    def _batches(
+        self,
+        tensors: tuple[torch.Tensor, ...],
+        shuffle: bool,
+        weights: torch.Tensor | None = None,
+    ) -> InMemoryBatches:
         trainer = self.trainer
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
@@ -393,6 +405,7 @@ class TabularDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
             pin_memory=self.pin_memory,
+            weights=weights,
         )
 
     def transfer_batch_to_device(
@@ -406,7 +419,7 @@ class TabularDataModule(pl.LightningDataModule):
         return tuple(t.to(device, non_blocking=True) for t in batch)
 
     def train_dataloader(self) -> InMemoryBatches:
-        return self._batches(self.train, shuffle=True)
+        return self._batches(self.train, shuffle=True, weights=self.sample_weights)
 
     def val_dataloader(self) -> InMemoryBatches:
         return self._batches(self.val, shuffle=False)

@@ -84,6 +84,15 @@ def train_model_step(
     from kfgpu.training.trainer import train_tabular
 
     cfg = TrainConfig.from_dict({**config, **parse_overrides(overrides)})
+    own, final = TrainConfig.from_dict(config).to_dict(), cfg.to_dict()
+    changed = {k: (own[k], final[k]) for k in own if own[k] != final[k]}
+    if changed:
+        # A tuned configuration replaces the step's own settings: say which.
+        print(
+            "settings replaced by the tuned/override configuration: "
+            + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())),
+            flush=True,
+        )
     train_df = read_parquet(train_path)
     val_df = read_parquet(val_path)
     fitted = FittedTransform.load(transform_path)

@@ -29,9 +29,11 @@ __all__ = [
     "bundle_description",
     "effective_batch_size",
     "encode_labels",
+    "imbalance_settings",
     "resolve_accelerator",
     "score_best_weights",
     "train_tabular",
+    "validation_decision",
 ]
 
 
@@ -141,8 +143,13 @@ def bundle_description(
     metrics: dict[str, float],
     training: dict[str, Any],
     lineage: dict[str, Any],
+    decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """bundle.json's content: one layout for every trainer (Lightning, Horovod)."""
+    """bundle.json's content: one layout for every trainer (Lightning, Horovod).
+
+    ``decision``: the decision rule chosen on the validation rows
+    (:func:`validation_decision`), applied by every consumer of the bundle.
+    """
     from kfgpu import __version__
 
     description: dict[str, Any] = {
@@ -166,6 +173,8 @@ def bundle_description(
     }
     if task == "classification":
         description["labels"] = labels
+        if decision:
+            description["decision"] = decision
     else:
         description["target_scaling"] = {
             "mean": labels["target_mean"],
@@ -248,7 +257,7 @@ def score_best_weights(
         TrainingError: the loss is not finite (training diverged).
     """
     network.load_state_dict(state)
-    metrics = _validation_metrics(network, val, task=task)
+    metrics = _validation_metrics(_validation_outputs(network, val), val[-1], task=task)
     if not math.isfinite(metrics["val_loss"]):
         raise TrainingError(
             f"the best weights give a validation loss of {metrics['val_loss']}; lower "
@@ -257,12 +266,9 @@ def score_best_weights(
     return metrics
 
 
-def _validation_metrics(
-    network: torch.nn.Module, val: tuple[torch.Tensor, ...], *, task: str
-) -> dict[str, float]:
-    """Validation loss (and accuracy) of ``network`` in fp32, in chunks."""
+def _validation_outputs(network: torch.nn.Module, val: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``network``'s fp32 outputs on the validation split, in chunks."""
     import torch
-    from torch.nn import functional as F
 
     numeric, codes, y = val
     network.eval()
@@ -271,17 +277,105 @@ def _validation_metrics(
         for start in range(0, len(y), 65536):
             sl = slice(start, start + 65536)
             outs.append(network(numeric[sl], codes[sl]).float())
-    out = torch.cat(outs)
+    return torch.cat(outs)
+
+
+def _validation_metrics(out: torch.Tensor, y: torch.Tensor, *, task: str) -> dict[str, float]:
+    """Validation loss, accuracy and the gate's headline metric (ROC AUC, R²).
+
+    The headline is the one :mod:`kfgpu.evaluation` reports on the test rows, so tuning
+    can compare trials on what the gate will judge.
+    """
+    import numpy as np
+    from sklearn import metrics as skm
+    from torch.nn import functional as F
+
     if task == "classification":
-        return {
+        out_metrics = {
             "val_loss": float(F.cross_entropy(out, y)),
             "val_accuracy": float((out.argmax(dim=1) == y).float().mean()),
         }
-    return {"val_loss": float(F.mse_loss(out.squeeze(1), y))}
+        proba = _probabilities(out)
+        yy = y.cpu().numpy()
+        k = proba.shape[1]
+        if len(np.unique(yy)) == k and np.isfinite(proba).all():
+            if k == 2:
+                out_metrics["val_roc_auc"] = float(skm.roc_auc_score(yy == 1, proba[:, 1]))
+            else:
+                out_metrics["val_roc_auc"] = float(
+                    skm.roc_auc_score(yy, proba, multi_class="ovr", labels=list(range(k)))
+                )
+        return out_metrics
+    pred = out.squeeze(1)
+    out_metrics = {"val_loss": float(F.mse_loss(pred, y))}
+    if len(y) >= 2 and bool(pred.isfinite().all()):
+        out_metrics["val_r2"] = float(skm.r2_score(y.cpu().numpy(), pred.cpu().numpy()))
+    return out_metrics
+
+
+def _probabilities(out: torch.Tensor) -> Any:
+    """Class probabilities as the served module computes them (fp32 softmax), on the host."""
+    import torch
+
+    return torch.softmax(out.float(), dim=1).cpu().numpy()
+
+
+def validation_decision(
+    network: torch.nn.Module,
+    val: tuple[torch.Tensor, ...],
+    *,
+    task: str,
+    labels: dict[str, Any],
+    config: TrainConfig,
+) -> dict[str, Any] | None:
+    """The decision rule of ``config.threshold_policy``, chosen on the validation rows
+    with the weights ``network`` holds (the bundle's); ``None`` for regression."""
+    if task != "classification":
+        return None
+    from kfgpu.decision import choose_decision
+
+    proba = _probabilities(_validation_outputs(network, val))
+    return choose_decision(
+        config.threshold_policy,
+        val[-1].cpu().numpy(),
+        proba,
+        labels["classes"],
+        positive_class=labels.get("positive_class"),
+    )
+
+
+def imbalance_settings(
+    config: TrainConfig, labels: dict[str, Any], y: torch.Tensor, *, task: str
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The loss's class weights and the sampler's row weights of ``config`` (both trainers).
+
+    Raises:
+        ConfigError: class weights or a balanced sampler on a regression task, or a
+            weight for a class the training split lacks.
+    """
+    from kfgpu.training.imbalance import class_weight_tensor, sample_weights
+
+    if task != "classification":
+        for name, off in (("class_weight", "none"), ("sampler", "shuffle")):
+            if getattr(config, name) != off:
+                raise ConfigError(
+                    f"{name}={getattr(config, name)!r} applies to classification; this "
+                    f"task is {task}: set {name}={off!r}"
+                )
+        return None, None
+    y = y.long()
+    return (
+        class_weight_tensor(config.class_weight, labels["classes"], y),
+        sample_weights(config.sampler, y, len(labels["classes"])),
+    )
 
 
 def build_module(
-    config: TrainConfig, network_config: dict[str, Any], *, task: str
+    config: TrainConfig,
+    network_config: dict[str, Any],
+    *,
+    task: str,
+    class_weight: torch.Tensor | None = None,
 ) -> pl.LightningModule:
     """The LightningModule to fit: kfgpu's task around the network, or a user's own.
 
@@ -299,6 +393,12 @@ def build_module(
     network = build_network(config.model_family, network_config)
     if own_training_logic(config.model_family):
         check_own_training_logic(config.model_family)
+        if class_weight is not None:
+            raise ConfigError(
+                f"class_weight={config.class_weight!r} cannot reach the loss of "
+                f"model_family={config.model_family!r}, which brings its own training_step; "
+                "weight the loss there, or set class_weight='none'"
+            )
         network.kfgpu = config  # type: ignore[assignment]
         return network  # type: ignore[return-value]
     return TabularTask(
@@ -310,6 +410,7 @@ def build_module(
         lr_schedule=config.lr_schedule,
         accumulate_grad_batches=config.accumulate_grad_batches,
         gradient_clip_val=config.gradient_clip_val,
+        class_weight=class_weight,
     )
 
 
@@ -320,8 +421,12 @@ def build_datamodule(
     *,
     batch_size: int,
     pin_memory: bool,
+    sample_weights: torch.Tensor | None = None,
 ) -> pl.LightningDataModule:
-    """kfgpu's in-memory DataModule, or the user's ``config.datamodule`` built the same way."""
+    """kfgpu's in-memory DataModule, or the user's ``config.datamodule`` built the same way.
+
+    ``sample_weights``: per-row draw weights of a balanced sampler (kfgpu's own only).
+    """
     import pytorch_lightning as pl
 
     from kfgpu.training.families import import_class
@@ -335,9 +440,10 @@ def build_datamodule(
             base=pl.LightningDataModule,
             what="LightningDataModule",
         )
+    extra = {} if sample_weights is None else {"sample_weights": sample_weights}
     try:
         data: pl.LightningDataModule = cls(
-            train, val, batch_size=batch_size, seed=config.seed, pin_memory=pin_memory
+            train, val, batch_size=batch_size, seed=config.seed, pin_memory=pin_memory, **extra
         )
     except TypeError as e:
         raise ConfigError(
@@ -453,9 +559,15 @@ def train_tabular(
         dropout=config.dropout,
         n_outputs=n_outputs,
     )
-    module = build_module(config, network_config, task=task)
+    class_weight, row_weights = imbalance_settings(config, labels, train_t[-1], task=task)
+    module = build_module(config, network_config, task=task, class_weight=class_weight)
     data = build_datamodule(
-        config, train_t, val_t, batch_size=batch_size, pin_memory=accelerator == "gpu"
+        config,
+        train_t,
+        val_t,
+        batch_size=batch_size,
+        pin_memory=accelerator == "gpu",
+        sample_weights=row_weights,
     )
     run_callbacks: list[pl.Callback] = [RunMonitor(config.max_epochs), *callbacks]
     if config.early_stopping_patience > 0:
@@ -575,6 +687,7 @@ def train_tabular(
                 f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
             )
         best_state: dict[str, torch.Tensor] = {}
+        decision: dict[str, Any] | None = None
         best_epoch = epochs_run = global_step = -1
         metrics: dict[str, float] = {}
         if trainer.is_global_zero:
@@ -595,6 +708,7 @@ def train_tabular(
             # A fresh network: under FSDP the trained one's parameters are sharded views.
             network = build_network(config.model_family, network_config)
             metrics = score_best_weights(network, best_state, val_t, task=task, config=config)
+            decision = validation_decision(network, val_t, task=task, labels=labels, config=config)
 
     description = bundle_description(
         task=task,
@@ -604,6 +718,7 @@ def train_tabular(
         transform=transform,
         labels=labels,
         metrics=metrics,
+        decision=decision,
         training={
             "epochs_run": epochs_run,
             "best_epoch": best_epoch,

@@ -12,13 +12,38 @@ from kfgpu.errors import ConfigError
 if TYPE_CHECKING:
     from kfgpu.tuning.space import SearchSpace
 
-__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "TUNABLE", "TuneConfig", "check_tunable"]
+__all__ = [
+    "LEFT_TO_TRAINING",
+    "OBJECTIVES",
+    "PRUNERS",
+    "QUALITY",
+    "SAMPLERS",
+    "TUNABLE",
+    "TuneConfig",
+    "check_tunable",
+]
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 PRUNERS = ("median", "hyperband", "none")
-#: What a trial can minimise: the first is always the validation loss; a second one makes
-#: the study multi-objective (quality against model size or inference latency).
-OBJECTIVES = ("val_loss", "n_params", "latency_ms")
+#: What trials are compared on. The first is the model's quality on the validation rows:
+#: ``val_metric``, the gate's headline metric (ROC AUC for classification, R² for
+#: regression; maximised), or ``val_loss`` (minimised). A second one, always minimised,
+#: makes the study multi-objective (quality against model size or inference latency).
+OBJECTIVES = ("val_metric", "val_loss", "n_params", "latency_ms")
+QUALITY = ("val_metric", "val_loss")
+
+#: TrainConfig fields a tuned configuration leaves to the training step: where a run
+#: executes, and the decision threshold's policy (chosen after training, on the
+#: validation rows, whatever the weights).
+LEFT_TO_TRAINING = (
+    "accelerator",
+    "devices",
+    "strategy",
+    "num_nodes",
+    "checkpoint_dir",
+    "checkpoint_every_n_steps",
+    "threshold_policy",
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -67,8 +92,10 @@ class TuneConfig:
         sampler: ``tpe`` (default), ``random``, ``cmaes`` or ``grid``.
         pruner: ``median``, ``hyperband`` or ``none``; prunes on the per-epoch validation
             loss (single-objective studies only).
-        objectives: ``val_loss``, or ``val_loss`` plus ``n_params`` or ``latency_ms``
-            (comma-separated) for a multi-objective study; every objective is minimised.
+        objectives: ``val_metric`` (the gate's headline metric on the validation rows:
+            ROC AUC or R², maximised) or ``val_loss`` (minimised), optionally followed by
+            ``n_params`` or ``latency_ms`` (comma-separated, minimised) for a
+            multi-objective study.
         n_workers: worker processes started by this call (0: none, only collect results).
         seed: seeds the sampler; worker ``i`` uses ``seed + i`` so workers do not propose
             the same sequence.
@@ -89,7 +116,7 @@ class TuneConfig:
     timeout: float = 0.0
     sampler: str = "tpe"
     pruner: str = "median"
-    objectives: tuple[str, ...] = ("val_loss",)
+    objectives: tuple[str, ...] = ("val_metric",)
     n_workers: int = 1
     seed: int = 0
     heartbeat_interval: int = 10
@@ -129,20 +156,21 @@ class TuneConfig:
         objs = self.objectives
         if (
             not objs
-            or objs[0] != "val_loss"
+            or objs[0] not in QUALITY
             or len(objs) > 2
             or any(o not in OBJECTIVES for o in objs)
-            or len(set(objs)) != len(objs)
+            or any(o in QUALITY for o in objs[1:])
         ):
             raise bad(
                 "objectives",
-                "use 'val_loss', 'val_loss,n_params' or 'val_loss,latency_ms'",
+                "use 'val_metric' or 'val_loss', optionally followed by ',n_params' or "
+                "',latency_ms'",
             )
         if len(objs) > 1 and self.pruner != "none":
             raise bad(
                 "pruner",
-                "Optuna cannot prune a multi-objective study; set pruner='none' or use the "
-                "single objective 'val_loss'",
+                "Optuna cannot prune a multi-objective study; set pruner='none' or use a "
+                "single objective ('val_metric' or 'val_loss')",
             )
         if len(objs) > 1 and self.sampler == "cmaes":
             raise bad("sampler", "CMA-ES is single-objective; use 'tpe' or 'random'")
@@ -165,6 +193,11 @@ class TuneConfig:
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna's direction of each objective."""
+        return ["maximize" if o == "val_metric" else "minimize" for o in self.objectives]
 
     @property
     def failure_limit(self) -> int:

@@ -2,8 +2,11 @@
 
 Each trial's parameters override the base training config; the Lightning callback
 :class:`PruningCallback` reports the validation loss at every epoch end to the trial and
-stops training when the pruner says so. The trial's value is the best epoch's validation
-loss (and, multi-objective, the network's parameter count or its inference latency).
+stops training when the pruner says so. The trial's value is, with the best epoch's
+weights (the ones a bundle would hold), the gate's headline metric on the validation
+rows (``val_metric``: ROC AUC or R²) or the validation loss (and, multi-objective, the
+network's parameter count or its inference latency). Each trial stores the complete
+training configuration it ran with, which train_model refits with when it wins.
 """
 
 from __future__ import annotations
@@ -31,8 +34,16 @@ class PruningCallback(pl.Callback):
     epoch); the objective then raises :class:`optuna.TrialPruned`.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str = "val_loss", report: bool = True):
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        monitor: str = "val_loss",
+        report: bool = True,
+        sign: float = 1.0,
+    ):
         self.trial = trial
+        # -1 when the study maximises: the pruner then compares the negated loss.
+        self.sign = sign
         self.monitor = monitor
         self.report = report
         self.pruned_at: int | None = None
@@ -49,7 +60,7 @@ class PruningCallback(pl.Callback):
         self.trial.set_user_attr("epochs_run", self.epochs)
         if not self.report:
             return
-        self.trial.report(float(value), step=epoch)
+        self.trial.report(self.sign * float(value), step=epoch)
         if self.trial.should_prune():
             self.pruned_at = epoch
             trainer.should_stop = True
@@ -95,6 +106,8 @@ def tabular_objective(
     from kfgpu.training.config import TrainConfig
     from kfgpu.training.families import build_network
     from kfgpu.training.trainer import _model_inputs, train_tabular
+    from kfgpu.tuning.config import LEFT_TO_TRAINING
+    from kfgpu.tuning.report import CONFIG_ATTR
 
     check_tunable(space)
     base = dict(base_config or {})
@@ -108,7 +121,14 @@ def tabular_objective(
     def objective(trial: optuna.Trial) -> float | Sequence[float]:
         params = space.suggest(trial)
         cfg = TrainConfig.from_dict({**base, **{k: v for k, v in params.items() if k in known}})
-        callback = PruningCallback(trial, report=not config.multi_objective)
+        callback = PruningCallback(
+            trial,
+            report=not config.multi_objective,
+            sign=-1.0 if config.directions[0] == "maximize" else 1.0,
+        )
+        trial.set_user_attr(
+            CONFIG_ATTR, {k: v for k, v in cfg.to_dict().items() if k not in LEFT_TO_TRAINING}
+        )
         outcome = train_tabular(
             train_df,
             val_df,
@@ -127,15 +147,23 @@ def tabular_objective(
                 f"pruned after epoch {callback.pruned_at + 1}: val_loss not promising"
             )
         val_loss = float(outcome.metrics["val_loss"])
+        trial.set_user_attr("val_loss", val_loss)
+        quality = val_loss
+        if config.objectives[0] == "val_metric":
+            name = "val_roc_auc" if task == "classification" else "val_r2"
+            if name not in outcome.metrics:
+                name = "val_accuracy" if task == "classification" else name
+            quality = float(outcome.metrics.get(name, float("nan")))
+            trial.set_user_attr("val_metric_name", name)
         if not config.multi_objective:
-            return val_loss
+            return quality
         network = build_network(cfg.model_family, outcome.description["model"]["config"])
         size = float(_n_params(network))
         trial.set_user_attr("n_params", size)
         if config.objectives[1] == "n_params":
-            return val_loss, size
+            return quality, size
         latency = _latency_ms(network, val_x, val_c)
         trial.set_user_attr("latency_ms", latency)
-        return val_loss, latency
+        return quality, latency
 
     return objective

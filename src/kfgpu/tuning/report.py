@@ -16,7 +16,14 @@ from kfgpu.tuning.study import SECONDS_ATTR, SURPLUS_ATTR, WORKER_ATTR, StudyOut
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["best_trial", "study_summary", "write_html", "write_outputs"]
+__all__ = [
+    "CONFIG_ATTR",
+    "best_trial",
+    "shipped_config",
+    "study_summary",
+    "write_html",
+    "write_outputs",
+]
 
 
 def _real_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -24,8 +31,8 @@ def _real_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def best_trial(study: optuna.Study, config: TuneConfig) -> optuna.trial.FrozenTrial:
-    """The best complete trial; multi-objective, the Pareto-optimal one with the lowest
-    validation loss.
+    """The best complete trial on the first objective (in its direction); multi-objective,
+    the Pareto-optimal one best on the first objective.
 
     Raises:
         TrainingError: no trial completed.
@@ -42,9 +49,25 @@ def best_trial(study: optuna.Study, config: TuneConfig) -> optuna.trial.FrozenTr
             "raise n_trials or timeout, loosen the pruner (pruner='none'), or check the "
             "workers' errors"
         )
-    if config.multi_objective:
-        return min(study.best_trials, key=lambda t: t.values[0])
-    return min(complete, key=lambda t: float(t.values[0]))
+    sign = -1.0 if config.directions[0] == "maximize" else 1.0
+    pool = study.best_trials if config.multi_objective else complete
+    # Ties go to the earliest trial.
+    return min(pool, key=lambda t: (sign * float(t.values[0]), t.number))
+
+
+#: The trial user attribute holding the training configuration the trial ran with.
+CONFIG_ATTR = "kfgpu_train_config"
+
+
+def shipped_config(best: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The configuration train_model refits with: the best trial's own, every setting that
+    shapes the model (epochs, schedule, seed...), placement settings left out.
+
+    A trial stored without it (an objective other than kfgpu's tabular one): its
+    parameters only.
+    """
+    config = best.user_attrs.get(CONFIG_ATTR)
+    return dict(config) if isinstance(config, dict) else dict(best.params)
 
 
 def _trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -72,7 +95,7 @@ def study_summary(outcome: StudyOutcome, config: TuneConfig) -> dict[str, Any]:
         "study_name": config.study_name,
         "storage": outcome.storage,
         "objectives": list(config.objectives),
-        "directions": ["minimize"] * len(config.objectives),
+        "directions": config.directions,
         "sampler": config.sampler,
         "pruner": config.pruner,
         "budget": outcome.budget,
@@ -82,6 +105,23 @@ def study_summary(outcome: StudyOutcome, config: TuneConfig) -> dict[str, Any]:
         "wall_seconds": round(outcome.wall_seconds, 3),
         "workers": outcome.workers,
         "best": {"number": best.number, "values": best.values, "params": best.params},
+        "shipped": {
+            "how": "refit",
+            "trial": best.number,
+            "compared_on": f"{config.objectives[0]} on the validation rows"
+            + (
+                f" ({best.user_attrs['val_metric_name']})"
+                if "val_metric_name" in best.user_attrs
+                else ""
+            ),
+            "config": shipped_config(best),
+            "note": (
+                "train_model refits the model with exactly this configuration (epochs, "
+                "learning-rate schedule, seed and every other model setting) on the same "
+                "splits; its validation metric is recorded in the bundle (metrics) beside "
+                "this trial's value"
+            ),
+        },
         "search_space": study.user_attrs.get("kfgpu_search_space"),
         "trials": [_trial_row(t) for t in trials],
     }
@@ -166,13 +206,25 @@ def write_html(
     states = summary["trials_by_state"]
     rows = [
         ("storage", summary["storage"]),
-        ("objectives", ", ".join(summary["objectives"]) + " (minimised)"),
+        (
+            "objectives",
+            ", ".join(
+                f"{o} ({'maximised' if d == 'maximize' else 'minimised'})"
+                for o, d in zip(summary["objectives"], summary["directions"], strict=True)
+            ),
+        ),
         ("sampler / pruner", f"{config.sampler} / {config.pruner}"),
         ("budget", summary["budget"]),
         ("trials", ", ".join(f"{k.lower()} {v}" for k, v in states.items() if v)),
         ("epochs spent", summary["epochs_spent"]),
         ("best trial", f"#{summary['best']['number']}: {summary['best']['values']}"),
         ("best parameters", json.dumps(summary["best"]["params"], default=str)),
+        ("compared on", summary["shipped"]["compared_on"]),
+        (
+            "shipped model",
+            f"a refit with trial #{summary['shipped']['trial']}'s exact configuration: "
+            + json.dumps(summary["shipped"]["config"], sort_keys=True, default=str),
+        ),
     ]
     for k, v in rows:
         parts.append(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>")
@@ -203,7 +255,7 @@ def write_outputs(
         Path(best_params_path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             best_params_path,
-            json.dumps(summary["best"]["params"], indent=2, sort_keys=True, default=str) + "\n",
+            json.dumps(summary["shipped"]["config"], indent=2, sort_keys=True, default=str) + "\n",
         )
     if summary_path:
         Path(summary_path).parent.mkdir(parents=True, exist_ok=True)

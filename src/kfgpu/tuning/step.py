@@ -73,7 +73,7 @@ def tune_hyperparameters_step(
         ConfigError: an invalid search space or setting (named).
         TrainingError: no trial completed, or every worker process failed.
     """
-    from kfgpu.tuning.report import best_trial, write_outputs
+    from kfgpu.tuning.report import best_trial, shipped_config, write_outputs
 
     if isinstance(search_space, str) and not search_space.strip():
         return _skipped(best_params_path, summary_path, report_path)
@@ -123,9 +123,10 @@ def tune_hyperparameters_step(
         summary=(
             f"study {cfg.study_name!r}: {states['COMPLETE']} complete, {states['PRUNED']} "
             f"pruned, {states['FAIL']} failed; best {cfg.objectives[0]} "
-            f"{best.values[0]:.4f} (trial {best.number}) with {best.params}"
+            f"{best.values[0]:.4f} (trial {best.number}) with {best.params}; train_model "
+            "refits with that trial's exact configuration"
         ),
-        extra={"best_params": dict(best.params), "summary": summary},
+        extra={"best_params": shipped_config(best), "summary": summary},
     )
 
 

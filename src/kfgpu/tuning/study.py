@@ -259,7 +259,7 @@ def open_study(
 
     sampler = make_sampler(space, config, worker_index=worker_index)
     pruner = make_pruner(config, max_resource=max_resource)
-    directions: list[Any] = ["minimize"] * len(config.objectives)
+    directions: list[Any] = config.directions
     study = None
     for _ in range(5):
         try:
@@ -277,11 +277,12 @@ def open_study(
             time.sleep(0.2)
     if study is None:
         raise TrainingError(f"could not create or load study {config.study_name!r}")
-    if len(study.directions) != len(directions):
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
         raise ConfigError(
-            f"study_name={config.study_name!r} is invalid: the stored study has "
-            f"{len(study.directions)} objective(s), this run {len(directions)} "
-            f"({list(config.objectives)}); use another study name"
+            f"study_name={config.study_name!r} is invalid: the stored study's objectives "
+            f"go {stored}, this run's ({list(config.objectives)}) {directions}; use another "
+            "study name"
         )
     attrs = study.user_attrs
     if "kfgpu_objectives" not in attrs:

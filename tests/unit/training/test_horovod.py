@@ -132,6 +132,45 @@ def test_horovodrun_accumulates_gradients_with_a_one_cycle_schedule(
     assert desc["hyperparameters"]["accumulate_grad_batches"] == 4
 
 
+@pytest.mark.slow
+@needs_horovod
+def test_horovodrun_class_weight_and_balanced_sampler(
+    splits: dict[str, Path], tmp_path: Path
+) -> None:
+    from kfgpu.bundle import load_bundle
+    from kfgpu.data import read_parquet
+
+    bundle = tmp_path / "bundle"
+    config = {
+        "max_epochs": 3,
+        "accelerator": "cpu",
+        "early_stopping_patience": 0,
+        "learning_rate": 0.01,
+        "class_weight": "balanced",
+        "sampler": "balanced",
+    }
+    cmd = [
+        _horovodrun(),
+        *("-np", "2", "-H", "localhost:2", "--gloo"),
+        *(sys.executable, "-m", "kfgpu.training.horovod"),
+        *("--train", str(splits["train"]), "--val", str(splits["val"])),
+        *("--transform", str(splits["transform"]), "--target", TARGET),
+        *("--task", "classification", "--bundle", str(bundle)),
+        *("--config", json.dumps(config)),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    loaded = load_bundle(bundle)
+    desc = loaded.description
+    assert desc["hyperparameters"]["class_weight"] == "balanced"
+    assert desc["hyperparameters"]["sampler"] == "balanced"
+    assert desc["decision"]["chosen_on"] == "validation"
+    # 2% positives: both workers trained on balanced draws with balanced weights, which
+    # puts the mean P(positive) far above the real rate.
+    proba = loaded.predict_raw(read_parquet(str(splits["test"])))
+    assert proba[:, 1].mean() > 0.4
+
+
 def test_horovod_refuses_the_lightning_only_settings() -> None:
     from kfgpu.errors import ConfigError
     from kfgpu.training.config import TrainConfig

@@ -110,7 +110,12 @@ def test_loaded_bundle_matches_training_path(
     pred = bundle.predict(features)
     assert list(pred.columns) == ["prediction", "proba_0", "proba_1"]
     assert pred.index.equals(features.index)
-    np.testing.assert_array_equal(pred["prediction"].to_numpy(), proba.argmax(axis=1))
+    # The label is the stored decision rule's: positive at or above the threshold that was
+    # chosen on the validation rows (f1 by default), not the 0.5 of argmax.
+    decision = classifier.description["decision"]
+    assert decision["policy"] == "f1" and decision["chosen_on"] == "validation"
+    expected_label = np.where(proba[:, 1].astype(np.float64) >= decision["threshold"], 1, 0)
+    np.testing.assert_array_equal(pred["prediction"].to_numpy(), expected_label)
 
 
 def test_regression_learns_a_linear_target(tmp_path: Path) -> None:

@@ -170,6 +170,7 @@ def test_median_pruning_cuts_epochs_and_keeps_the_best(seed: int) -> None:
             seed=seed,
             n_startup_trials=5,
             n_warmup_steps=3,
+            objectives=("val_loss",),  # the synthetic curve is a loss
         )
         return run_study(SPACE, cfg, factory=CURVE, kwargs={"epochs": 30}).study
 
@@ -182,7 +183,9 @@ def test_median_pruning_cuts_epochs_and_keeps_the_best(seed: int) -> None:
 
 
 def test_hyperband_prunes_on_the_same_curve() -> None:
-    cfg = TuneConfig(study_name="hb", n_trials=30, pruner="hyperband", seed=0)
+    cfg = TuneConfig(
+        study_name="hb", n_trials=30, pruner="hyperband", seed=0, objectives=("val_loss",)
+    )
     study = run_study(SPACE, cfg, factory=CURVE, kwargs={"epochs": 27}, max_resource=27).study
     assert [t.state for t in study.trials].count(State.PRUNED) >= 5
     assert _epochs(study) < 30 * 27
@@ -220,8 +223,14 @@ def test_resuming_with_other_objectives_is_refused(tmp_path: Path) -> None:
         objectives=("val_loss", "n_params"),
     )
     store = open_storage(storage, multi)
-    with pytest.raises(ConfigError, match=r"study_name='mo' is invalid: the stored study has 1"):
+    with pytest.raises(ConfigError, match=r"study_name='mo' is invalid: the stored study's"):
         open_study(store, SPACE, multi)
+    close_storage(store)
+    # The same count of objectives, another direction: maximising what was minimised.
+    loss = TuneConfig(study_name="mo", storage=storage, n_trials=2, objectives=("val_loss",))
+    store = open_storage(storage, loss)
+    with pytest.raises(ConfigError, match=r"\['maximize'\], this run's \(\['val_loss'\]\)"):
+        open_study(store, SPACE, loss)
     close_storage(store)
 
 

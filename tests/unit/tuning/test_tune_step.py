@@ -65,8 +65,23 @@ def _step(splits: dict[str, str], out: Path, **config: object):
 def test_step_trains_prunes_and_writes_outputs(splits: dict[str, str], tmp_path: Path) -> None:
     result = _step(splits, tmp_path)
     best = json.loads((tmp_path / "best.json").read_text())
-    assert set(best) == {"learning_rate", "hidden_sizes"} and best == result.extra["best_params"]
     summary = json.loads((tmp_path / "summary.json").read_text())
+    # The best trial's complete training configuration: its parameters over the base
+    # config, every model setting (epochs, schedule, seed), placement left to training.
+    assert best == result.extra["best_params"] == summary["shipped"]["config"]
+    assert {k: best[k] for k in ("learning_rate", "hidden_sizes")} == {
+        "learning_rate": summary["best"]["params"]["learning_rate"],
+        "hidden_sizes": [int(h) for h in summary["best"]["params"]["hidden_sizes"].split(",")],
+    }
+    assert best["max_epochs"] == BASE["max_epochs"] and best["lr_schedule"] == "cosine"
+    assert "seed" in best and "devices" not in best and "threshold_policy" not in best
+    assert (
+        summary["shipped"]["how"] == "refit"
+        and summary["shipped"]["trial"] == (summary["best"]["number"])
+    )
+    # Compared on the gate's metric (ROC AUC) on validation rows, maximised.
+    assert summary["objectives"] == ["val_metric"] and summary["directions"] == ["maximize"]
+    assert "val_roc_auc" in summary["shipped"]["compared_on"]
     states = summary["trials_by_state"]
     assert states["COMPLETE"] + states["PRUNED"] == 4
     # The Lightning callback reported every epoch's validation loss to the trial.
@@ -77,9 +92,10 @@ def test_step_trains_prunes_and_writes_outputs(splits: dict[str, str], tmp_path:
     # plotly.js is inline (the report opens offline); a bool, so a failure prints no 4 MB diff.
     offline = "Plotly.newPlot" in html and '<script src="http' not in html
     assert offline
-    assert result.metrics["best_val_loss"] == min(
+    assert result.metrics["best_val_metric"] == max(
         t["values"][0] for t in summary["trials"] if t["state"] == "COMPLETE"
     )
+    assert "shipped model" in html and "refit with trial" in html
     assert result.metadata["best_params"]["trial"] == summary["best"]["number"]
 
 
@@ -136,7 +152,9 @@ def test_component_under_kfp_local(splits: dict[str, str], tmp_path: Path) -> No
         run = tune_check(
             train_uri=splits["train"], val_uri=splits["val"], transform_uri=splits["transform"]
         )
-    assert set(json.loads(run.output)) == {"learning_rate", "hidden_sizes"}
+    shipped = json.loads(run.output)
+    assert {"learning_rate", "hidden_sizes", "max_epochs", "seed", "lr_schedule"} <= set(shipped)
+    assert shipped["max_epochs"] == BASE["max_epochs"]
     (best,) = (tmp_path / "root").rglob("tune-hyperparameters/best_params")
     assert json.loads(best.read_text()) == json.loads(run.output)
     (report,) = (tmp_path / "root").rglob("tune-hyperparameters/report")
