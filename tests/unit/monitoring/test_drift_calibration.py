@@ -300,7 +300,7 @@ def moved(model, pool_frame):  # type: ignore[no-untyped-def]
     return _pool(model, shifted)
 
 
-@pytest.mark.parametrize("rows", [1_000, 10_000])
+@pytest.mark.parametrize("rows", [1_000, 10_000, 100_000])
 def test_power_for_a_one_std_shift_of_the_most_important_feature(
     model, pool, moved, rows: int
 ) -> None:  # type: ignore[no-untyped-def]
