@@ -23,9 +23,13 @@ def test_feature_spec_example_parses() -> None:
 
 def test_two_setup_commands_and_ci_agree() -> None:
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
-    test_command = "pip install torch==2.13.0 && pip install -e '.[dev]' && scripts/check"
+    test_command = (
+        "pip install torch==2.13.0 && pip install -c requirements.lock -e '.[dev]' && scripts/check"
+    )
     assert test_command in README and test_command in ci
-    assert "pip install torch==2.13.0 && pip install -e . && kfgpu run" in README
+    assert (
+        "pip install torch==2.13.0 && pip install -c requirements.lock -e . && kfgpu run" in README
+    )
 
 
 def test_cli_commands_in_the_table_exist() -> None:

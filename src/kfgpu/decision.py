@@ -228,7 +228,10 @@ def choose_decision(
     tp_, fp_ = float((pred & y_pos).sum()), float((pred & ~y_pos).sum())
     fn_ = float((~pred & y_pos).sum())
     prec, rec, f1_ = (float(a[0]) for a in _rates(*(np.array([v]) for v in (tp_, fp_, fn_))))
-    record["validation"] = {"precision": prec, "recall": rec, "f1": f1_}
+    # Accuracy at the stored threshold: the figure live accuracy is compared with
+    # (monitoring's concept drift); the trainer's val_accuracy is argmax's.
+    accuracy = float((pred == y_pos).mean()) if len(score) else 0.0
+    record["validation"] = {"precision": prec, "recall": rec, "f1": f1_, "accuracy": accuracy}
     return record
 
 

@@ -354,7 +354,11 @@ def _concept(
     metrics = description.get("metrics", {})
     if description.get("task") == "classification":
         live = float((joined["prediction"].astype(str) == joined[target].astype(str)).mean())
-        ref = metrics.get("val_accuracy")
+        # Served labels follow the bundle's stored decision (a threshold chosen on the
+        # validation rows): compare with the validation accuracy at that same decision.
+        # Bundles without one (argmax) fall back to the trainer's val_accuracy.
+        at_decision = description.get("decision", {}).get("validation", {}).get("accuracy")
+        ref = at_decision if at_decision is not None else metrics.get("val_accuracy")
         out |= {"metric": "accuracy", "live": live, "reference": ref}
         out["drifted"] = ref is not None and (float(ref) - live) > policy.max_accuracy_drop
     else:
