@@ -15,28 +15,14 @@ from kfgpu.data import fraud, write_parquet
 from kfgpu.errors import ConfigError, DriftDetected, SchemaError
 from kfgpu.monitoring.step import detect_drift_step
 from kfgpu.validation.profile import build_profile
+from tests.drift_files import drift_files
 
 from .conftest import with_unused
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("drift")
-    ref = fraud(8000, seed=0)
-    profile_dir = root / "profile"
-    build_profile(
-        ref,
-        categorical=["merchant_category", "country", "channel", "device_type", "is_fraud"],
-        sample_rows=500,
-    ).save(profile_dir)
-    paths = {"profile": profile_dir, "reference_data": root / "ref.parquet"}
-    write_parquet(ref, str(paths["reference_data"]))
-    for name, seed, drift in (("same", 1, 0.0), ("drifted", 2, 0.6)):
-        paths[name] = root / f"{name}.parquet"
-        write_parquet(
-            fraud(8000, seed=seed, drift=drift).drop(columns=["is_fraud"]), str(paths[name])
-        )
-    return paths
+    return drift_files(tmp_path_factory.mktemp("drift"))
 
 
 def _run(
