@@ -218,19 +218,16 @@ def check(output_dir: str | Path = ".") -> list[str]:
         if not path.is_file():
             problems.append(f"{f.relative} is missing")
             continue
-        current = path.read_bytes()
+        current, expected = path.read_bytes(), f.content
         if version_problem:
             # Another kfp changes every file's sdkVersion line: said once below; any other
             # difference is still a stale file.
-            current, f = (
-                _without_sdk_version(current),
-                CompiledFile(f.relative, _without_sdk_version(f.content)),
-            )
-        if current != f.content:
+            current, expected = _without_sdk_version(current), _without_sdk_version(expected)
+        if current != expected:
             diff = list(
                 difflib.unified_diff(
                     current.decode(errors="replace").splitlines(),
-                    f.content.decode(errors="replace").splitlines(),
+                    expected.decode(errors="replace").splitlines(),
                     lineterm="",
                     n=0,
                 )
