@@ -60,7 +60,9 @@ def _real(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def test_two_worker_processes_on_postgres_share_one_budget(postgres) -> None:
     url = postgres.new_database()
     cfg = TuneConfig(study_name="two-workers", storage=url, n_trials=16, n_workers=2, pruner="none")
-    outcome = run_study(SPACE, cfg, factory=FIXED, kwargs={"seconds": 0.15})
+    # 0.4 s a trial: both workers start before the 16 trials (3.2 s each) are gone, also on a
+    # loaded CI machine where one process imports seconds after the other.
+    outcome = run_study(SPACE, cfg, factory=FIXED, kwargs={"seconds": 0.4})
 
     study = _load(url, "two-workers")
     trials = _real(study)
