@@ -362,11 +362,16 @@ class ClassificationStream:
 
         if len(y_true) == 0:
             return
+        import pandas as pd
+
         k, pos = self.k, self.pos
-        unknown = sorted({str(v) for v in y_true} - set(self.index))
+        # Labels compare as text, as in evaluate_classification; mapped once per value.
+        codes, uniques = pd.factorize(np.asarray(y_true, dtype=object), use_na_sentinel=False)
+        names = [str(v) for v in uniques]
+        unknown = sorted(set(names) - set(self.index))
         if unknown:
             raise DataError(f"held-out labels {unknown} were never seen in training")
-        y = np.asarray([self.index[str(v)] for v in y_true], dtype=np.int64)
+        y = np.asarray([self.index[n] for n in names], dtype=np.int64)[codes]
         pred = label_indices(raw, self.decision, self.classes)
         # The same clipping and renormalisation as evaluate_classification.
         proba = np.clip(np.asarray(raw, dtype=np.float64), 1e-7, 1.0)

@@ -287,8 +287,6 @@ def test_step_streams_the_split_and_matches_the_in_memory_evaluation(
     assert diff <= st["roc_auc_error_bound"], (diff, st)
 
 
-def test_step_names_a_missing_slice_column(
-    fraud_bundle: Path, split: Path, tmp_path: Path
-) -> None:
+def test_step_names_a_missing_slice_column(fraud_bundle: Path, split: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\['nope'\] are not in the held-out split"):
         _evaluate(fraud_bundle, split, tmp_path, slice_columns="nope")
