@@ -541,6 +541,9 @@ class ShardWriter:
         row_group_rows: the most rows per row group.
         metadata: JSON-able facts recorded in the manifest's ``metadata``.
         compression: the Parquet codec.
+        dictionary_columns: the columns to dictionary-encode; None picks the text, binary,
+            boolean and dictionary columns. (Dictionary-encoding a float column of mostly
+            distinct values made pyarrow 25 write 4.5x slower for no smaller file.)
 
     Raises:
         ConfigError: a size is not a positive integer.
@@ -555,6 +558,7 @@ class ShardWriter:
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         metadata: dict[str, Any] | None = None,
         compression: str = "snappy",
+        dictionary_columns: Sequence[str] | None = None,
     ) -> None:
         from kfgpu.data.io import open_filesystem
 
@@ -567,6 +571,7 @@ class ShardWriter:
         self.row_group_rows = min(row_group_rows, file_rows)
         self.metadata = dict(metadata or {})
         self.compression = compression
+        self.dictionary_columns = None if dictionary_columns is None else list(dictionary_columns)
         self._fs, dest = open_filesystem(uri)
         self._dest = dest.rstrip("/") or dest
         self._local = "file" in _protocols(self._fs)
@@ -650,12 +655,33 @@ class ShardWriter:
             name = f"part-{len(self._files):06d}.parquet"
             handle = self._fs.open(posixpath.join(self._tmp, name), "wb")
             self._sink = _HashingSink(handle)
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression)
+            self._writer = pq.ParquetWriter(
+                self._sink,
+                self.schema,
+                compression=self.compression,
+                use_dictionary=self._dictionary(),
+            )
         self._writer.write_table(group, row_group_size=max(n, 1))
         self._file_groups.append(group.num_rows)
         self.rows += group.num_rows
         if sum(self._file_groups) >= self.file_rows:
             self._close_file()
+
+    def _dictionary(self) -> list[str]:
+        import pyarrow.types as pat
+
+        if self.dictionary_columns is not None:
+            return self.dictionary_columns
+        assert self.schema is not None
+        return [
+            f.name
+            for f in self.schema
+            if pat.is_string(f.type)
+            or pat.is_large_string(f.type)
+            or pat.is_binary(f.type)
+            or pat.is_boolean(f.type)
+            or pat.is_dictionary(f.type)
+        ]
 
     def _close_file(self) -> None:
         if self._writer is None:
