@@ -53,6 +53,7 @@ __all__ = [
     "ShardFile",
     "ShardSet",
     "ShardWriter",
+    "copy_shards",
     "open_shards",
     "read_manifest",
     "write_shards",
@@ -667,6 +668,25 @@ class ShardWriter:
         if sum(self._file_groups) >= self.file_rows:
             self._close_file()
 
+    def add_file(self, fs: Any, path: str, rows: int, row_groups: Sequence[int]) -> None:
+        """Append an existing Parquet file (same schema) byte for byte, after the rows
+        written so far."""
+        while self._pending_rows:
+            self._flush_group(min(self._pending_rows, self._next_group_rows()))
+        self._close_file()
+        name = f"part-{len(self._files):06d}.parquet"
+        with (
+            fs.open(path, "rb") as src,
+            self._fs.open(posixpath.join(self._tmp, name), "wb") as dst,
+        ):
+            sink = _HashingSink(dst)
+            while chunk := src.read(8 << 20):
+                sink.write(chunk)
+        self._files.append(
+            ShardFile(name, name, rows, tuple(row_groups), sink.size, sink.hexdigest())
+        )
+        self.rows += rows
+
     def _dictionary(self) -> list[str]:
         import pyarrow.types as pat
 
@@ -788,6 +808,31 @@ class ShardWriter:
                 self._fs.rm(self._tmp, recursive=True)
         except OSError:
             pass
+
+
+def copy_shards(
+    shards: ShardSet,
+    uri: str,
+    *,
+    max_row_group_rows: int = 4 * DEFAULT_ROW_GROUP_ROWS,
+    metadata: dict[str, Any] | None = None,
+) -> Manifest:
+    """Copy a shard set to ``uri`` as kfgpu shards (atomic, with a manifest).
+
+    A file whose row groups hold at most ``max_row_group_rows`` rows is copied byte for
+    byte (hashed on the way); any other is rewritten in bounded row groups, so readers of
+    the copy never decode a huge row group at once.
+    """
+    with ShardWriter(uri, schema=shards.schema, metadata=metadata) as writer:
+        for i, f in enumerate(shards.files):
+            if f.rows and max(f.row_groups, default=0) <= max_row_group_rows:
+                writer.add_file(shards.filesystem, f.path, f.rows, f.row_groups)
+            else:
+                groups = [g for g in shards.row_groups() if g.file == i]
+                for batch in shards.iter_batches(row_groups=groups):
+                    writer.write(batch)
+    assert writer.manifest is not None
+    return writer.manifest
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -40,7 +40,15 @@ if TYPE_CHECKING:
 
     from kfgpu.data.shards import Manifest, ShardSet
 
-__all__ = ["SPLIT_NAMES", "SplitConfig", "SplitResult", "split_frame", "split_source"]
+__all__ = [
+    "SPLIT_NAMES",
+    "SplitConfig",
+    "SplitPlan",
+    "SplitResult",
+    "split_frame",
+    "split_indices",
+    "split_source",
+]
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -491,6 +499,66 @@ def _check_columns(config: SplitConfig, names: Sequence[str]) -> None:
             raise SchemaError(f"{label} {col!r} is not a column; pass one of {list(names)[:20]}")
 
 
+class SplitPlan:
+    """A split planned over a shard set: which split every row goes to, found in a few
+    passes over the target (and key or time) column, without writing anything.
+
+    Use :meth:`iter_splits` to stream the rows with their split; it can be called again
+    and gives the same answer every time.
+
+    Args:
+        shards: the data set.
+        config: how to split.
+        batch_rows: rows per record batch read (does not change the split).
+
+    Raises:
+        DataError: too few rows (or rows of a class) to split.
+        SchemaError: a configured column is not in the data set.
+    """
+
+    def __init__(self, shards: ShardSet, config: SplitConfig, *, batch_rows: int = 65_536) -> None:
+        _check_columns(config, shards.columns)
+        self.shards = shards
+        self.config = config
+        self.batch_rows = batch_rows
+
+        def read(columns: list[str]) -> Iterator[pd.DataFrame]:
+            for batch in shards.iter_batches(columns, batch_rows=batch_rows):
+                yield batch.to_pandas()
+
+        self._plan = _Plan(config, read).build()
+
+    @property
+    def dropped(self) -> int:
+        """Rows left out because their target is missing."""
+        return self._plan.dropped
+
+    @property
+    def classes(self) -> dict[str, int]:
+        """Rows per class (a stratified split), else empty."""
+        if not self._plan.rows.stratify:
+            return {}
+        names = {v: k for k, v in self._plan.rows.classes.items()}
+        return {names[g]: n for g, n in self._plan.counts.items()}
+
+    def iter_splits(
+        self, columns: Sequence[str] | None = None
+    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """Yield ``(batch, split)`` in data order: ``split[i]`` is the index in
+        :data:`SPLIT_NAMES` of row ``i`` of the batch (``-1``: dropped).
+
+        Args:
+            columns: the columns the batches carry (the plan's own columns are read too
+                and dropped again); None reads all.
+        """
+        needed = self._plan.rows.columns
+        cols = None if columns is None else list(dict.fromkeys([*columns, *needed]))
+        assign = self._plan.assigner()
+        for batch in self.shards.iter_batches(cols, batch_rows=self.batch_rows):
+            which = assign(_needed_frame(batch, needed))
+            yield (batch if columns is None else batch.select(list(columns))), which
+
+
 def split_source(
     source: str | ShardSet,
     outputs: Mapping[str, str],
@@ -529,14 +597,7 @@ def split_source(
             f"outputs names {sorted(outputs)}; give one output URI for each of {list(SPLIT_NAMES)}"
         )
     shards = source if isinstance(source, ShardSet) else open_shards(source)
-    _check_columns(config, shards.columns)
-
-    def read(columns: list[str]) -> Iterator[pd.DataFrame]:
-        for batch in shards.iter_batches(columns, batch_rows=batch_rows):
-            yield batch.to_pandas()
-
-    plan = _Plan(config, read).build()
-    assign = plan.assigner()
+    plan = SplitPlan(shards, config, batch_rows=batch_rows)
     sizes: dict[str, Any] = {}
     if file_rows is not None:
         sizes["file_rows"] = file_rows
@@ -550,8 +611,7 @@ def split_source(
         for name in SPLIT_NAMES
     }
     try:
-        for batch in shards.iter_batches(batch_rows=batch_rows):
-            which = assign(_needed_frame(batch, plan.rows.columns))
+        for batch, which in plan.iter_splits():
             for i, name in enumerate(SPLIT_NAMES):
                 idx = _indices(which, i)
                 if len(idx):
@@ -561,19 +621,23 @@ def split_source(
         for w in writers.values():
             w.abort()
         raise
-    names = {v: k for k, v in plan.rows.classes.items()}
     return SplitResult(
         rows={name: m.rows for name, m in manifests.items()},
         manifests=manifests,
         dropped=plan.dropped,
         by=config.by,
-        classes={names[g]: n for g, n in plan.counts.items()} if plan.rows.stratify else {},
+        classes=plan.classes,
         source_fingerprint=shards.fingerprint,
     )
 
 
 def _needed_frame(batch: pa.RecordBatch, columns: list[str]) -> pd.DataFrame:
     return batch.select(columns).to_pandas()
+
+
+def split_indices(which: np.ndarray, i: int) -> pa.Array:
+    """Row indices (an Arrow array for ``batch.take``) of split ``i`` in a ``which`` array."""
+    return _indices(which, i)
 
 
 def _indices(which: np.ndarray, i: int) -> Any:
