@@ -53,6 +53,7 @@ __all__ = [
     "ShardFile",
     "ShardSet",
     "ShardWriter",
+    "copy_shards",
     "open_shards",
     "read_manifest",
     "write_shards",
@@ -541,6 +542,9 @@ class ShardWriter:
         row_group_rows: the most rows per row group.
         metadata: JSON-able facts recorded in the manifest's ``metadata``.
         compression: the Parquet codec.
+        dictionary_columns: the columns to dictionary-encode; None picks the text, binary,
+            boolean and dictionary columns. (Dictionary-encoding a float column of mostly
+            distinct values made pyarrow 25 write 4.5x slower for no smaller file.)
 
     Raises:
         ConfigError: a size is not a positive integer.
@@ -555,6 +559,7 @@ class ShardWriter:
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         metadata: dict[str, Any] | None = None,
         compression: str = "snappy",
+        dictionary_columns: Sequence[str] | None = None,
     ) -> None:
         from kfgpu.data.io import open_filesystem
 
@@ -567,6 +572,7 @@ class ShardWriter:
         self.row_group_rows = min(row_group_rows, file_rows)
         self.metadata = dict(metadata or {})
         self.compression = compression
+        self.dictionary_columns = None if dictionary_columns is None else list(dictionary_columns)
         self._fs, dest = open_filesystem(uri)
         self._dest = dest.rstrip("/") or dest
         self._local = "file" in _protocols(self._fs)
@@ -650,12 +656,52 @@ class ShardWriter:
             name = f"part-{len(self._files):06d}.parquet"
             handle = self._fs.open(posixpath.join(self._tmp, name), "wb")
             self._sink = _HashingSink(handle)
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression)
+            self._writer = pq.ParquetWriter(
+                self._sink,
+                self.schema,
+                compression=self.compression,
+                use_dictionary=self._dictionary(),
+            )
         self._writer.write_table(group, row_group_size=max(n, 1))
         self._file_groups.append(group.num_rows)
         self.rows += group.num_rows
         if sum(self._file_groups) >= self.file_rows:
             self._close_file()
+
+    def add_file(self, fs: Any, path: str, rows: int, row_groups: Sequence[int]) -> None:
+        """Append an existing Parquet file (same schema) byte for byte, after the rows
+        written so far."""
+        while self._pending_rows:
+            self._flush_group(min(self._pending_rows, self._next_group_rows()))
+        self._close_file()
+        name = f"part-{len(self._files):06d}.parquet"
+        with (
+            fs.open(path, "rb") as src,
+            self._fs.open(posixpath.join(self._tmp, name), "wb") as dst,
+        ):
+            sink = _HashingSink(dst)
+            while chunk := src.read(8 << 20):
+                sink.write(chunk)
+        self._files.append(
+            ShardFile(name, name, rows, tuple(row_groups), sink.size, sink.hexdigest())
+        )
+        self.rows += rows
+
+    def _dictionary(self) -> list[str]:
+        import pyarrow.types as pat
+
+        if self.dictionary_columns is not None:
+            return self.dictionary_columns
+        assert self.schema is not None
+        return [
+            f.name
+            for f in self.schema
+            if pat.is_string(f.type)
+            or pat.is_large_string(f.type)
+            or pat.is_binary(f.type)
+            or pat.is_boolean(f.type)
+            or pat.is_dictionary(f.type)
+        ]
 
     def _close_file(self) -> None:
         if self._writer is None:
@@ -762,6 +808,31 @@ class ShardWriter:
                 self._fs.rm(self._tmp, recursive=True)
         except OSError:
             pass
+
+
+def copy_shards(
+    shards: ShardSet,
+    uri: str,
+    *,
+    max_row_group_rows: int = 4 * DEFAULT_ROW_GROUP_ROWS,
+    metadata: dict[str, Any] | None = None,
+) -> Manifest:
+    """Copy a shard set to ``uri`` as kfgpu shards (atomic, with a manifest).
+
+    A file whose row groups hold at most ``max_row_group_rows`` rows is copied byte for
+    byte (hashed on the way); any other is rewritten in bounded row groups, so readers of
+    the copy never decode a huge row group at once.
+    """
+    with ShardWriter(uri, schema=shards.schema, metadata=metadata) as writer:
+        for i, f in enumerate(shards.files):
+            if f.rows and max(f.row_groups, default=0) <= max_row_group_rows:
+                writer.add_file(shards.filesystem, f.path, f.rows, f.row_groups)
+            else:
+                groups = [g for g in shards.row_groups() if g.file == i]
+                for batch in shards.iter_batches(row_groups=groups):
+                    writer.write(batch)
+    assert writer.manifest is not None
+    return writer.manifest
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ __all__ = [
     "Check",
     "CheckContext",
     "Severity",
+    "StreamedCounts",
     "TaskOption",
     "ValidationOptions",
     "ValidationResult",
@@ -119,6 +120,24 @@ class Anomaly:
 
 
 @dataclass(frozen=True)
+class StreamedCounts:
+    """Exact (or, past a size, estimated) counts over a whole table that was streamed, for
+    the checks that would otherwise count on ``CheckContext.df`` (then only a sample).
+
+    Attributes:
+        rows: rows in the table.
+        duplicate_rows: rows that duplicate an earlier row.
+        duplicates_exact: whether ``duplicate_rows`` is exact (else estimated).
+        infinite: column -> ``(+inf count, -inf count)`` for numeric columns with any.
+    """
+
+    rows: int
+    duplicate_rows: int
+    duplicates_exact: bool
+    infinite: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True)
 class CheckContext:
     """Everything a check may look at.
 
@@ -131,6 +150,9 @@ class CheckContext:
         max_null_fraction: a feature with a larger null fraction draws a warning (wins over
             ``options.max_null_fraction``, which is set to it).
         options: every threshold of the default checks.
+        streamed: whole-table counts when ``df`` is only a uniform sample of a streamed
+            table (:func:`kfgpu.validation.stream.validate_source`); None when ``df`` is
+            the whole table.
     """
 
     df: pd.DataFrame
@@ -140,6 +162,7 @@ class CheckContext:
     pinned: Schema | None
     max_null_fraction: float
     options: ValidationOptions = field(default_factory=ValidationOptions)
+    streamed: StreamedCounts | None = None
 
     def __post_init__(self) -> None:
         if self.options.max_null_fraction != self.max_null_fraction:

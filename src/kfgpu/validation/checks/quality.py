@@ -58,6 +58,11 @@ def check_constant_features(ctx: CheckContext) -> list[Anomaly]:
             only = next(iter(col.domain))
             what = f"has the single value {format_value(only)}"
             value = only
+        elif ctx.streamed is not None and col.min is not None:
+            # A streamed table: the sample may hold no row of it; min == max is the value.
+            single: object = int(col.min) if float(col.min).is_integer() else col.min
+            what = f"has the single value {format_value(single)}"
+            value = format_value(single)
         else:
             only = ctx.series(name).dropna().iloc[0]
             what = f"has the single value {format_value(only)}"
@@ -77,12 +82,20 @@ def check_constant_features(ctx: CheckContext) -> list[Anomaly]:
 def check_duplicate_rows(ctx: CheckContext) -> list[Anomaly]:
     """Warning: some rows are exact duplicates of an earlier row."""
     df = ctx.df
-    if len(df) < 2 or df.shape[1] == 0:
-        return []
-    try:
-        n_dup = int(df.duplicated().sum())
-    except TypeError:  # unhashable cells (lists, dicts): compare their string forms
-        n_dup = int(df.astype(str).duplicated().sum())
+    about = ""
+    if ctx.streamed is not None:
+        n_rows, n_dup = ctx.streamed.rows, ctx.streamed.duplicate_rows
+        about = "" if ctx.streamed.duplicates_exact else "about "
+        if n_rows < 2 or df.shape[1] == 0:
+            return []
+    else:
+        n_rows = len(df)
+        if n_rows < 2 or df.shape[1] == 0:
+            return []
+        try:
+            n_dup = int(df.duplicated().sum())
+        except TypeError:  # unhashable cells (lists, dicts): compare their string forms
+            n_dup = int(df.astype(str).duplicated().sum())
     if not n_dup:
         return []
     return [
@@ -90,7 +103,7 @@ def check_duplicate_rows(ctx: CheckContext) -> list[Anomaly]:
             None,
             "duplicate_rows",
             "warning",
-            f"{n_dup} of {len(df)} rows ({n_dup / len(df):.1%}) duplicate an earlier row; "
+            f"{about}{n_dup} of {n_rows} rows ({n_dup / n_rows:.1%}) duplicate an earlier row; "
             "deduplicate the data if they are not genuine repeats",
             n_dup,
         )
@@ -130,9 +143,12 @@ def check_infinite_values(ctx: CheckContext) -> list[Anomaly]:
         col = ctx.stats.column(name)
         if col is None or col.kind != "numeric" or n_rows == 0:
             continue
-        arr = ctx.series(name).to_numpy(dtype=float, na_value=np.nan)
-        pos = int(np.isposinf(arr).sum())
-        neg = int(np.isneginf(arr).sum())
+        if ctx.streamed is not None:
+            pos, neg = ctx.streamed.infinite.get(name, (0, 0))
+        else:
+            arr = ctx.series(name).to_numpy(dtype=float, na_value=np.nan)
+            pos = int(np.isposinf(arr).sum())
+            neg = int(np.isneginf(arr).sum())
         if not (pos or neg):
             continue
         count = pos + neg
@@ -209,7 +225,7 @@ def check_high_cardinality(ctx: CheckContext) -> list[Anomaly]:
         k = col.n_unique
         if k <= opts.max_categories:
             continue
-        n = int(ctx.series(name).notna().sum())
+        n = round(ctx.stats.n_rows * (1.0 - col.null_fraction))
         if k <= opts.max_category_fraction * n:
             continue
         out.append(
