@@ -52,6 +52,24 @@ def _suffixes(uri: str) -> tuple[str, str | None]:
     return posixpath.splitext(name)[1], compression
 
 
+def _parsed(frames: Iterator[pd.DataFrame], uri: str, kind: str) -> Iterator[pd.DataFrame]:
+    """``frames``, with a parser failure mid-way named as the file's format error."""
+    import pandas as pd
+
+    from kfgpu.errors import DataError
+
+    try:
+        yield from frames
+    except DataError:
+        raise
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, ValueError) as e:
+        raise DataFormatError(
+            f"data file {uri!r} cannot be parsed as {kind} ({e}); fix the file, or pass it "
+            "as Parquet",
+            check="parse",
+        ) from e
+
+
 def open_table_stream(
     uri: str, *, chunk_rows: int = 65_536
 ) -> tuple[list[str], Callable[[list[str]], Iterator[pd.DataFrame]]]:
@@ -109,7 +127,7 @@ def open_table_stream(
         except (ValueError, UnicodeDecodeError, OSError, EOFError):
             return whole()  # read_table names what is wrong with the file
 
-        def csv(cols: list[str]) -> Iterator[pd.DataFrame]:
+        def csv_chunks(cols: list[str]) -> Iterator[pd.DataFrame]:
             with (
                 fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f,
                 pd.read_csv(f, sep=sep, usecols=cols, chunksize=chunk_rows, low_memory=False) as r,
@@ -117,10 +135,10 @@ def open_table_stream(
                 for chunk in r:
                     yield chunk[cols].reset_index(drop=True)
 
-        return names, csv
+        return names, lambda cols: _parsed(csv_chunks(cols), uri, "CSV")
     if suffix in _JSON_LINES:
 
-        def jsonl(cols: list[str]) -> Iterator[pd.DataFrame]:
+        def jsonl_chunks(cols: list[str]) -> Iterator[pd.DataFrame]:
             with (
                 fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f,
                 pd.read_json(f, lines=True, chunksize=chunk_rows) as r,
@@ -139,7 +157,7 @@ def open_table_stream(
                 names = [str(c) for c in pd.read_json(f, lines=True, nrows=1).columns]
         except (ValueError, UnicodeDecodeError, OSError, EOFError):
             return whole()  # read_table names what is wrong with the file
-        return names, jsonl
+        return names, lambda cols: _parsed(jsonl_chunks(cols), uri, "JSON lines")
     if suffix in (".json", ".parquet", ".pq"):
         return whole()
     # No suffix kfgpu knows (a KFP artifact path): Parquet, or a clear error.

@@ -123,6 +123,26 @@ def test_every_format_run_reads_streams_to_the_same_predictions(
     np.testing.assert_allclose(got[["proba_0", "proba_1"]], want[["proba_0", "proba_1"]], atol=1e-6)
 
 
+def test_a_csv_broken_mid_way_is_named_and_leaves_no_output(
+    bundle_path: Path, data: Path, tmp_path: Path
+) -> None:
+    from kfgpu.errors import DataFormatError
+
+    src = tmp_path / "in.csv"
+    lines = pd.read_parquet(data).to_csv(index=False).splitlines()
+    lines[2200] += ',"unterminated'  # a row the parser rejects, in the third chunk
+    src.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match="cannot be parsed as CSV"):
+        batch_predict_step(
+            bundle_path=str(bundle_path),
+            data_uri=str(src),
+            output_path=str(tmp_path / "out"),
+            chunk_rows=1000,
+            file_rows=1000,
+        )
+    assert list(tmp_path.iterdir()) == [src]
+
+
 def test_builtin_data_and_a_file_that_is_no_table(bundle_path: Path, tmp_path: Path) -> None:
     from kfgpu.errors import DataFormatError
 
