@@ -86,6 +86,11 @@ def evaluate_model_step(
     chosen on the validation rows at training time): the confusion matrix is the one
     serving produces on these rows. The test rows choose nothing.
 
+    The split is read in record batches and predicted batch by batch; counts and sums
+    cover every row, slices, fairness, intervals and importance a seeded sample of
+    ``stream_settings.exact_rows`` rows (the whole split when it is no larger), ROC/PR
+    AUC a bounded score sketch above that (:mod:`kfgpu.evaluation.streaming`).
+
     Args:
         slice_columns: comma-separated columns of the test split to report metrics per
             value (numeric: per quartile); ``auto``: the categorical features with 2 to 20
@@ -103,7 +108,6 @@ def evaluate_model_step(
         ConfigError: an unknown slice or sensitive column.
         DataError: the test split is empty or holds unknown labels.
     """
-
     from kfgpu.bundle import load_bundle
     from kfgpu.evaluation.card import render_card_html, render_card_markdown
     from kfgpu.evaluation.metrics import slice_labels
