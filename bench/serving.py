@@ -15,7 +15,9 @@ seconds each (default 5), alternating, ``KFGPU_BENCH_ANCHOR_ROUNDS`` rounds (def
 medians). Figures: ``anchor.<plain|kfgpu>.c<N>.{rps,p50_ms,p99_ms,errors}``,
 ``anchor.ratio_c1`` and ``anchor.ratio_c32`` (kfgpu requests/s over plain) and
 ``anchor.kfgpu.c1.p50_ms``. Goals (printed, not asserted): ratio_c1 >= 2.0, ratio_c32 >=
-4.0, p50 at c=1 <= 0.8 ms.
+4.0, p50 at c=1 <= 0.8 ms. Each server run also reports ``cpu_us_per_req``: the server
+process's user + system CPU time over the run divided by the requests answered, a figure
+a busy machine moves far less than latency.
 
 Then ``kfgpu serve`` once with micro-batching (``--max-batch-size 64 --max-wait-ms 2``)
 and once without (1) on each bundle, at concurrency 1, 8 and 32:
