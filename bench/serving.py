@@ -15,7 +15,9 @@ seconds each (default 5), alternating, ``KFGPU_BENCH_ANCHOR_ROUNDS`` rounds (def
 medians). Figures: ``anchor.<plain|kfgpu>.c<N>.{rps,p50_ms,p99_ms,errors}``,
 ``anchor.ratio_c1`` and ``anchor.ratio_c32`` (kfgpu requests/s over plain) and
 ``anchor.kfgpu.c1.p50_ms``. Goals (printed, not asserted): ratio_c1 >= 2.0, ratio_c32 >=
-4.0, p50 at c=1 <= 0.8 ms.
+4.0, p50 at c=1 <= 0.8 ms. Each server run also reports ``cpu_us_per_req``: the server
+process's user + system CPU time over the run divided by the requests answered, a figure
+a busy machine moves far less than latency.
 
 Then ``kfgpu serve`` once with micro-batching (``--max-batch-size 64 --max-wait-ms 2``)
 and once without (1) on each bundle, at concurrency 1, 8 and 32:
@@ -169,6 +171,7 @@ async def _load(
         "p50_ms": 1000 * statistics.median(latencies) if n else float("nan"),
         "p99_ms": 1000 * latencies[min(n - 1, int(0.99 * n))] if n else float("nan"),
         "errors": float(errors),
+        "requests": float(n),
     }
 
 
@@ -221,14 +224,38 @@ def _wrk(url: str, body: dict[str, Any], concurrency: int, seconds: float) -> di
         "p50_ms": p50_us / 1000,
         "p99_ms": p99_us / 1000,
         "errors": float(errors),
+        "requests": float(n - errors),
     }
 
 
-def _measure(url: str, body: dict[str, Any], concurrency: int, seconds: float) -> dict[str, float]:
-    """wrk when installed, else the aiohttp generator."""
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def _measure(
+    url: str, body: dict[str, Any], concurrency: int, seconds: float, pid: int = 0
+) -> dict[str, float]:
+    """wrk when installed, else the aiohttp generator.
+
+    With ``pid`` (the server's process) also ``cpu_us_per_req``: the server's user +
+    system CPU time over the run divided by the requests answered. A busy machine
+    stretches latency far more than it changes the CPU a request costs.
+    """
+    cpu0 = _cpu_s(pid) if pid else 0.0
     if shutil.which("wrk"):
-        return _wrk(url, body, concurrency, seconds)
-    return asyncio.run(_load(url, body, concurrency, seconds))
+        res = _wrk(url, body, concurrency, seconds)
+    else:
+        res = asyncio.run(_load(url, body, concurrency, seconds))
+    if pid:
+        cpu = _cpu_s(pid) - cpu0
+        res["cpu_us_per_req"] = 1e6 * cpu / max(1.0, res.pop("requests"))
+    else:
+        res.pop("requests")
+    return res
 
 
 def _start_plain(bundle: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -287,8 +314,11 @@ def _anchor(path: Path, root: Path, body: dict[str, Any], seconds: float) -> dic
                 _measure(url, body, 8, 1.0)  # warm-up
             for r in range(rounds):
                 for c in (1, 32):
-                    for side, url in (("plain", plain_url), ("kfgpu", kfgpu_url)):
-                        res = _measure(url, body, c, seconds)
+                    for side, url, pid in (
+                        ("plain", plain_url, proc.pid),
+                        ("kfgpu", kfgpu_url, srv.proc.pid),
+                    ):
+                        res = _measure(url, body, c, seconds, pid)
                         runs.setdefault(f"{side}.c{c}", []).append(res)
                         progress(f"serving: anchor round {r + 1} {side} c={c}: {res}")
         finally:
@@ -342,7 +372,7 @@ def serving() -> dict[str, float]:
                 try:
                     _measure(url, body, 8, 1.0)  # warm-up
                     for c in CONCURRENCY:
-                        res = _measure(url, body, c, seconds)
+                        res = _measure(url, body, c, seconds, srv.proc.pid)
                         for k, v in res.items():
                             figures[f"{name}.{mode}.c{c}.{k}"] = v
                         progress(f"serving: {name} {mode} c={c}: {res}")

@@ -13,11 +13,14 @@ next batch.
 A failure of the batched call never fails the others: the batch is retried one request
 at a time and each request gets its own result or its own error.
 
-Cheap calls run inline: when the recent calls took less than ``inline_below_ms`` (an
-exponential average) and the batch is no larger than ``max_batch_size``, ``fn`` runs on the
-event loop itself. Handing a call to a worker thread and back costs more than a small
-model's forward pass; a slow call always goes to the thread, so the loop keeps reading
-requests while it computes.
+Cheap calls run inline: when the recent calls took less than ``inline_below_ms`` (the
+fastest of the last :data:`INLINE_WINDOW` calls) and the batch is no larger than
+``max_batch_size``, ``fn`` runs on the event loop itself. Handing a call to a worker thread
+and back costs more than a small model's forward pass; a slow call always goes to the
+thread, so the loop keeps reading requests while it computes. The fastest recent call, not
+an average: on a busy machine a cheap call is sometimes descheduled mid-way, and an average
+that such a stall lifted over the bar would send every following call through the thread
+(where waiting for the interpreter lock makes it slower still).
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ from typing import Any, Generic, TypeVar
 
 from kfgpu.errors import ConfigError
 
-__all__ = ["MicroBatcher"]
+__all__ = ["INLINE_WINDOW", "MicroBatcher"]
+
+#: How many recent calls the inline decision looks at (it takes the fastest).
+INLINE_WINDOW = 8
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,8 +88,9 @@ class MicroBatcher(Generic[T, R]):
         if not inline_below_ms >= 0:
             raise ConfigError(f"inline_below_ms={inline_below_ms!r} is invalid; use a number >= 0")
         self.inline_below_s = inline_below_ms / 1000.0
-        # Start pessimistic: the first calls (allocation, warm-up) go to the thread.
-        self._avg_s = float("inf") if inline_below_ms else 0.0
+        # Seconds of the recent calls; empty (the first call: allocation, warm-up) goes to
+        # the thread.
+        self._recent: collections.deque[float] = collections.deque(maxlen=INLINE_WINDOW)
 
     @property
     def enabled(self) -> bool:
@@ -115,12 +122,10 @@ class MicroBatcher(Generic[T, R]):
             self._on_batch(items, rows, seconds)
 
     def _timed(self, items: list[T]) -> Sequence[R]:
-        """``fn(items)``, averaging its own duration (not the hop to a thread and back)."""
+        """``fn(items)``, recording its own duration (not the hop to a thread and back)."""
         t0 = time.perf_counter()
         out = self.fn(items)
-        seconds = time.perf_counter() - t0
-        avg = self._avg_s
-        self._avg_s = seconds if avg == float("inf") else 0.8 * avg + 0.2 * seconds
+        self._recent.append(time.perf_counter() - t0)
         return out
 
     async def _call(
@@ -129,7 +134,8 @@ class MicroBatcher(Generic[T, R]):
         """``fn(items)``: inline when calls are cheap (see the module), else in the executor."""
         if not self.inline_below_s:
             return await loop.run_in_executor(self._executor, self.fn, items)
-        if self._avg_s < self.inline_below_s and rows <= self.max_batch_size:
+        recent = self._recent
+        if recent and min(recent) < self.inline_below_s and rows <= self.max_batch_size:
             return self._timed(items)
         return await loop.run_in_executor(self._executor, self._timed, items)
 

@@ -44,6 +44,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: A handler the guard tries first for a checked POST: ``(scope, body, receive, send)``
+#: -> True when it answered the request, False to pass it on to KServe's routes.
+FastPath = Callable[[Scope, bytes, Receive, Send], Awaitable[bool]]
 
 log = logging.getLogger("kfgpu.serving")
 
@@ -119,14 +122,20 @@ class Guard:
         app: the KServe application.
         settings: what to enforce.
         ready: an async callable that says whether every served model is ready.
+        fast_path: tried first for a POST that passed every check (see :data:`FastPath`).
     """
 
     def __init__(
-        self, app: ASGIApp, settings: GuardSettings, ready: Callable[[], Awaitable[bool]]
+        self,
+        app: ASGIApp,
+        settings: GuardSettings,
+        ready: Callable[[], Awaitable[bool]],
+        fast_path: FastPath | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.ready = ready
+        self.fast_path = fast_path
         self._token = settings.token.encode()
 
     async def _reject(
@@ -243,6 +252,8 @@ class Guard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        if self.fast_path is not None and await self.fast_path(scope_out, body, replay, send):
+            return
         await self.app(scope_out, replay, send)
 
     async def _read_body(

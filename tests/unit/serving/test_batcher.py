@@ -145,3 +145,30 @@ def test_cheap_calls_run_on_the_loop_and_slow_ones_in_the_thread(batch: int) -> 
     assert cheap_threads[0] != loop_thread  # the first call, not yet measured, goes out
     assert cheap_threads[1:] == [loop_thread] * 4
     assert loop_thread not in slow_threads
+
+
+def test_one_stalled_call_does_not_send_cheap_calls_to_the_thread() -> None:
+    """A cheap call descheduled once (a busy machine) keeps the next ones on the loop: the
+    decision looks at the fastest recent call. (An average lifted over the bar by one stall
+    used to send every following call through the thread.)"""
+    import threading
+
+    threads: list[int] = []
+
+    def sometimes_stalls(items: Sequence[int]) -> list[int]:
+        threads.append(threading.get_ident())
+        if items[0] == 3:
+            time.sleep(0.05)
+        return list(items)
+
+    async def main() -> int:
+        b: MicroBatcher[int, int] = MicroBatcher(
+            sometimes_stalls, max_batch_size=64, inline_below_ms=1.0
+        )
+        for i in range(10):
+            assert await b.submit(i) == i
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    assert threads[0] != loop_thread  # not yet measured
+    assert threads[1:] == [loop_thread] * 9  # the stall (3) and every call after it

@@ -383,3 +383,59 @@ def test_health_routes_and_metrics(server: Server, records: list[dict[str, Any]]
     assert "kfgpu_serving_rows_total" in text
     assert "kfgpu_serving_batch_rows_bucket" in text
     assert "kfgpu_serving_request_seconds_bucket" in text
+
+
+# ---- the V1 short path (kfgpu.serving._rest.V1FastPath) against KServe's own route ---------
+# Content-Type: application/json takes the short path; the same body with no Content-Type
+# goes through FastAPI's router and KServe's data plane (the route every request took
+# before). Both must answer the same bytes, success or refusal.
+_SAME_ANSWER = [
+    ("records", lambda recs: {"instances": recs}),
+    ("one_row", lambda recs: {"instances": recs[:1]}),
+    ("instances_not_a_list", lambda recs: {"instances": {"a": 1}}),
+    ("unknown_field", lambda recs: {"instances": recs[:1], "extra": 1}),
+    ("wrong_type", lambda recs: {"instances": [{**recs[0], "amount": "lots"}]}),
+    ("empty", lambda recs: {"instances": []}),
+]
+
+
+@pytest.mark.parametrize(("case", "make"), _SAME_ANSWER, ids=[c[0] for c in _SAME_ANSWER])
+def test_v1_short_path_answers_the_bytes_kserves_route_answers(
+    server: Server, records: list[dict[str, Any]], case: str, make: Any
+) -> None:
+    body = json.dumps(make(records)).encode()
+    url = f"{server.url}/v1/models/{server.model}:predict"
+    short = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    routed = httpx.post(url, content=body, timeout=30)
+    assert short.status_code == routed.status_code
+    assert short.content == routed.content
+    assert short.headers["content-type"] == routed.headers["content-type"]
+    if case in ("records", "one_row"):
+        assert short.status_code == 200, short.text
+    else:
+        assert 400 <= short.status_code < 500 and "error" in short.json(), short.text
+
+
+def test_served_probabilities_are_bit_identical_to_the_in_process_forward(
+    server: Server, bundle_path: Any, records: list[dict[str, Any]]
+) -> None:
+    """No step of the server (decode, batching, encode) changes a bit of the forward's
+    float32 output: the JSON floats equal the in-process predictor's exactly."""
+    from kfgpu.serving.predictor import BundleModel
+
+    model = BundleModel("m", bundle_path, device="cpu")
+    model.load()
+
+    def forward(rows: list[dict[str, Any]]) -> Any:
+        assert model.schema is not None
+        parsed = model.schema.parse_v1({"instances": rows})
+        arrays = model.bundle.transform.column_arrays(parsed.columns, parsed.n)
+        return model.forward_arrays(*arrays).astype(np.float64)
+
+    def served(rows: list[dict[str, Any]]) -> Any:
+        preds = _v1(server, {"instances": rows}).json()["predictions"]
+        return np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in preds])
+
+    assert np.array_equal(served(records), forward(records))
+    for r in records[:5]:  # one row alone: the short path's usual request
+        assert np.array_equal(served([r]), forward([r]))
