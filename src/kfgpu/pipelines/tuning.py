@@ -12,9 +12,10 @@ best parameters, the summary and the HTML report.
 # No `from __future__ import annotations` here: KFP reads the real annotation objects
 # of component and pipeline signatures to build their interfaces.
 
-from typing import List  # noqa: UP035  # KFP reads typing.List in component signatures
+from typing import List, NamedTuple  # noqa: UP035  # KFP reads typing.List in component signatures
 
 from kfp import dsl
+from kfp.dsl import HTML, Artifact, Metrics
 
 from kfgpu._image import BASE_IMAGE
 from kfgpu.components import engineer_features, tune_hyperparameters, tune_worker, validate_data
@@ -29,6 +30,13 @@ from kfgpu.ops.platform import (
 from kfgpu.pipelines.training import DEFAULT_DATA, DEFAULT_TARGET
 
 __all__ = ["DEFAULT_SEARCH_SPACE", "STORAGE_SECRET", "WORKER_PLATFORM", "tuning"]
+
+#: What the pipeline hands back: the collected study's best parameters (train_model's
+#: ``hyperparameters``), its summary, the HTML report and the KFP metrics.
+TuningOutputs = NamedTuple(  # noqa: UP014  # KFP reads this functional form
+    "TuningOutputs",
+    [("best_params", Artifact), ("summary", Artifact), ("report", HTML), ("metrics", Metrics)],
+)
 
 #: The Secret (from manifests/postgres) holding the study storage URL under ``url``.
 STORAGE_SECRET = STUDY_STORAGE_SECRET
@@ -78,7 +86,7 @@ def tuning(
     base_config: str = '{"max_epochs": 10}',
     seed: int = 0,
     storage_secret: str = OBJECT_STORAGE_SECRET,
-) -> None:
+) -> TuningOutputs:
     validated = validate_data(data_uri=data_uri, target=target, task=task).set_display_name(
         "validate data"
     )
@@ -133,3 +141,9 @@ def tuning(
     use_study_storage(collect)
     # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).
     use_object_storage_on_data_steps(storage_secret)
+    return TuningOutputs(
+        best_params=collect.outputs["best_params"],
+        summary=collect.outputs["summary"],
+        report=collect.outputs["report"],
+        metrics=collect.outputs["metrics"],
+    )
