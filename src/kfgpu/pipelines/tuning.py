@@ -54,11 +54,13 @@ DEFAULT_SEARCH_SPACE = (
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def worker_indices(workers: int) -> List[int]:  # noqa: UP006
-    """The indices 0..workers-1 that the ParallelFor fans out over."""
+def worker_indices(workers: int, task: str) -> List[dict]:  # noqa: UP006
+    """One item per worker pod for the ParallelFor: its index 0..workers-1 and the data's
+    task (validate_data's). The task travels in the loop items, not as a second task output
+    into the loop, which kfp.local would replace by the loop item."""
     if workers < 1:
         raise ValueError(f"workers={workers} is invalid: use 1 or more worker pods")
-    return list(range(workers))
+    return [{"worker_index": i, "data_task": task} for i in range(workers)]
 
 
 @dsl.pipeline(
@@ -96,14 +98,16 @@ def tuning(
         task=validated.outputs["task"],
         seed=seed,
     ).set_display_name("engineer features")
-    indices = worker_indices(workers=workers).set_display_name("worker indices")
-    with dsl.ParallelFor(items=indices.output, name="workers") as index:
+    indices = worker_indices(workers=workers, task=validated.outputs["task"]).set_display_name(
+        "worker indices"
+    )
+    with dsl.ParallelFor(items=indices.output, name="workers") as item:
         worker = tune_worker(
             train=features.outputs["train"],
             validation=features.outputs["validation"],
             transform=features.outputs["transform"],
             target=target,
-            task=validated.outputs["task"],
+            task=item.data_task,
             search_space=search_space,
             study_name=study_name,
             storage=storage,
@@ -113,7 +117,7 @@ def tuning(
             pruner=pruner,
             objectives=objectives,
             n_workers=processes_per_worker,
-            worker_index=index,
+            worker_index=item.worker_index,
             base_config=base_config,
         ).set_display_name("tune worker")
         worker.set_cpu_limit("4").set_memory_limit("16G").set_retry(num_retries=2)
