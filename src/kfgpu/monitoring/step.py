@@ -204,12 +204,17 @@ def trigger_retraining_step(
 ) -> StepResult:
     """Start the training pipeline on Kubeflow and/or notify a webhook with the verdict.
 
+    ``pipeline`` names an uploaded pipeline (``kfgpu-training``, or kfgpu's short name
+    ``training``) or its ID; its newest version runs (:func:`kfgpu.ops.submit.submit_pipeline`).
+    Nothing is compiled here: this step never reaches ``kfgpu.pipelines``.
+
     Writes what it did to ``run_path`` (JSON) before returning or failing.
 
     With neither a KFP host nor a webhook it does nothing and says so.
 
     Raises:
         ConfigError: bad parameters JSON, or the webhook fails.
+        OpsError: no such uploaded pipeline (run ``kfgpu upload`` first).
     """
     from kfgpu.errors import ConfigError
     from kfgpu.ops.client import default_host
