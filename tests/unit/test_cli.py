@@ -123,3 +123,35 @@ def test_debug_lives_in_the_click_context(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(ConfigError, match="has no parameter 'nope'"):
         main(["--debug", *argv])
     assert main(argv) == 1  # --debug did not outlive its invocation
+
+
+def test_run_summary_comes_from_the_pipelines_outputs(tmp_path: Path) -> None:
+    from kfp import dsl
+
+    from kfgpu.cli.output import run_summary
+    from kfgpu.local import LocalRun
+
+    metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
+    metrics.metadata.update({"test_r2": 0.8125, "baseline_r2": 0.0})
+    scores = dsl.Dataset(name="scores", uri=str(tmp_path / "scores.parquet"))
+    (tmp_path / "scores.parquet").write_bytes(b"PAR1")
+    missing = dsl.Artifact(name="never_written", uri=str(tmp_path / "absent"))
+    run = LocalRun(
+        pipeline="any",
+        run_dir=tmp_path,
+        log_path=tmp_path / "run.log",
+        outputs={"metrics": metrics, "scores": scores, "never_written": missing},
+        events=[
+            {"step": "score_things", "event": "success", "summary": "scored 10 rows"},
+            {"step": "trigger_retraining", "event": "success", "summary": "started run r-1"},
+        ],
+        wall_seconds=1.25,
+    )
+    lines = run_summary(run)
+    # Whatever the pipeline and its step names: the Metrics output gives the headline, each
+    # output with a file its line, each step with side effects what it did.
+    assert lines[1] == "held-out r2: 0.8125 (constant predictor: 0.0000)"
+    assert f"scores:        {tmp_path / 'scores.parquet'}" in lines
+    assert "trigger retraining: started run r-1" in lines
+    assert not any("scored 10 rows" in line or "never_written" in line for line in lines)
+    assert lines[-1] == "wall time:     1.2s"
