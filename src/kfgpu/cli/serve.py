@@ -187,7 +187,8 @@ def serve_cmd(
 def predict_cmd(
     bundle: str, data: str, output: str, chunk_rows: int, keep: tuple[str, ...]
 ) -> None:
-    """Batch-predict DATA (Parquet) with BUNDLE into OUTPUT (Parquet), in chunks."""
+    """Batch-predict DATA (any table `run --data` reads) with BUNDLE into OUTPUT (a
+    directory of Parquet shards), in chunks."""
     from kfgpu.serving.batch import batch_predict_step
 
     result = batch_predict_step(
