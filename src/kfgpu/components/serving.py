@@ -175,9 +175,10 @@ def batch_predict(
     chunk_rows: int = 65536,
     keep_columns: str = "",
 ) -> None:
-    """Score a Parquet dataset with the bundle, streamed in chunks; write Parquet.
+    """Score a Parquet dataset with the bundle, streamed in chunks; write Parquet shards.
 
-    The output replaces the target only when every chunk succeeded.
+    The output (a directory of Parquet files and ``_manifest.json``) replaces the target
+    only when every chunk succeeded.
 
     Args:
         model: the model bundle (checksums verified).

@@ -37,6 +37,7 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "artifact_metadata",
     "fingerprint",
+    "open_filesystem",
     "read_parquet",
     "read_table",
     "write_parquet",
@@ -81,6 +82,15 @@ def _split_suffix(path: str) -> tuple[str, str | None]:
             name = name[: -len(suffix)]
             break
     return posixpath.splitext(name)[1], compression
+
+
+def open_filesystem(uri: str) -> tuple[Any, str]:
+    """Return ``(fsspec filesystem, path)`` for a local path or an fsspec URI.
+
+    Raises:
+        ConfigError: the URI's scheme needs a filesystem package that is not installed.
+    """
+    return _resolve(uri)
 
 
 def _resolve(uri: str) -> tuple[Any, str]:
@@ -307,7 +317,19 @@ def _read_parquet(
 
     _, compression = _split_suffix(path)
     try:
-        if is_dir:
+        if is_dir and fs.exists(posixpath.join(path.rstrip("/"), "_manifest.json")):
+            # Shards kfgpu wrote: the manifest's files, in its order, nothing half-written.
+            from kfgpu.data.shards import open_shards
+
+            shards = open_shards(uri)
+            if columns is not None:
+                shards.check_columns(columns)
+            schema = shards.schema
+            if columns is not None:
+                schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+            batches = list(shards.iter_batches(columns, batch_rows=1 << 20))
+            table = pa.Table.from_batches(batches, schema=schema)
+        elif is_dir:
             dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
             names = _parquet_names(dataset.schema)
             if columns is not None and (missing := [c for c in columns if c not in names]):

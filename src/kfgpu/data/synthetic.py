@@ -42,6 +42,7 @@ __all__ = [
     "fraud",
     "iter_fraud",
     "write_fraud_parquet",
+    "write_fraud_shards",
 ]
 
 BLOCK_ROWS = 65_536
@@ -349,3 +350,67 @@ def write_fraud_parquet(
             writer.write_table(table, row_group_size=len(chunk))
             written += len(chunk)
     return {"path": dest, "rows": written}
+
+
+def write_fraud_shards(
+    uri: str,
+    rows: int,
+    *,
+    seed: int = 0,
+    drift: float = 0.0,
+    extra_columns: int = 0,
+    row_id: bool = True,
+    file_rows: int = 1_048_576,
+    row_group_rows: int = 65_536,
+) -> dict[str, Any]:
+    """Stream the synthetic fraud table into sharded Parquet, never holding more than a block.
+
+    Written with :class:`kfgpu.data.shards.ShardWriter`: many files of bounded row groups,
+    committed atomically with a manifest of row counts and fingerprints.
+
+    Args:
+        uri: the output directory (local path or fsspec URI).
+        rows: total number of rows, at least 1.
+        seed: non-negative random seed.
+        drift: distribution shift in ``[0, 1]``.
+        extra_columns: add this many float columns ``x000``, ``x001`` ... of seeded noise
+            (to make a wider table; they carry no signal).
+        row_id: add an ``int64`` column ``row_id`` holding each row's position (first).
+        file_rows: the most rows per file.
+        row_group_rows: the most rows per row group.
+
+    Returns:
+        ``{"uri": uri, "rows": rows written, "columns": column count, "fingerprint": ...}``.
+
+    Raises:
+        ConfigError: an argument is out of range.
+    """
+    from kfgpu.data.shards import ShardWriter
+
+    if isinstance(extra_columns, bool) or not isinstance(extra_columns, int) or extra_columns < 0:
+        raise ConfigError(
+            f"extra_columns={extra_columns!r} is not a whole number >= 0; pass e.g. 18"
+        )
+    chunks = iter_fraud(rows, seed=seed, chunk_rows=BLOCK_ROWS, drift=drift)
+    start = 0
+    columns = 0
+    with ShardWriter(uri, file_rows=file_rows, row_group_rows=row_group_rows) as writer:
+        for b, chunk in enumerate(chunks):
+            n = len(chunk)
+            if extra_columns:
+                rng = np.random.default_rng(np.random.SeedSequence([seed, b, 1]))
+                noise = rng.standard_normal((extra_columns, n)).astype(np.float64)
+                for j in range(extra_columns):
+                    chunk[f"x{j:03d}"] = noise[j]
+            if row_id:
+                chunk.insert(0, "row_id", np.arange(start, start + n, dtype=np.int64))
+            start += n
+            columns = chunk.shape[1]
+            writer.write(chunk)
+    assert writer.manifest is not None
+    return {
+        "uri": uri,
+        "rows": writer.manifest.rows,
+        "columns": columns,
+        "fingerprint": writer.manifest.fingerprint,
+    }

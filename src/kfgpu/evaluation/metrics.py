@@ -33,12 +33,15 @@ if TYPE_CHECKING:
 __all__ = [
     "LOWER_IS_BETTER",
     "Evaluation",
+    "calibration_bins",
     "choose_threshold",
     "evaluate_classification",
     "evaluate_regression",
     "expected_calibration_error",
     "fairness_metrics",
     "slice_labels",
+    "thin_pr_curve",
+    "thin_roc_curve",
 ]
 
 #: The metric printed as "the held-out score" and used as the headline, per task.
@@ -111,7 +114,7 @@ class Evaluation:
         }
 
 
-def _thin_curve(
+def thin_roc_curve(
     fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray, points: int = CURVE_POINTS
 ) -> dict[str, list[float]]:
     """At most ``points`` points of a ROC curve (the KFP UI draws a few hundred well)."""
@@ -128,7 +131,7 @@ def _thin_curve(
     }
 
 
-def _thin_pr(
+def thin_pr_curve(
     precision: np.ndarray, recall: np.ndarray, thr: np.ndarray, points: int = CURVE_POINTS
 ) -> dict[str, list[float]]:
     import numpy as np
@@ -213,7 +216,7 @@ def choose_threshold(
     raise ConfigError(f"unknown threshold policy {policy!r}; use 'f1' or 'cost'")
 
 
-def _bin_ids(prob: np.ndarray, bins: int) -> np.ndarray:
+def calibration_bins(prob: np.ndarray, bins: int) -> np.ndarray:
     """scikit-learn's calibration_curve(strategy="uniform") binning."""
     import numpy as np
 
@@ -228,7 +231,7 @@ def expected_calibration_error(target: np.ndarray, prob: np.ndarray, *, bins: in
 
     prob = np.asarray(prob, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    ids = _bin_ids(prob, bins)
+    ids = calibration_bins(prob, bins)
     gap = np.bincount(ids, weights=target - prob, minlength=bins)
     return float(np.abs(gap).sum() / max(len(prob), 1))
 
@@ -496,9 +499,9 @@ def evaluate_classification(
     pr: dict[str, list[float]] = {}
     if k == 2 and len(np.unique(y)) == 2:
         fpr, tpr, thr = skm.roc_curve(y == pos, proba[:, pos])
-        roc = _thin_curve(fpr, tpr, thr)
+        roc = thin_roc_curve(fpr, tpr, thr)
         prec, rec, pthr = skm.precision_recall_curve(y == pos, proba[:, pos])
-        pr = _thin_pr(prec, rec, pthr)
+        pr = thin_pr_curve(prec, rec, pthr)
     headline = "roc_auc" if "roc_auc" in model_scores else "accuracy"
 
     slice_out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -684,7 +687,7 @@ def _bootstrap_classification(
         cal_t, cal_p = (y == pos).astype(np.float64), proba[:, pos]
     else:
         cal_t, cal_p = (proba.argmax(axis=1) == y).astype(np.float64), proba.max(axis=1)
-    bins = np.eye(ece_bins)[_bin_ids(cal_p, ece_bins)]
+    bins = np.eye(ece_bins)[calibration_bins(cal_p, ece_bins)]
     gap = bins * (cal_t - cal_p)[:, None]
     out: dict[str, list[np.ndarray]] = {}
 

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfgpu._redact import redact_obj, without_masked
 from kfgpu._step import StepResult, step
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from kfgpu.evaluation.streaming import (
+        ClassificationStream,
+        RegressionStream,
+        StreamSettings,
+    )
 
 __all__ = ["evaluate_model_step", "parse_columns"]
 
@@ -68,12 +78,18 @@ def evaluate_model_step(
     card_path: str = "",
     card_html_path: str = "",
     track: bool = True,
+    stream_settings: StreamSettings | None = None,
 ) -> StepResult:
     """Score the bundle on the test split exactly as serving would (raw rows in).
 
     Hard labels follow the bundle's stored decision rule (a binary model's threshold,
     chosen on the validation rows at training time): the confusion matrix is the one
     serving produces on these rows. The test rows choose nothing.
+
+    The split is read in record batches and predicted batch by batch; counts and sums
+    cover every row, slices, fairness, intervals and importance a seeded sample of
+    ``stream_settings.exact_rows`` rows (the whole split when it is no larger), ROC/PR
+    AUC a bounded score sketch above that (:mod:`kfgpu.evaluation.streaming`).
 
     Args:
         slice_columns: comma-separated columns of the test split to report metrics per
@@ -84,68 +100,48 @@ def evaluate_model_step(
         importance_repeats: shuffles per feature for permutation importance (0: none).
         card_path, card_html_path: where to write the model card (empty: not written).
         track: log the test metrics to the bundle's MLflow training run.
+        stream_settings: the memory bounds of the streamed evaluation (the test split is
+            read and predicted in record batches; see :mod:`kfgpu.evaluation.streaming`).
 
     Raises:
         BundleError: the bundle is incomplete or fails its checksums.
         ConfigError: an unknown slice or sensitive column.
         DataError: the test split is empty or holds unknown labels.
     """
-    import numpy as np
-
     from kfgpu.bundle import load_bundle
-    from kfgpu.data import read_parquet
     from kfgpu.evaluation.card import render_card_html, render_card_markdown
-    from kfgpu.evaluation.metrics import (
-        evaluate_classification,
-        evaluate_regression,
-        slice_labels,
-    )
+    from kfgpu.evaluation.metrics import slice_labels
     from kfgpu.evaluation.report import render_html
     from kfgpu.registry import tracking
 
     bundle = load_bundle(bundle_path)
     desc = bundle.description
     target = desc["target"]
-    test = read_parquet(test_path)
     features = list(bundle.transform.input_columns)
-    raw = bundle.predict_raw(test.drop(columns=[target]))
-    if slice_columns.strip().lower() == "auto":
-        columns = _auto_slices(test, features)
-    else:
-        columns = parse_columns(slice_columns)
-    labels_by_col = slice_labels(test, columns + ([sensitive_column] if sensitive_column else []))
+    auto = slice_columns.strip().lower() == "auto"
+    columns = [] if auto else parse_columns(slice_columns)
+    stream, sample, y_sample = _stream_predictions(
+        bundle,
+        test_path,
+        target=target,
+        keep=[*columns, *([sensitive_column] if sensitive_column else [])],
+        keep_features=auto or importance_repeats > 0,
+        settings=stream_settings,
+        seed=int(seed),
+    )
+    if auto:
+        columns = _auto_slices(sample, features)
+    labels_by_col = slice_labels(sample, columns + ([sensitive_column] if sensitive_column else []))
     slices = {c: labels_by_col[c] for c in columns}
     sensitive = (sensitive_column, labels_by_col[sensitive_column]) if sensitive_column else None
-    common: dict[str, Any] = {
-        "slices": slices,
-        "sensitive": sensitive,
-        "bootstrap": int(bootstrap),
-        "confidence": float(confidence),
-        "seed": int(seed),
-    }
-    y_true = test[target].to_numpy()
-    if bundle.task == "classification":
-        labels = desc["labels"]
-        dist = labels.get("train_distribution", {})
-        prior = np.asarray([dist.get(str(c), 0) for c in bundle.classes], dtype=np.float64)
-        # A bundle written before decisions were stored is served by argmax.
-        decision = bundle.decision or {"policy": "argmax", "rule": "argmax", "chosen_on": "-"}
-        ev = evaluate_classification(
-            y_true,
-            raw,
-            bundle.classes,
-            positive_class=decision.get("positive_class", labels.get("positive_class")),
-            prior=prior if prior.sum() > 0 else None,
-            decision=decision,
-            **common,
-        )
-    else:
-        ev = evaluate_regression(y_true, raw, train_mean=desc["target_scaling"]["mean"], **common)
+    ev = stream.finish(
+        slices=slices, sensitive=sensitive, bootstrap=int(bootstrap), confidence=float(confidence)
+    )
     if importance_repeats > 0:
         ev.importance = _importance(
             bundle,
-            test.drop(columns=[target]),
-            y_true,
+            sample.drop(columns=[target]),
+            y_sample,
             features,
             ev.headline,
             importance_repeats,
@@ -190,6 +186,74 @@ def evaluate_model_step(
             "pr_curve": ev.pr_curve,
         },
     )
+
+
+def _stream_predictions(
+    bundle: Any,
+    test_path: str,
+    *,
+    target: str,
+    keep: list[str],
+    keep_features: bool,
+    settings: StreamSettings | None,
+    seed: int,
+) -> tuple[ClassificationStream | RegressionStream, pd.DataFrame, np.ndarray]:
+    """Read the test split in record batches, predict each through the served module and
+    feed the metric accumulators; return them, the sampled rows' kept columns (in row
+    order) and their labels."""
+    import numpy as np
+
+    from kfgpu.data.shards import open_shards
+    from kfgpu.errors import ConfigError, SchemaError
+    from kfgpu.evaluation.streaming import (
+        ClassificationStream,
+        RegressionStream,
+        StreamSettings,
+    )
+
+    settings = settings or StreamSettings()
+    shards = open_shards(test_path)
+    names = shards.columns
+    missing = [c for c in keep if c not in names]
+    if missing:
+        raise ConfigError(
+            f"slice/sensitive column(s) {missing} are not in the held-out split; "
+            f"available columns: {sorted(names)}"
+        )
+    if target not in names:
+        raise SchemaError(
+            f"the held-out split {test_path!r} has no target column {target!r} (the "
+            f"bundle's target); its columns are {names}: pass the split engineer_features wrote"
+        )
+    # Missing inputs are left to the transform, whose error names them.
+    inputs = [c for c in bundle.transform.input_columns if c in names]
+    kept = list(dict.fromkeys([target, *keep, *(inputs if keep_features else [])]))
+    read = list(dict.fromkeys([*inputs, target, *keep]))
+    stream: ClassificationStream | RegressionStream
+    desc = bundle.description
+    if bundle.task == "classification":
+        labels = desc["labels"]
+        dist = labels.get("train_distribution", {})
+        prior = np.asarray([dist.get(str(c), 0) for c in bundle.classes], dtype=np.float64)
+        # A bundle written before decisions were stored is served by argmax.
+        decision = bundle.decision or {"policy": "argmax", "rule": "argmax", "chosen_on": "-"}
+        stream = ClassificationStream(
+            bundle.classes,
+            positive_class=decision.get("positive_class", labels.get("positive_class")),
+            prior=prior if prior.sum() > 0 else None,
+            decision=decision,
+            settings=settings,
+            seed=seed,
+        )
+    else:
+        stream = RegressionStream(
+            train_mean=desc["target_scaling"]["mean"], settings=settings, seed=seed
+        )
+    for frame in shards.iter_frames(read, batch_rows=settings.batch_rows):
+        raw = bundle.predict_raw(frame[inputs])
+        stream.update(frame[target].to_numpy(), raw, frame[kept])
+    sample = stream.sample_frame()
+    return stream, sample, sample[target].to_numpy()
 
 
 def _importance(

@@ -26,6 +26,7 @@ __all__ = [
     "FeatureStats",
     "FittedTransform",
     "NumericSpec",
+    "SplitConfig",
     "engineer_features_step",
     "fit_source",
     "fit_stats",
@@ -33,6 +34,7 @@ __all__ = [
     "infer_feature_spec",
     "infer_feature_spec_from_schema",
     "split_frame",
+    "split_source",
 ]
 
 _LAZY = {
@@ -42,7 +44,9 @@ _LAZY = {
     "fit_source": "kfgpu.features.transform",
     "fit_stats": "kfgpu.features.stats",
     "fit_transform": "kfgpu.features.transform",
+    "SplitConfig": "kfgpu.features.split",
     "split_frame": "kfgpu.features.split",
+    "split_source": "kfgpu.features.split",
 }
 
 

@@ -1,15 +1,449 @@
-"""Seeded train / validation / test splits, stratified for classification."""
+"""Deterministic train / validation / test splits that stream, stratified for classification.
+
+One algorithm serves a table in memory (:func:`split_frame`) and a sharded Parquet data set
+of any size (:func:`split_source`), so both give the same rows:
+
+* **Random split** (no ``time_column``): every row gets a 64-bit value, a seeded hash of its
+  position in the data set. Within each class of the target (one group for regression)
+  the rows with the smallest values form the test split, the next ones validation, the
+  rest training, with per-class counts ``round(n_c * fraction)`` (at least one row per
+  split for a class of 3 or more rows): stratified, and exact. The cut values are found
+  without loading the table: one pass counts the classes, one histograms the values
+  (4,096 buckets per class), one collects the few values in the bucket holding each cut,
+  and the last pass writes.
+* **Key split** (``key_column``): the value is a seeded hash of the row's key, so rows that
+  share a key (a user, a card) always land in the same split. Keeping a key's rows together
+  and exact per-class counts cannot both hold, so a key split is not stratified: the
+  smallest hash values over all rows form the test split (classes follow in proportion,
+  within sampling error).
+* **Time split** (``time_column``): the same passes on the time value; the earliest rows are
+  training, the latest test, ``round(n * fraction)`` rows each (at least one), and rows with
+  equal times keep their order in the data (a stable sort), as the in-memory split always did.
+
+A row's split depends only on its key (or position), its target and the seed: neither the
+shard layout, nor the row-group sizes, nor the batch size change it. Rows whose target is
+missing are dropped.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
-from kfgpu.errors import ConfigError, DataError
+from kfgpu.errors import ConfigError, DataError, SchemaError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from kfgpu.data.shards import Manifest, ShardSet
+
+__all__ = [
+    "SPLIT_NAMES",
+    "SplitConfig",
+    "SplitPlan",
+    "SplitResult",
+    "split_frame",
+    "split_indices",
+    "split_source",
+]
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+_BUCKETS = 4096
+_COLLECT_MAX = 2_000_000  # values collected at once when a cut's bucket is small enough
+_U64_MAX = (1 << 64) - 1
+_SIGN = 1 << 63
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split.
+
+    Attributes:
+        target: the label column; rows where it is missing are dropped.
+        task: ``"classification"`` stratifies by the target; ``"regression"`` does not.
+        val_fraction: share of rows for validation, in (0, 1).
+        test_fraction: share of rows for test, in (0, 1).
+        seed: changes which rows a random split picks.
+        time_column: split by this column's time (latest rows to test) instead.
+        key_column: hash this column's values for a random split (rows sharing a key stay
+            together); empty hashes each row's position in the data set.
+
+    Raises:
+        ConfigError: a fraction is outside (0, 1), the two leave under 10% for training, or
+            ``task`` is not one of the two.
+    """
+
+    target: str
+    task: Literal["classification", "regression"]
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    time_column: str = ""
+    key_column: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classification", "regression"):
+            raise ConfigError(
+                f"task={self.task!r} is invalid: use 'classification' or 'regression'"
+            )
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ConfigError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:.2f} "
+                "leaves under 10% of rows for training; lower one of them"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} is not a whole number >= 0; pass e.g. 0")
+        if self.time_column and self.key_column:
+            raise ConfigError(
+                f"time_column={self.time_column!r} and key_column={self.key_column!r} are both "
+                "set; a time split orders by time, so pass only one of them"
+            )
+
+    @property
+    def by(self) -> Literal["time", "key", "position"]:
+        """What orders the rows: ``"time"``, ``"key"`` or ``"position"``."""
+        if self.time_column:
+            return "time"
+        return "key" if self.key_column else "position"
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What :func:`split_source` wrote.
+
+    Attributes:
+        rows: rows per split (``train``, ``validation``, ``test``).
+        manifests: the manifest (file row counts and fingerprints) of each written split.
+        dropped: rows left out because their target was missing.
+        by: ``"time"``, ``"key"`` or ``"position"``.
+        classes: rows per class (classification) before the split.
+        source_fingerprint: the input's fingerprint.
+    """
+
+    rows: dict[str, int]
+    manifests: dict[str, Manifest]
+    dropped: int
+    by: str
+    classes: dict[str, int] = field(default_factory=dict)
+    source_fingerprint: str = ""
+
+
+# --------------------------------------------------------------------------- row values
+
+# Batches are read as dicts of pandas Series (only the columns the plan needs).
+_Batches = Callable[[list[str]], Iterator["pd.DataFrame"]]
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _label_key(value: object) -> str:
+    import numpy as np
+
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    try:
+        return str(value)
+    except Exception:  # a broken __str__ must not stop the split
+        return f"<{type(value).__name__}>"
+
+
+class _Rows:
+    """Turns batches into (group, value) arrays: the plan's view of a row."""
+
+    def __init__(self, config: SplitConfig) -> None:
+        import numpy as np
+
+        self.config = config
+        self.stratify = config.task == "classification" and config.by == "position"
+        self.classes: dict[str, int] = {}
+        self.seed_mix = _splitmix(np.array([config.seed], dtype=np.uint64))[0]
+
+    @property
+    def columns(self) -> list[str]:
+        c = self.config
+        extra = [c.time_column] if c.time_column else [c.key_column] if c.key_column else []
+        return [c.target, *extra]
+
+    def groups(self, target: pd.Series) -> np.ndarray:
+        """Group id per row: the class (stratified) or 0; -1 where the target is missing."""
+        import numpy as np
+        import pandas as pd
+
+        missing = target.isna().to_numpy()
+        if not self.stratify:
+            return np.where(missing, -1, 0).astype(np.int64)
+        try:
+            codes, uniques = pd.factorize(target, use_na_sentinel=True)
+        except TypeError:  # unhashable labels: their text
+            codes, uniques = pd.factorize(target.map(_label_key), use_na_sentinel=True)
+        ids = np.empty(len(uniques) + 1, dtype=np.int64)
+        ids[-1] = -1
+        for i, u in enumerate(uniques):
+            key = _label_key(u)
+            ids[i] = self.classes.setdefault(key, len(self.classes))
+        return ids[codes]
+
+    def values(self, frame: pd.DataFrame, offset: int) -> np.ndarray:
+        """The 64-bit ordering value of each row (hash of key or position, or the time)."""
+        import numpy as np
+        import pandas as pd
+
+        c = self.config
+        n = len(frame)
+        if c.time_column:
+            return _time_values(frame[c.time_column], c.time_column)
+        if c.key_column:
+            col = frame[c.key_column]
+            try:
+                h = pd.util.hash_array(col.to_numpy(), categorize=False)
+            except TypeError:
+                h = pd.util.hash_array(col.map(_label_key).to_numpy(dtype=object))
+        else:
+            h = np.arange(offset, offset + n, dtype=np.uint64)
+        return _splitmix(h.astype(np.uint64, copy=False) ^ self.seed_mix)
+
+
+def _time_values(col: pd.Series, name: str) -> np.ndarray:
+    """Times as uint64 whose order is the times' order; DataError on a missing time."""
+    import numpy as np
     import pandas as pd
 
-__all__ = ["split_frame"]
+    if not (pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_numeric_dtype(col)):
+        col = pd.to_datetime(col, utc=True, errors="coerce")
+    if col.isna().any():
+        raise DataError(
+            f"time_column {name!r} has {int(col.isna().sum())} missing or unparseable "
+            "value(s); a time split needs a time for every row"
+        )
+    if pd.api.types.is_datetime64_any_dtype(col):
+        if getattr(col.dtype, "tz", None) is not None:
+            col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+        ints = col.astype("datetime64[ns]").to_numpy().view(np.int64)
+        return ints.view(np.uint64) ^ np.uint64(_SIGN)
+    arr = col.to_numpy()
+    if np.issubdtype(arr.dtype, np.floating):
+        bits = arr.astype(np.float64).view(np.int64)
+        flip = np.where(bits < 0, np.int64(-1), np.int64(np.iinfo(np.int64).min))
+        return (bits ^ flip).view(np.uint64)
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        return arr.astype(np.uint64)
+    return arr.astype(np.int64).view(np.uint64) ^ np.uint64(_SIGN)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class _Cut:
+    """Where rank ``k`` falls in one group: values < lo are below, [lo, hi] holds it."""
+
+    group: int
+    k: int
+    lo: int = 0
+    hi: int = _U64_MAX
+    below: int = 0  # rows of the group with value < lo
+    inside: int = 0  # rows of the group with lo <= value <= hi
+    done: bool = False
+    value: int = 0  # the threshold: rows with value < it are below the cut ...
+    ties: int = 0  # ... and the first ``ties`` rows equal to it (in data order)
+
+
+class _Plan:
+    """The cuts of every group, found with a few passes over the needed columns."""
+
+    def __init__(self, config: SplitConfig, read: _Batches) -> None:
+        self.config = config
+        self.read = read
+        self.rows = _Rows(config)
+        self.counts: dict[int, int] = {}
+        self.dropped = 0
+        self.cuts: list[_Cut] = []
+
+    def _scan(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        offset = 0
+        for frame in self.read(self.rows.columns):
+            n = len(frame)
+            groups = self.rows.groups(frame[self.config.target])
+            values = self.rows.values(frame, offset)
+            offset += n
+            yield groups, values
+
+    def build(self) -> _Plan:
+        import numpy as np
+
+        c = self.config
+        lo: dict[int, int] = {}
+        hi: dict[int, int] = {}
+        counts = np.zeros(0, dtype=np.int64)
+        for groups, values in self._scan():
+            keep = groups >= 0
+            self.dropped += int((~keep).sum())
+            g, v = groups[keep], values[keep]
+            if not len(g):
+                continue
+            bc = np.bincount(g)
+            if len(bc) > len(counts):
+                counts = np.concatenate([counts, np.zeros(len(bc) - len(counts), np.int64)])
+            counts[: len(bc)] += bc
+            for found in np.flatnonzero(bc).tolist():
+                sel = v[g == found]
+                lo[found] = min(lo.get(found, _U64_MAX), int(sel.min()))
+                hi[found] = max(hi.get(found, 0), int(sel.max()))
+        self.counts = {i: int(n) for i, n in enumerate(counts) if n}
+        total = sum(self.counts.values())
+        names = {v: k for k, v in self.rows.classes.items()}
+        if c.time_column:
+            if total < 10:
+                raise DataError(f"only {total} rows; need at least 10 to split by time")
+        elif total < 10:
+            raise DataError(
+                f"only {total} rows with a non-missing target {c.target!r}; need at least 10 "
+                "to split into train, validation and test"
+            )
+        if self.rows.stratify:
+            rare = min(self.counts, key=lambda g: (self.counts[g], names[g]))
+            if self.counts[rare] < 3:
+                raise DataError(
+                    f"class {names[rare]!r} of target {c.target!r} has {self.counts[rare]} "
+                    "row(s); each class needs at least 3 to appear in train, validation and "
+                    "test; add rows or drop it"
+                )
+        for gid, n in sorted(self.counts.items()):
+            n_test = max(1, round(n * c.test_fraction))
+            n_val = max(1, round(n * c.val_fraction))
+            if n_test + n_val >= n:  # a group of 3 to a handful of rows: one each
+                n_test, n_val = 1, 1
+            first: int = n - n_val - n_test if c.time_column else n_test
+            second: int = n - n_test if c.time_column else n_test + n_val
+            for k in (first, second):
+                self.cuts.append(_Cut(gid, k, lo=lo[gid], hi=hi[gid], inside=n))
+        self._narrow()
+        return self
+
+    def _narrow(self) -> None:
+        import numpy as np
+
+        while True:
+            for cut in self.cuts:
+                if not cut.done and cut.lo == cut.hi:  # one value left: the rest is ties
+                    cut.value, cut.done = cut.lo, True
+                    cut.ties = cut.k - cut.below if self.config.time_column else 0
+            open_cuts = [cut for cut in self.cuts if not cut.done]
+            if not open_cuts:
+                return
+            collect = [cut for cut in open_cuts if cut.inside <= _COLLECT_MAX]
+            if len(collect) == len(open_cuts):
+                self._collect(collect)
+                continue
+            narrow = [cut for cut in open_cuts if cut not in collect]
+            widths = [max(1, -(-(cut.hi - cut.lo + 1) // _BUCKETS)) for cut in narrow]
+            hists = [np.zeros(_BUCKETS, dtype=np.int64) for _ in narrow]
+            for groups, values in self._scan():
+                for cut, width, hist in zip(narrow, widths, hists, strict=True):
+                    sel = values[(groups == cut.group) & (values >= np.uint64(cut.lo))]
+                    sel = sel[sel <= np.uint64(cut.hi)]
+                    idx = ((sel - np.uint64(cut.lo)) // np.uint64(width)).astype(np.int64)
+                    hist += np.bincount(idx, minlength=_BUCKETS)
+            for cut, width, hist in zip(narrow, widths, hists, strict=True):
+                cum = np.cumsum(hist)
+                rank = cut.k - cut.below
+                b = int(np.searchsorted(cum, rank, side="right"))
+                if b >= _BUCKETS:  # k is the group's size: every row is below
+                    b = _BUCKETS - 1
+                before = int(cum[b - 1]) if b else 0
+                cut.below += before
+                cut.lo = cut.lo + b * width
+                cut.hi = min(cut.hi, cut.lo + width - 1)
+                cut.inside = int(hist[b])
+
+    def _collect(self, cuts: list[_Cut]) -> None:
+        import numpy as np
+
+        found: list[list[np.ndarray]] = [[] for _ in cuts]
+        for groups, values in self._scan():
+            for i, cut in enumerate(cuts):
+                sel = values[(groups == cut.group) & (values >= np.uint64(cut.lo))]
+                found[i].append(sel[sel <= np.uint64(cut.hi)])
+        for cut, parts in zip(cuts, found, strict=True):
+            vals = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+            rank = cut.k - cut.below
+            if rank >= len(vals):  # every row of the group is below the cut
+                cut.value, cut.ties = _U64_MAX, 1 << 62
+            else:
+                v = vals[rank]
+                cut.value = int(v)
+                equal_before = rank - int(np.searchsorted(vals, v, side="left"))
+                # A random split keeps rows of one key together; a time split is stable.
+                cut.ties = equal_before if self.config.time_column else 0
+            cut.done = True
+
+    def assigner(self) -> _Assigner:
+        return _Assigner(self)
+
+
+class _Assigner:
+    """Gives each row of each batch, in data order, its split index (-1: dropped)."""
+
+    def __init__(self, plan: _Plan) -> None:
+        import numpy as np
+
+        self.plan = plan
+        self.offset = 0
+        n_groups = max(plan.counts) + 1 if plan.counts else 0
+        self.value = np.full((2, n_groups), _U64_MAX, dtype=np.uint64)
+        self.ties: list[dict[int, list[int]]] = [{}, {}]  # group -> [ties allowed, seen]
+        per_group: dict[int, list[_Cut]] = {}
+        for cut in plan.cuts:
+            per_group.setdefault(cut.group, []).append(cut)
+        for gid, (a, b) in per_group.items():
+            for j, cut in enumerate((a, b)):
+                self.value[j, gid] = np.uint64(cut.value)
+                if cut.ties:
+                    self.ties[j][gid] = [cut.ties, 0]
+        time = bool(plan.config.time_column)
+        # Below both cuts, between them, above both: which split each segment is.
+        self.segments = (0, 1, 2) if time else (2, 1, 0)
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        import numpy as np
+
+        rows = self.plan.rows
+        groups = rows.groups(frame[self.plan.config.target])
+        values = rows.values(frame, self.offset)
+        self.offset += len(frame)
+        keep = groups >= 0
+        g = np.where(keep, groups, 0)
+        above = np.zeros(len(frame), dtype=np.int8)
+        for j in range(2):
+            thr = self.value[j][g]
+            below = values < thr
+            for gid, state in self.ties[j].items():
+                eq = np.flatnonzero(keep & (groups == gid) & (values == self.value[j, gid]))
+                take = max(0, min(len(eq), state[0] - state[1]))
+                below[eq[:take]] = True
+                state[1] += len(eq)
+            above += (~below).astype(np.int8)
+        out = np.asarray(self.segments, dtype=np.int8)[above]
+        out[~keep] = -1
+        return out
+
+
+# --------------------------------------------------------------------------- public API
 
 
 def split_frame(
@@ -21,98 +455,193 @@ def split_frame(
     test_fraction: float = 0.15,
     seed: int = 0,
     time_column: str = "",
+    key_column: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Split rows into train, validation and test.
+    """Split rows in memory into train, validation and test (see the module docstring).
 
-    Rows whose target is missing are dropped first. Classification splits are stratified
-    so a rare class (2% fraud) lands in every split. With ``time_column``, the split is by
-    time instead: the latest rows are the test split, the ones before them validation, so
-    no future row informs training (leakage through time).
+    The rows are those :func:`split_source` writes for the same table and settings, in the
+    table's order.
 
     Raises:
         ConfigError: a fraction is outside (0, 1) or the two leave no training rows.
         DataError: too few rows for the split (or to stratify by every class).
+        SchemaError: ``target``, ``time_column`` or ``key_column`` is not a column.
     """
-    from sklearn.model_selection import train_test_split
+    import numpy as np
 
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < value < 1.0:
-            raise ConfigError(f"{name} must be between 0 and 1 (exclusive), got {value}")
-    if val_fraction + test_fraction >= 0.9:
+    config = SplitConfig(
+        target=target,
+        task=task,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        time_column=time_column,
+        key_column=key_column,
+    )
+    _check_columns(config, [str(c) for c in df.columns])
+
+    def read(columns: list[str]) -> Iterator[pd.DataFrame]:
+        yield df[columns]
+
+    plan = _Plan(config, read).build()
+    which = plan.assigner()(df[plan.rows.columns])
+    parts = tuple(df.iloc[np.flatnonzero(which == i)].reset_index(drop=True) for i in range(3))
+    return parts[0], parts[1], parts[2]
+
+
+def _check_columns(config: SplitConfig, names: Sequence[str]) -> None:
+    for label, col in (
+        ("target", config.target),
+        ("time_column", config.time_column),
+        ("key_column", config.key_column),
+    ):
+        if col and col not in names:
+            raise SchemaError(f"{label} {col!r} is not a column; pass one of {list(names)[:20]}")
+
+
+class SplitPlan:
+    """A split planned over a shard set: which split every row goes to, found in a few
+    passes over the target (and key or time) column, without writing anything.
+
+    Use :meth:`iter_splits` to stream the rows with their split; it can be called again
+    and gives the same answer every time.
+
+    Args:
+        shards: the data set.
+        config: how to split.
+        batch_rows: rows per record batch read (does not change the split).
+
+    Raises:
+        DataError: too few rows (or rows of a class) to split.
+        SchemaError: a configured column is not in the data set.
+    """
+
+    def __init__(self, shards: ShardSet, config: SplitConfig, *, batch_rows: int = 65_536) -> None:
+        _check_columns(config, shards.columns)
+        self.shards = shards
+        self.config = config
+        self.batch_rows = batch_rows
+
+        def read(columns: list[str]) -> Iterator[pd.DataFrame]:
+            for batch in shards.iter_batches(columns, batch_rows=batch_rows):
+                yield batch.to_pandas()
+
+        self._plan = _Plan(config, read).build()
+
+    @property
+    def dropped(self) -> int:
+        """Rows left out because their target is missing."""
+        return self._plan.dropped
+
+    @property
+    def classes(self) -> dict[str, int]:
+        """Rows per class (a stratified split), else empty."""
+        if not self._plan.rows.stratify:
+            return {}
+        names = {v: k for k, v in self._plan.rows.classes.items()}
+        return {names[g]: n for g, n in self._plan.counts.items()}
+
+    def iter_splits(
+        self, columns: Sequence[str] | None = None
+    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """Yield ``(batch, split)`` in data order: ``split[i]`` is the index in
+        :data:`SPLIT_NAMES` of row ``i`` of the batch (``-1``: dropped).
+
+        Args:
+            columns: the columns the batches carry (the plan's own columns are read too
+                and dropped again); None reads all.
+        """
+        needed = self._plan.rows.columns
+        cols = None if columns is None else list(dict.fromkeys([*columns, *needed]))
+        assign = self._plan.assigner()
+        for batch in self.shards.iter_batches(cols, batch_rows=self.batch_rows):
+            which = assign(_needed_frame(batch, needed))
+            yield (batch if columns is None else batch.select(list(columns))), which
+
+
+def split_source(
+    source: str | ShardSet,
+    outputs: Mapping[str, str],
+    config: SplitConfig,
+    *,
+    batch_rows: int = 65_536,
+    file_rows: int | None = None,
+    row_group_rows: int | None = None,
+) -> SplitResult:
+    """Split a Parquet data set into sharded Parquet outputs without loading it.
+
+    Reads the target (and the key or time column) a few times and every column once;
+    memory holds one record batch per pass and, per class, 4,096 bucket counts.
+
+    Args:
+        source: a Parquet file or directory (path or fsspec URI), or an opened shard set.
+        outputs: the output directory (path or URI) of each split, keyed ``train``,
+            ``validation``, ``test``; each gets a manifest with row counts and fingerprints.
+        config: how to split.
+        batch_rows: rows per record batch read (does not change the split).
+        file_rows: the most rows per output file (default: the shard writer's).
+        row_group_rows: the most rows per output row group (default: the shard writer's).
+
+    Returns:
+        Rows per split, their manifests, rows dropped for a missing target.
+
+    Raises:
+        ConfigError: ``outputs`` does not name the three splits.
+        DataError: the source cannot be read or is too small to split.
+        SchemaError: a configured column is not in the source.
+    """
+    from kfgpu.data.shards import ShardSet, ShardWriter, open_shards
+
+    if sorted(outputs) != sorted(SPLIT_NAMES):
         raise ConfigError(
-            f"val_fraction + test_fraction = {val_fraction + test_fraction:.2f} leaves under 10% "
-            "of rows for training; lower one of them"
+            f"outputs names {sorted(outputs)}; give one output URI for each of {list(SPLIT_NAMES)}"
         )
-    df = df[df[target].notna()].reset_index(drop=True)
-    if time_column:
-        return _split_by_time(df, time_column, val_fraction, test_fraction)
-    if len(df) < 10:
-        raise DataError(
-            f"only {len(df)} rows with a non-missing target {target!r}; need at least 10 to "
-            "split into train, validation and test"
+    shards = source if isinstance(source, ShardSet) else open_shards(source)
+    plan = SplitPlan(shards, config, batch_rows=batch_rows)
+    sizes: dict[str, Any] = {}
+    if file_rows is not None:
+        sizes["file_rows"] = file_rows
+    if row_group_rows is not None:
+        sizes["row_group_rows"] = row_group_rows
+    meta = {"split_by": config.by, "seed": config.seed, "source": shards.fingerprint}
+    writers = {
+        name: ShardWriter(
+            outputs[name], schema=shards.schema, metadata={**meta, "split": name}, **sizes
         )
-    stratify = df[target] if task == "classification" else None
-    if stratify is not None:
-        counts = stratify.value_counts()
-        if int(counts.min()) < 3:
-            rare = counts.idxmin()
-            raise DataError(
-                f"class {rare!r} of target {target!r} has {int(counts.min())} row(s); each class "
-                "needs at least 3 to appear in train, validation and test; add rows or drop it"
-            )
-    holdout = val_fraction + test_fraction
+        for name in SPLIT_NAMES
+    }
     try:
-        train, rest = train_test_split(
-            df, test_size=holdout, random_state=seed, stratify=stratify, shuffle=True
-        )
-        rest_strat = rest[target] if stratify is not None else None
-        val, test = train_test_split(
-            rest,
-            test_size=test_fraction / holdout,
-            random_state=seed + 1,
-            stratify=rest_strat,
-            shuffle=True,
-        )
-    except ValueError as e:
-        raise DataError(
-            f"cannot split {len(df)} rows of target {target!r} with val_fraction={val_fraction} "
-            f"and test_fraction={test_fraction}: {e}; add rows or change the fractions"
-        ) from e
-    return (
-        train.reset_index(drop=True),
-        val.reset_index(drop=True),
-        test.reset_index(drop=True),
+        for batch, which in plan.iter_splits():
+            for i, name in enumerate(SPLIT_NAMES):
+                idx = _indices(which, i)
+                if len(idx):
+                    writers[name].write(batch.take(idx))
+        manifests = {name: w.close() for name, w in writers.items()}
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    return SplitResult(
+        rows={name: m.rows for name, m in manifests.items()},
+        manifests=manifests,
+        dropped=plan.dropped,
+        by=config.by,
+        classes=plan.classes,
+        source_fingerprint=shards.fingerprint,
     )
 
 
-def _split_by_time(
-    df: pd.DataFrame, time_column: str, val_fraction: float, test_fraction: float
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    import pandas as pd
+def _needed_frame(batch: pa.RecordBatch, columns: list[str]) -> pd.DataFrame:
+    return batch.select(columns).to_pandas()
 
-    from kfgpu.errors import SchemaError
 
-    if time_column not in df.columns:
-        raise SchemaError(
-            f"time_column {time_column!r} is not a column; pass one of {list(df.columns)[:20]}"
-        )
-    col = df[time_column]
-    if not (pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_numeric_dtype(col)):
-        col = pd.to_datetime(col, utc=True, errors="coerce")
-    if col.isna().any():
-        raise DataError(
-            f"time_column {time_column!r} has {int(col.isna().sum())} missing or unparseable "
-            "value(s); a time split needs a time for every row"
-        )
-    if len(df) < 10:
-        raise DataError(f"only {len(df)} rows; need at least 10 to split by time")
-    order = col.argsort(kind="stable").to_numpy()
-    ordered = df.iloc[order].reset_index(drop=True)
-    n_test = max(1, round(len(df) * test_fraction))
-    n_val = max(1, round(len(df) * val_fraction))
-    n_train = len(df) - n_val - n_test
-    return (
-        ordered.iloc[:n_train].reset_index(drop=True),
-        ordered.iloc[n_train : n_train + n_val].reset_index(drop=True),
-        ordered.iloc[n_train + n_val :].reset_index(drop=True),
-    )
+def split_indices(which: np.ndarray, i: int) -> pa.Array:
+    """Row indices (an Arrow array for ``batch.take``) of split ``i`` in a ``which`` array."""
+    return _indices(which, i)
+
+
+def _indices(which: np.ndarray, i: int) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.array(np.flatnonzero(which == i), type=pa.int64())

@@ -7,15 +7,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfgpu._step import StepResult, step
-from kfgpu.errors import ConfigError
+from kfgpu.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
 
     from kfgpu.features.spec import FeatureSpec
     from kfgpu.features.transform import FittedTransform
 
-__all__ = ["engineer_features_step", "load_feature_spec", "transformed_frame"]
+__all__ = [
+    "SPEC_SAMPLE_ROWS",
+    "engineer_features_step",
+    "load_feature_spec",
+    "transformed_frame",
+]
+
+SPEC_SAMPLE_ROWS = 262_144
+"""Training rows a spec is inferred from when none is given (all of them when fewer)."""
 
 
 def load_feature_spec(value: str) -> FeatureSpec:
@@ -95,91 +105,156 @@ def engineer_features_step(
     max_categories: int = 1000,
     feature_spec: str = "",
     time_column: str = "",
+    batch_rows: int = 65_536,
 ) -> StepResult:
     """Split the validated data, fit the feature transform on the training split, and write
     the transformed train and validation splits, the raw test split, the fitted transform,
     the spec, the training data's reference profile and a report.
 
+    Streams: the data set (a Parquet file or a directory of shards) is read one record
+    batch at a time, twice (fit, then transform and write) after the split's few column
+    passes (:class:`~kfgpu.features.split.SplitPlan`), and every split is written as
+    sharded Parquet with a manifest of row counts and fingerprints. Memory holds a batch,
+    the fitted statistics and, when the spec is inferred, the first
+    :data:`SPEC_SAMPLE_ROWS` training rows.
+
     Args:
         feature_spec: a feature spec as JSON or YAML text, or a path to one; empty infers
             a spec from the training split.
         time_column: split by this column's time instead of at random.
+        batch_rows: rows per record batch read (memory, not results).
 
     Raises:
         ConfigError: bad fractions or spec.
         DataError: too few rows or classes to split.
     """
-    from kfgpu.data import artifact_metadata, read_parquet, write_parquet
+    import itertools
+
+    import pandas as pd
+
+    from kfgpu.data.shards import ShardWriter, open_shards
     from kfgpu.features.spec import infer_feature_spec
-    from kfgpu.features.split import split_frame
-    from kfgpu.features.transform import fit_transform
+    from kfgpu.features.split import SplitConfig, SplitPlan, split_indices
+    from kfgpu.features.stats import fit_stats
+    from kfgpu.features.transform import FittedTransform
     from kfgpu.validation.profile import build_profile
 
     if task not in ("classification", "regression"):
         raise ConfigError(f"task={task!r} is invalid: use 'classification' or 'regression'")
-    df = read_parquet(dataset_path)
-    train, val, test = split_frame(
-        df,
-        target,
+    config = SplitConfig(
+        target=target,
         task=task,  # type: ignore[arg-type]
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         seed=seed,
         time_column=time_column,
     )
-    spec = (
-        load_feature_spec(feature_spec)
-        if feature_spec
-        else infer_feature_spec(
-            train.drop(columns=[time_column]) if time_column else train,
+    shards = open_shards(dataset_path)
+    plan = SplitPlan(shards, config, batch_rows=batch_rows)
+
+    def train_frames() -> Iterator[pd.DataFrame]:
+        for batch, which in plan.iter_splits():
+            idx = split_indices(which, 0)
+            if len(idx):
+                yield batch.take(idx).to_pandas()
+
+    # Pass 1: the spec (given, or inferred from the first training rows) and the fit.
+    frames = train_frames()
+    head: list[pd.DataFrame] = []
+    if feature_spec:
+        spec = load_feature_spec(feature_spec)
+    else:
+        seen = 0
+        for frame in frames:
+            head.append(frame)
+            seen += len(frame)
+            if seen >= SPEC_SAMPLE_ROWS:
+                break
+        if not head:
+            raise DataError(f"the training split of {dataset_path!r} has no rows; add rows")
+        sample = head[0] if len(head) == 1 else pd.concat(head, ignore_index=True)
+        spec = infer_feature_spec(
+            sample.drop(columns=[time_column]) if time_column else sample,
             target,
             max_categories=max_categories,
         )
-    )
-    missing = [c for c in spec.columns if c not in train.columns]
+        del sample
+    missing = [c for c in spec.columns if c not in shards.columns]
     if missing:
         raise ConfigError(
             f"feature spec names column(s) {missing} that the data does not have; "
-            f"the data has {[c for c in train.columns if c != target][:20]}"
+            f"the data has {[c for c in shards.columns if c != target][:20]}"
         )
-    fitted = fit_transform(train, spec)
+    fitted = FittedTransform.from_stats(spec, fit_stats(itertools.chain(head, frames), spec))
+    del head
     for path in (transform_path, spec_path, report_path):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     fitted.save(transform_path)
     if spec_path:
         Path(spec_path).write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
-    sizes = {"train": len(train), "validation": len(val), "test": len(test)}
+
+    # Pass 2: transform and write the splits shard by shard; profile the raw training rows.
+    numeric = set(fitted.numeric)
+    profiled = [c for c in fitted.input_columns if c in numeric or c in fitted.categorical]
+    datetime_inputs = set(fitted.datetime_inputs)
+    profiled = [c for c in profiled if c not in datetime_inputs]
+    source = shards.fingerprint
+    base = {"source_fingerprint": source, "split_by": config.by, "seed": seed}
+    writers = {
+        "train": ShardWriter(train_path, metadata={**base, "split": "train"}),
+        "validation": ShardWriter(val_path, metadata={**base, "split": "validation"}),
+        "test": ShardWriter(test_path, schema=shards.schema, metadata={**base, "split": "test"}),
+    }
+
+    def write_all() -> Iterator[pd.DataFrame]:
+        for batch, which in plan.iter_splits():
+            test_idx = split_indices(which, 2)
+            if len(test_idx):
+                writers["test"].write(batch.take(test_idx))
+            val_idx = split_indices(which, 1)
+            if len(val_idx):
+                val = batch.take(val_idx).to_pandas()
+                writers["validation"].write(transformed_frame(fitted, val, target))
+            train_idx = split_indices(which, 0)
+            if len(train_idx):
+                train = batch.take(train_idx).to_pandas()
+                writers["train"].write(transformed_frame(fitted, train, target))
+                yield train[[*profiled, target]]
+
+    try:
+        if profile_path:
+            # The training data's reference profile, on raw inputs (and the label), for
+            # drift and skew checks later; timestamps always move, so they are left out.
+            label = [target] if task == "classification" else []
+            build_profile(
+                write_all(),
+                categorical=[*[c for c in profiled if c not in numeric], *label],
+                seed=seed,
+            ).save(profile_path)
+        else:
+            for _ in write_all():
+                pass
+        manifests = {name: w.close() for name, w in writers.items()}
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+
+    sizes = {name: m.rows for name, m in manifests.items()}
     if report_path:
         Path(report_path).write_text(_report(fitted, sizes, time_column))
-    if profile_path:
-        # The training data's reference profile, on raw inputs (and the label), for drift
-        # and skew checks later; timestamps always move, so they are left out.
-        numeric = set(fitted.numeric)
-        columns = [c for c in fitted.input_columns if c in numeric or c in fitted.categorical]
-        datetime_inputs = set(fitted.datetime_inputs)
-        columns = [c for c in columns if c not in datetime_inputs]
-        label = [target] if task == "classification" else []
-        build_profile(
-            train[[*columns, target]],
-            categorical=[*[c for c in columns if c not in numeric], *label],
-            seed=seed,
-        ).save(profile_path)
-
     metadata: dict[str, dict[str, Any]] = {}
-    source = artifact_metadata(df)["fingerprint"]
-    for name, frame, path, transformed in (
-        ("train", train, train_path, True),
-        ("validation", val, val_path, True),
-        ("test", test, test_path, False),
-    ):
-        out = transformed_frame(fitted, frame, target) if transformed else frame
-        write_parquet(out, path)
+    for name, transformed in (("train", True), ("validation", True), ("test", False)):
+        m = manifests[name]
         metadata[name] = {
-            **artifact_metadata(out),
+            "fingerprint": m.fingerprint,
+            "rows": m.rows,
+            "columns": len(m.schema),
+            "schema": m.schema,
+            "files": len(m.files),
             "split": name,
             "transformed": transformed,
-            "raw_fingerprint": artifact_metadata(frame)["fingerprint"],
             "source_fingerprint": source,
         }
     metadata["transform"] = {
@@ -187,17 +262,18 @@ def engineer_features_step(
         "n_embedding": len(fitted.cardinalities),
         "inputs": list(fitted.input_columns),
     }
+    n_train, n_val, n_test = sizes["train"], sizes["validation"], sizes["test"]
     return StepResult(
         metrics={
-            "train_rows": float(len(train)),
-            "validation_rows": float(len(val)),
-            "test_rows": float(len(test)),
+            "train_rows": float(n_train),
+            "validation_rows": float(n_val),
+            "test_rows": float(n_test),
             "dense_features": float(fitted.n_dense),
             "embedding_features": float(len(fitted.cardinalities)),
         },
         metadata=metadata,
         summary=(
-            f"train/val/test {len(train)}/{len(val)}/{len(test)} rows; {len(fitted.input_columns)} "
+            f"train/val/test {n_train}/{n_val}/{n_test} rows; {len(fitted.input_columns)} "
             f"inputs -> {fitted.n_dense} dense + {len(fitted.cardinalities)} embedding features"
         ),
     )

@@ -53,46 +53,87 @@ def validate_data_step(
     """
     from dataclasses import replace
 
-    from kfgpu.data import artifact_metadata, read_table, write_parquet
+    from kfgpu.data import read_table
+    from kfgpu.data.shards import copy_shards, open_shards, write_shards
     from kfgpu.validation.checks import validate
     from kfgpu.validation.schema import Schema
+    from kfgpu.validation.stream import validate_source
 
+    pinned = Schema.read_json(schema_uri) if schema_uri else None
+    options = {
+        "schema": pinned,
+        "task": task,
+        "max_null_fraction": max_null_fraction,
+        "max_unseen_fraction": max_unseen_fraction,
+        "leakage_threshold": leakage_threshold,
+    }
+    shards = None
+    df = None
     try:
-        df = read_table(data_uri)
+        if _is_parquet(data_uri):
+            # Parquet streams: one pass to validate, then the files are copied.
+            shards = open_shards(data_uri)
+        else:
+            df = read_table(data_uri)
     except DataError as e:
         _write_reports(_unreadable(target, e), report_path, anomalies_path)
         raise
-    pinned = Schema.read_json(schema_uri) if schema_uri else None
-    result = validate(
-        df,
-        target,
-        schema=pinned,
-        task=task,  # type: ignore[arg-type]  # validate() names a bad value itself
-        max_null_fraction=max_null_fraction,
-        max_unseen_fraction=max_unseen_fraction,
-        leakage_threshold=leakage_threshold,
-    )
+    if shards is not None:
+        found = validate_source(shards, target, **options)  # type: ignore[arg-type]
+        result, sample, n_rows = found.result, found.sample, found.rows
+    else:
+        assert df is not None
+        result = validate(df, target, **options)  # type: ignore[arg-type]
+        sample, n_rows = df, len(df)
     if reference_uri:
-        skew = skew_anomalies(df, reference_uri, target=target)
+        # A streamed table is compared through its uniform row sample.
+        skew = skew_anomalies(sample, reference_uri, target=target)
         result = replace(result, anomalies=(*result.anomalies, *skew))
     _write_reports(result, report_path, anomalies_path)
     result.schema.to_json(schema_path)
     result.raise_for_errors()
 
-    write_parquet(df, dataset_path)
+    meta = {"source_uri": data_uri}
+    if shards is not None:
+        manifest = copy_shards(shards, dataset_path, metadata=meta)
+    else:
+        manifest = write_shards(df, dataset_path, metadata=meta)
+    n_cols = len(manifest.schema)
     n_err, n_warn = len(result.errors), len(result.warnings)
     return StepResult(
-        metrics={"rows": float(len(df)), "columns": float(df.shape[1]), "warnings": float(n_warn)},
+        metrics={"rows": float(n_rows), "columns": float(n_cols), "warnings": float(n_warn)},
         metadata={
-            "dataset": {"source_uri": data_uri, **artifact_metadata(df)},
+            "dataset": {
+                "source_uri": data_uri,
+                "fingerprint": manifest.fingerprint,
+                "rows": manifest.rows,
+                "columns": n_cols,
+                "schema": manifest.schema,
+                "files": len(manifest.files),
+            },
             "schema": {"task": result.schema.task, "target": target},
         },
         summary=(
-            f"{len(df)} rows x {df.shape[1]} columns, task {result.schema.task}, "
+            f"{n_rows} rows x {n_cols} columns, task {result.schema.task}, "
             f"{n_err} errors, {n_warn} warnings"
         ),
         extra={"task": result.schema.task},
     )
+
+
+def _is_parquet(uri: str) -> bool:
+    """Whether ``uri`` is a Parquet file or a directory of them (streamed, not read whole)."""
+    from kfgpu.data.io import open_filesystem
+
+    if uri.startswith("kfgpu://"):
+        return False
+    try:
+        fs, path = open_filesystem(uri)
+        if fs.isdir(path):
+            return True
+    except (OSError, DataError, ValueError):
+        return False
+    return path.lower().endswith((".parquet", ".pq"))
 
 
 def _unreadable(target: str, error: DataError) -> ValidationResult:

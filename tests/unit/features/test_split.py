@@ -145,3 +145,115 @@ def test_time_split_refuses_missing_times() -> None:
         split_frame(df, "y", task="classification", time_column="ts")
     with pytest.raises(SchemaError, match="time_column 'when'"):
         split_frame(df, "y", task="classification", time_column="when")
+
+
+# --------------------------------------------------------------------------- streaming split
+
+
+def _sharded(tmp_path, df: pd.DataFrame, name: str, **kw: int) -> str:  # type: ignore[no-untyped-def]
+    from kfgpu.data.shards import write_shards
+
+    uri = str(tmp_path / name)
+    write_shards(df, uri, **kw)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def keyed() -> pd.DataFrame:
+    df = fraud(3_000, seed=5)
+    df.insert(0, "row_id", np.arange(len(df), dtype=np.int64))
+    df["ts"] = np.random.default_rng(2).integers(0, 40, len(df))  # many equal times
+    df["user"] = np.random.default_rng(3).integers(0, 900, len(df)).astype(str)
+    return df
+
+
+@pytest.mark.parametrize("by", ["position", "time", "key"])
+def test_streamed_split_is_the_in_memory_split_whatever_the_layout(
+    tmp_path, keyed: pd.DataFrame, by: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import kfgpu.features.split as split_module
+    from kfgpu.data.shards import open_shards
+    from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
+
+    kw = {"time_column": "ts"} if by == "time" else {"key_column": "user"} if by == "key" else {}
+    expected = split_frame(keyed, LABEL_COLUMN, task="classification", seed=9, **kw)
+    # A tiny collect limit makes the cut search narrow through histogram passes, the path
+    # tables of millions of rows take.
+    monkeypatch.setattr(split_module, "_COLLECT_MAX", 40)
+    assert all(
+        a.equals(b)
+        for a, b in zip(
+            expected,
+            split_frame(keyed, LABEL_COLUMN, task="classification", seed=9, **kw),
+            strict=True,
+        )
+    )
+    config = SplitConfig(LABEL_COLUMN, "classification", seed=9, **kw)
+    for layout, (file_rows, group_rows, batch_rows) in enumerate(
+        [(1_000, 300, 256), (3_000, 3_000, 3_000), (777, 100, 200)]
+    ):
+        src = _sharded(
+            tmp_path, keyed, f"src{layout}", file_rows=file_rows, row_group_rows=group_rows
+        )
+        outs = {n: str(tmp_path / f"out{layout}" / n) for n in SPLIT_NAMES}
+        result = split_source(src, outs, config, batch_rows=batch_rows, row_group_rows=500)
+        assert result.by == by and result.dropped == 0
+        for name, want in zip(SPLIT_NAMES, expected, strict=True):
+            got = pd.read_parquet(outs[name])
+            pd.testing.assert_frame_equal(got, want)
+            shards = open_shards(outs[name])
+            assert shards.rows == result.rows[name] == len(want)
+            assert all(max(f.row_groups, default=0) <= 500 for f in shards.files)
+            assert shards.manifest is not None
+            assert shards.manifest.metadata["split"] == name
+    if by == "key":  # rows of one user always share a split
+        owner = {}
+        for i, part in enumerate(expected):
+            for user in part["user"].unique():
+                assert owner.setdefault(user, i) == i
+    if by == "time":
+        train, val, test = expected
+        assert train["ts"].max() <= val["ts"].min() and val["ts"].max() <= test["ts"].min()
+        assert (len(train), len(val), len(test)) == (2_100, 450, 450)
+
+
+def test_key_split_is_not_stratified_but_keeps_keys_together() -> None:
+    df = pd.DataFrame({"user": np.arange(400) // 4, "y": [0, 1] * 198 + [2] * 4})
+    train, val, test = split_frame(df, "y", task="classification", key_column="user")
+    assert len(set(train.user) & set(val.user)) == len(set(val.user) & set(test.user)) == 0
+    assert (len(train), len(val), len(test)) == (280, 60, 60)
+
+
+def test_streamed_split_counts_are_exact_per_class_and_drop_missing_targets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
+
+    df = pd.DataFrame(
+        {
+            "x": np.arange(1_003.0),
+            "y": ["a"] * 900 + ["b"] * 97 + ["c"] * 3 + [None] * 3,
+        }
+    )
+    src = _sharded(tmp_path, df, "src", file_rows=200, row_group_rows=64)
+    outs = {n: str(tmp_path / n) for n in SPLIT_NAMES}
+    result = split_source(src, outs, SplitConfig("y", "classification", 0.1, 0.2))
+    assert result.dropped == 3 and result.classes == {"a": 900, "b": 97, "c": 3}
+    counts = {n: pd.read_parquet(outs[n])["y"].value_counts().to_dict() for n in SPLIT_NAMES}
+    assert counts["test"] == {"a": 180, "b": 19, "c": 1}
+    assert counts["validation"] == {"a": 90, "b": 10, "c": 1}
+    assert counts["train"] == {"a": 630, "b": 68, "c": 1}
+
+
+def test_streamed_split_errors_name_the_column(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kfgpu.errors import SchemaError
+    from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
+
+    src = _sharded(tmp_path, pd.DataFrame({"x": np.arange(20.0), "y": [0, 1] * 10}), "s")
+    outs = {n: str(tmp_path / n) for n in SPLIT_NAMES}
+    with pytest.raises(SchemaError, match="key_column 'nope'"):
+        split_source(src, outs, SplitConfig("y", "classification", key_column="nope"))
+    with pytest.raises(ConfigError, match="give one output URI"):
+        split_source(src, {"train": outs["train"]}, SplitConfig("y", "classification"))
+    with pytest.raises(ConfigError, match="pass only one"):
+        SplitConfig("y", "classification", time_column="x", key_column="x")
+    # Nothing half-written is left behind by a failed split.
+    assert not any((tmp_path / n).exists() for n in SPLIT_NAMES)
