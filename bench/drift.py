@@ -327,11 +327,11 @@ def _evidently_verdict(ref: Any, cur: Any, column: str) -> tuple[bool, bool]:
 def _calibration(tmp: Path) -> dict[str, float]:
     import numpy as np
 
+    from kfgpu.bundle import load_reference
     from kfgpu.data import fraud
     from kfgpu.monitoring.drift_check import ModelView
     from kfgpu.validation.drift import PREDICTION_COLUMN, detect_drift
     from kfgpu.validation.profile import ColumnProfile, NumericSketch, build_profile
-    from kfgpu.validation.step import load_reference
 
     pool_rows, splits, sizes = _calibration_settings()
     progress("drift: training a small fraud classifier for the model-aware verdict")

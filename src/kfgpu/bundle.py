@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import torch
 
     from kfgpu.features.transform import FittedTransform
+    from kfgpu.validation.profile import ReferenceProfile
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -48,6 +49,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "Bundle",
     "load_bundle",
+    "load_reference",
     "read_description",
     "verify_bundle",
     "write_bundle",
@@ -258,3 +260,29 @@ def load_bundle(path: str | os.PathLike[str], *, device: str = "cpu") -> Bundle:
         ) from e
     module.to(device).eval()
     return Bundle(path=root, description=desc, transform=transform, module=module)
+
+
+def load_reference(uri: str) -> ReferenceProfile:
+    """A reference profile from a model bundle, a saved profile, or raw data.
+
+    Args:
+        uri: a kfgpu model bundle directory (its ``reference/`` profile, checksums verified),
+            a profile directory (``profile.json`` + ``sample.parquet``) or its
+            ``profile.json``, or any data URI ``read_table`` accepts (profiled in chunks).
+    """
+    from kfgpu.validation.profile import ReferenceProfile, profile_source
+
+    path = Path(uri)
+    if "://" not in uri and path.is_dir() and (path / DESCRIPTION_FILE).is_file():
+        verify_bundle(path)
+        if not (path / REFERENCE_DIR / "profile.json").is_file():
+            raise BundleError(
+                f"model bundle {uri!r} holds no reference profile (written before kfgpu 0.1.1?); "
+                "retrain, or pass the training data as the reference instead"
+            )
+        return ReferenceProfile.load(path / REFERENCE_DIR)
+    if "://" not in uri and path.is_dir() and (path / "profile.json").is_file():
+        return ReferenceProfile.load(path)
+    if "://" not in uri and path.name == "profile.json" and path.is_file():
+        return ReferenceProfile.load(path.parent)
+    return profile_source(uri)

@@ -1,7 +1,10 @@
 """Compile components and pipelines into the files a Kubeflow user consumes without Python.
 
 ``components/<name>/component.yaml`` plus a README generated from the component's
-docstring, and ``pipelines/<name>.yaml``. Output is byte-for-byte reproducible for a given
+docstring, and ``pipelines/<name>.yaml``. This module is also where a pipeline's short name
+(``training``) becomes a pipeline: :func:`pipeline` and :func:`compiled` (for ``kfgpu
+upload``, ``submit`` and ``schedule``); the library below (``kfgpu.ops``, the retraining
+trigger) never reaches ``kfgpu.pipelines``. Output is byte-for-byte reproducible for a given
 kfgpu and kfp version, so :func:`check` can say whether checked-in files are stale.
 """
 
@@ -10,25 +13,147 @@ from __future__ import annotations
 import difflib
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kfgpu.errors import KfgpuError
+from kfgpu.errors import ConfigError, KfgpuError
 from kfgpu.ops.platform import SIDE_EFFECTS
+
+if TYPE_CHECKING:
+    from kfgpu.ops.upload import CompiledPipeline
 
 __all__ = [
     "CompileDrift",
+    "PipelineParameters",
     "check",
     "compile_all",
+    "compiled",
     "compiled_kfp_versions",
     "component_readme",
     "kfp_version_problem",
+    "pipeline",
+    "pipeline_names",
+    "pipeline_parameters",
 ]
 
 
 class CompileDrift(KfgpuError):
     """Checked-in compiled files differ from a fresh compile."""
+
+
+def pipeline_names() -> list[str]:
+    """The short names of kfgpu's pipelines (``training``, ``tuning``, ...)."""
+    from kfgpu.pipelines import PIPELINES
+
+    return sorted(PIPELINES)
+
+
+def pipeline(name: str) -> Any:
+    """The pipeline kfgpu calls ``name`` (a KFP ``GraphComponent``).
+
+    Raises:
+        ConfigError: no pipeline has that name (the known ones listed).
+    """
+    from kfgpu.pipelines import PIPELINES
+
+    if name not in PIPELINES:
+        raise ConfigError(f"unknown pipeline {name!r}; choose one of {sorted(PIPELINES)}")
+    return PIPELINES[name]
+
+
+@dataclass(frozen=True)
+class PipelineParameters:
+    """A kfgpu pipeline's parameters as its compiled spec declares them.
+
+    ``parameters`` maps each name to ``parameterType``, ``defaultValue`` (when it has one)
+    and ``description``: the docstring ``Args:`` line of the component input the parameter
+    feeds (KFP copies it into the compiled spec), ``""`` for one that only sets resources.
+    """
+
+    name: str
+    parameters: dict[str, dict[str, Any]]
+
+
+def pipeline_parameters(name: str) -> PipelineParameters:
+    """The parameters of the pipeline kfgpu calls ``name``, with their descriptions.
+
+    Raises:
+        ConfigError: no pipeline has that name.
+    """
+    from google.protobuf.json_format import MessageToDict
+
+    graph = pipeline(name)
+    spec = MessageToDict(graph.pipeline_spec)
+    params = spec["root"].get("inputDefinitions", {}).get("parameters", {}) or {}
+    described = _descriptions(spec)
+    order = list(graph.component_spec.inputs or {})  # the signature's order
+    return PipelineParameters(
+        name=name,
+        parameters={
+            k: {**params[k], "description": params[k].get("description") or described.get(k, "")}
+            for k in sorted(params, key=lambda k: order.index(k) if k in order else len(order))
+        },
+    )
+
+
+_CHANNEL = "pipelinechannel--"
+
+
+def _descriptions(spec: dict[str, Any]) -> dict[str, str]:
+    """Pipeline parameter -> the description of the first component input it feeds.
+
+    Walks the root DAG, then every nested one (``dsl.If``, ``dsl.ParallelFor``, where a
+    pipeline parameter arrives as ``pipelinechannel--<name>``); in each, the tasks that
+    depend on fewest others first, so a parameter is described by the step that reads it
+    first (``data_uri`` by the validation step, not by the registry's use of it).
+    """
+    components = spec.get("components", {})
+    out: dict[str, str] = {}
+    dags = [spec["root"].get("dag", {})]
+    dags += [components[c]["dag"] for c in sorted(components) if "dag" in components[c]]
+    for dag in dags:
+        tasks = sorted(
+            dag.get("tasks", {}).items(),
+            key=lambda item: (len(item[1].get("dependentTasks", [])), item[0]),
+        )
+        for _, task in tasks:
+            inputs = components.get(task["componentRef"]["name"], {}).get("inputDefinitions", {})
+            declared = inputs.get("parameters", {})
+            for key, source in task.get("inputs", {}).get("parameters", {}).items():
+                fed = source.get("componentInputParameter", "").removeprefix(_CHANNEL)
+                text = " ".join(str(declared.get(key, {}).get("description", "")).split())
+                if fed and text and fed not in out:
+                    out[fed] = text
+    return out
+
+
+@contextmanager
+def compiled(name: str) -> Iterator[CompiledPipeline]:
+    """Compile a pipeline kfgpu knows (``training``) to a temporary package, or read a
+    compiled package (a ``.yaml`` path), and yield what identifies it.
+
+    Raises:
+        ConfigError: neither a known name nor a compiled package.
+    """
+    from kfgpu.ops.upload import read_package
+    from kfgpu.pipelines import PIPELINES
+
+    if name in PIPELINES:
+        with tempfile.TemporaryDirectory(prefix="kfgpu-upload-") as tmp:
+            path = Path(tmp) / f"{name}.yaml"
+            _compile_to(PIPELINES[name], path)
+            yield read_package(path)
+        return
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        yield read_package(path)
+        return
+    raise ConfigError(
+        f"unknown pipeline {name!r}: name one of {sorted(PIPELINES)} or a compiled .yaml package"
+    )
 
 
 def _compile_to(obj: Any, path: Path) -> None:

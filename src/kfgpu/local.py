@@ -9,7 +9,6 @@ when a step fails, into one readable error.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -80,53 +79,16 @@ def init(*, runner: Any = None, pipeline_root: str = "./local_outputs", **kwargs
     local.init(runner=runner, pipeline_root=pipeline_root, **kwargs)
 
 
-def _pipelines() -> dict[str, Any]:
-    from kfgpu.pipelines import PIPELINES
-
-    return PIPELINES
-
-
 def pipeline_parameters(name: str) -> dict[str, tuple[str, Any]]:
-    """A pipeline's parameters: name -> (KFP type, default)."""
-    pipelines = _pipelines()
-    if name not in pipelines:
-        raise ConfigError(f"unknown pipeline {name!r}; choose one of {sorted(pipelines)}")
-    inputs = pipelines[name].component_spec.inputs or {}
+    """A pipeline's parameters: name -> (KFP type, default).
+
+    Typing ``NAME=VALUE`` strings against them is :func:`kfgpu.ops.submit.coerce_parameters`
+    (with :func:`kfgpu.compile.pipeline_parameters`), the same for a local and a cluster run.
+    """
+    from kfgpu.compile import pipeline
+
+    inputs = pipeline(name).component_spec.inputs or {}
     return {k: (v.type, v.default) for k, v in inputs.items()}
-
-
-def coerce_parameters(name: str, raw: Mapping[str, str]) -> dict[str, Any]:
-    """Turn ``NAME=VALUE`` strings into typed pipeline arguments, naming what is wrong."""
-    params = pipeline_parameters(name)
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in params:
-            raise ConfigError(
-                f"pipeline {name!r} has no parameter {key!r}; known: {', '.join(sorted(params))}"
-            )
-        kind = params[key][0]
-        try:
-            if kind == "Integer":
-                out[key] = int(value)
-            elif kind == "Float":
-                out[key] = float(value)
-            elif kind == "Boolean":
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                out[key] = value.lower() in ("true", "1", "yes")
-            elif kind in ("Dict", "List"):
-                parsed = json.loads(value)
-                if not isinstance(parsed, dict if kind == "Dict" else list):
-                    raise ValueError(value)
-                out[key] = parsed
-            else:
-                out[key] = value
-        except ValueError as e:
-            raise ConfigError(
-                f"parameter {key}={value!r} must be {kind.lower()}; e.g. --param {key}="
-                f"{params[key][1]!r}"
-            ) from e
-    return out
 
 
 @contextlib.contextmanager
@@ -189,9 +151,9 @@ def run_local(
         PipelineError: a step failed; the message is the step's own error when it raised
             a kfgpu error, with the log's path otherwise.
     """
-    pipelines = _pipelines()
-    if pipeline not in pipelines:
-        raise ConfigError(f"unknown pipeline {pipeline!r}; choose one of {sorted(pipelines)}")
+    from kfgpu.compile import pipeline as lookup
+
+    graph = lookup(pipeline)
     work = Path(workdir).resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     run_dir = work / "runs" / f"{pipeline}-{stamp}"
@@ -226,7 +188,7 @@ def run_local(
                 )
                 # The kfgpu image runs the same code as this environment: that is the design.
                 warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-                task = pipelines[pipeline](**arguments)
+                task = graph(**arguments)
             outputs = dict(getattr(task, "outputs", {}) or {})
         except Exception as e:  # kfp.local raises RuntimeError naming the failed task
             failure = e

@@ -111,7 +111,7 @@ def test_bundle_describes_itself_and_verifies(run: LocalRun, tmp_path: Path) -> 
     assert len(desc["lineage"]["data_fingerprint"]) == 64
     assert desc["lineage"]["mlflow_run_id"]
     # The training split's reference profile travels in the bundle, label included.
-    from kfgpu.validation.step import load_reference
+    from kfgpu.bundle import load_reference
 
     reference = load_reference(str(bundle))
     assert reference.rows == desc["training"]["train_rows"]

@@ -66,7 +66,7 @@ def check_gate_step(
         Path(card_html_path).write_text(render_card_html(evaluation, data))
     run_id = evaluation.get("model", {}).get("lineage", {}).get("mlflow_run_id")
     if uri and run_id:
-        client = tracking._client(uri)
+        client = tracking.client(uri)
         client.set_tag(run_id, "kfgpu.blessed", str(verdict.blessed).lower())
         client.log_text(run_id, json.dumps(data, indent=2, default=str), "gate/verdict.json")
     return StepResult(

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from kfgpu.errors import ConfigError, TrainingError
 from kfgpu.kube.jobs import JOB_RESOURCES, JobKind
 
-__all__ = ["LaunchResult", "launch", "pod_selector"]
+__all__ = ["LaunchResult", "default_api_client", "launch", "pod_selector"]
 
 Status = Literal["Succeeded", "Failed"]
 
@@ -91,7 +91,8 @@ def _sigterm_cancels() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _default_api_client() -> Any:
+def default_api_client() -> Any:
+    """A Kubernetes ``ApiClient``: the in-cluster config inside a pod, else kubeconfig."""
     from kubernetes import client, config
 
     try:
@@ -271,7 +272,7 @@ def launch(
     group, version, plural = JOB_RESOURCES[kind]
     label = f"{kind} {namespace}/{name}"
 
-    api_client = api_client if api_client is not None else _default_api_client()
+    api_client = api_client if api_client is not None else default_api_client()
     custom = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
 

@@ -287,8 +287,8 @@ def check_source(
         sample_rows: rows of the current data kept as a sample (for the HTML report).
         chunk_rows: rows per streamed chunk.
     """
+    from kfgpu.bundle import load_reference
     from kfgpu.validation.profile import profile_source
-    from kfgpu.validation.step import load_reference
 
     reference = load_reference(reference_uri)
     model = ModelView.from_bundle(reference_uri, reference) if is_bundle(reference_uri) else None

@@ -114,13 +114,12 @@ def monitor_step(
     """
     import pandas as pd
 
-    from kfgpu.bundle import read_description
+    from kfgpu.bundle import load_reference, read_description
     from kfgpu.data import read_table
     from kfgpu.monitoring.drift_check import ModelView
     from kfgpu.monitoring.monitor import MonitorPolicy, monitor, read_logs
-    from kfgpu.serving.server import resolve_bundle
+    from kfgpu.registry.source import resolve_bundle
     from kfgpu.validation.drift_report import render_drift_html
-    from kfgpu.validation.step import load_reference
 
     rules = MonitorPolicy.parse(policy)
     bundle = str(resolve_bundle(model_uri, tracking_uri=tracking_uri))
@@ -205,12 +204,17 @@ def trigger_retraining_step(
 ) -> StepResult:
     """Start the training pipeline on Kubeflow and/or notify a webhook with the verdict.
 
+    ``pipeline`` names an uploaded pipeline (``kfgpu-training``, or kfgpu's short name
+    ``training``) or its ID; its newest version runs (:func:`kfgpu.ops.submit.submit_pipeline`).
+    Nothing is compiled here: this step never reaches ``kfgpu.pipelines``.
+
     Writes what it did to ``run_path`` (JSON) before returning or failing.
 
     With neither a KFP host nor a webhook it does nothing and says so.
 
     Raises:
         ConfigError: bad parameters JSON, or the webhook fails.
+        OpsError: no such uploaded pipeline (run ``kfgpu upload`` first).
     """
     from kfgpu.errors import ConfigError
     from kfgpu.ops.client import default_host
@@ -281,14 +285,13 @@ def validate_batch_step(
         SchemaError: input columns the bundle needs are missing.
         DataError: the batch cannot be read or is empty.
     """
-    from kfgpu.bundle import read_description
+    from kfgpu.bundle import load_reference, read_description
     from kfgpu.data import read_table
     from kfgpu.data.io import artifact_metadata, write_parquet
     from kfgpu.errors import EmptyDataError, SchemaError
     from kfgpu.monitoring.drift_check import ModelView, check_frame
     from kfgpu.monitoring.monitor import MonitorPolicy, quality_issues
     from kfgpu.validation.drift import DriftConfig
-    from kfgpu.validation.step import load_reference
 
     rules = MonitorPolicy.parse(policy)
     description = read_description(bundle_path)
@@ -351,7 +354,7 @@ def fetch_model_step(*, model_uri: str, bundle_path: str, tracking_uri: str = ""
     import shutil
 
     from kfgpu.bundle import read_description, verify_bundle
-    from kfgpu.serving.server import resolve_bundle
+    from kfgpu.registry.source import resolve_bundle
 
     source = resolve_bundle(model_uri, tracking_uri=tracking_uri)
     verify_bundle(source)

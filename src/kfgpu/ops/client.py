@@ -119,15 +119,6 @@ class Connection:
             ssl_ca_cert=pick(ssl_ca_cert, ENV_CA_CERT),
         )
 
-    def auth_method(self) -> str:
-        """Which credential a client built from this sends: for messages and ``doctor``."""
-        if self.token:
-            return "bearer token (--token / KFGPU_KFP_TOKEN)"
-        path = self._token_file()
-        if path:
-            return f"service-account token file {path}"
-        return "none"
-
     def _token_file(self) -> str:
         if self.token_path:
             return self.token_path

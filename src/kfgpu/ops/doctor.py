@@ -53,7 +53,9 @@ def _kfp_check(kfp_client: Callable[[], Any] | None, host: str, namespace: str) 
         )
     try:
         client = kfp_client()
-        health = api_call("read healthz", client._healthz_api.healthz_service_get_healthz)
+        # kfp.Client's public generated API (``client.<service>s``), not its private
+        # ``_healthz_api``: HealthzServiceApi becomes ``client.healthzs``.
+        health = api_call("read healthz", client.healthzs.healthz_service_get_healthz)
     except KfgpuError as e:
         return Check(
             "kfp",
@@ -117,9 +119,9 @@ def run_checks(
         from kubernetes import client
 
         if api_client is None:
-            from kfgpu.kube.launcher import _default_api_client
+            from kfgpu.kube.launcher import default_api_client
 
-            api_client = _default_api_client()
+            api_client = default_api_client()
         core = client.CoreV1Api(api_client)
         nodes = core.list_node().items
     except Exception as e:  # any failure here means: no usable Kubernetes API

@@ -252,6 +252,12 @@ def apply_gpu_settings(
     if wants_gpu:
         task.set_accelerator_type(config.gpu_resource if gpu_type is None else gpu_type)
         task.set_accelerator_limit(count)
+        # kfp's compiler hands a sub-DAG (dsl.ParallelFor, dsl.If) only the channels its tasks
+        # register: a count used only as a resource is otherwise missing from the loop's
+        # inputs, and the task fails at run time ("pipelinechannel--<name> not found").
+        channels = [c for c in (count, gpu_type) if isinstance(c, PipelineChannel)]
+        if channels:
+            task.register_pipeline_channels(channels)
         if config.tolerate_gpu_taint:
             # A parameterised resource name is unknown at compile time: tolerate the configured one.
             key = gpu_type if isinstance(gpu_type, str) else config.gpu_resource

@@ -48,7 +48,6 @@ from kfgpu.ops.cron import check_timezone, to_kfp_cron
 from kfgpu.ops.submit import coerce_parameters
 from kfgpu.ops.upload import (
     CompiledPipeline,
-    compiled,
     find_pipeline,
     find_version,
     latest_version,
@@ -384,6 +383,20 @@ def _check(
     return kfp_cron, arguments
 
 
+def _packages(file: ScheduleFile, stack: ExitStack) -> dict[str, CompiledPipeline]:
+    """Each schedule's pipeline, compiled (kfgpu's names) or read (a .yaml), alive in ``stack``.
+
+    The name -> pipeline lookup is :func:`kfgpu.compile.compiled`'s: only this command-side
+    module of ``kfgpu.ops`` reaches it, so the library's use of ``ops`` (the retraining
+    trigger) never reaches ``kfgpu.pipelines``.
+    """
+    from kfgpu.compile import compiled
+
+    return {
+        p: stack.enter_context(compiled(p)) for p in sorted({s.pipeline for s in file.schedules})
+    }
+
+
 def check_offline(file: ScheduleFile, *, scheduler_timezone: str = "UTC") -> list[str]:
     """Every check that needs no cluster; one line per schedule.
 
@@ -397,9 +410,7 @@ def check_offline(file: ScheduleFile, *, scheduler_timezone: str = "UTC") -> lis
     """
     lines = []
     with ExitStack() as stack:
-        packages = {
-            p: stack.enter_context(compiled(p)) for p in {s.pipeline for s in file.schedules}
-        }
+        packages = _packages(file, stack)
         for s in file.schedules:
             kfp_cron, _ = _check(s, packages[s.pipeline], scheduler_timezone)
             line = (
@@ -485,9 +496,7 @@ def plan(
     own = stack is None
     stack = stack or ExitStack()
     try:
-        packages = {
-            p: stack.enter_context(compiled(p)) for p in {s.pipeline for s in file.schedules}
-        }
+        packages = _packages(file, stack)
         experiments: dict[str, str | None] = {}
         desired = [
             _desired(

@@ -4,7 +4,8 @@ Parameters arrive as ``NAME=VALUE`` strings and are typed against the compiled p
 parameters (unknown names and bad values fail before anything is sent). By default the run
 refers to the uploaded, content-named version (uploaded first if missing, see
 :mod:`kfgpu.ops.upload`), so the run's pipeline is visible and reusable in the UI;
-``from_package=True`` sends the package inline instead.
+``from_package=True`` sends the package inline instead. :func:`submit_pipeline` starts the
+newest uploaded version of a pipeline by name or ID, compiling nothing.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kfgpu.errors import ConfigError, OpsError
 from kfgpu.ops.client import api_call
-from kfgpu.ops.upload import CompiledPipeline, upload
+from kfgpu.ops.upload import CompiledPipeline, find_uploaded, upload
 
 __all__ = [
     "FINAL_STATES",
+    "Parameterised",
     "SubmitResult",
     "coerce_parameters",
     "ensure_experiment",
@@ -43,10 +45,23 @@ _TYPES = {
 }
 
 
+class Parameterised(Protocol):
+    """A pipeline's name and its parameters as its spec declares them (``parameterType``,
+    ``defaultValue``): a compiled package, an uploaded version, a pipeline kfgpu knows."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def parameters(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
 def coerce_parameters(
-    package: CompiledPipeline, raw: Mapping[str, str], *, where: str = "--param"
+    package: Parameterised, raw: Mapping[str, Any], *, where: str = "--param"
 ) -> dict[str, Any]:
-    """Type ``NAME=VALUE`` strings by the pipeline's declared parameter types.
+    """Type ``NAME=VALUE`` strings (or already typed values) by the pipeline's declared
+    parameter types. kfgpu's one coercer: ``kfgpu run`` (local), ``submit``, ``schedule``
+    and the retraining trigger all type their parameters here.
 
     Raises:
         ConfigError: an unknown name (the known ones listed) or a value of the wrong type.
@@ -64,6 +79,8 @@ def coerce_parameters(
             out[key] = _coerce(kind, value)
         except (ValueError, TypeError) as e:
             example = spec.get("defaultValue")
+            if kind == "NUMBER_INTEGER" and isinstance(example, float) and example.is_integer():
+                example = int(example)  # the spec stores every number as a double
             raise ConfigError(
                 f"{where}: parameter {key}={value!r} must be {_TYPES.get(kind, kind)}"
                 + (f", e.g. {key}={json.dumps(example)}" if example is not None else "")
@@ -209,25 +226,36 @@ def submit_pipeline(
     experiment: str = "Default",
     run_name: str = "",
 ) -> str:
-    """Start a run of ``pipeline`` (a name kfgpu knows, or a compiled .yaml) and return its ID.
+    """Start a run of the uploaded pipeline ``pipeline`` at its newest version; return the
+    run's ID.
 
-    The one-call form for code that runs in a pod (the retraining trigger): credentials come
-    from ``KFGPU_KFP_*`` and, inside a pod, the projected KFP service-account token (see
+    The one-call form for code that runs in a pod (the retraining trigger): nothing is
+    compiled, the run starts what ``kfgpu upload`` (or ``submit``, ``schedule apply``) put
+    on the server; ``pipeline`` is its name (``kfgpu-training``, or kfgpu's short name
+    ``training``) or its ID (:func:`kfgpu.ops.upload.find_uploaded`). Credentials come from
+    ``KFGPU_KFP_*`` and, inside a pod, the projected KFP service-account token (see
     :mod:`kfgpu.ops.client`). ``params`` values may be strings or already typed; both are
-    checked against the pipeline's parameter types.
+    checked against the uploaded version's parameter types.
+
+    Raises:
+        OpsError: no such uploaded pipeline (upload it first), or the API refused.
+        ConfigError: a parameter the pipeline does not have, or of the wrong type.
     """
     from kfgpu.ops.client import Connection, connect
-    from kfgpu.ops.upload import compiled
 
     conn = Connection.from_env(host=host, namespace=namespace)
-    with compiled(pipeline) as package:
-        arguments = coerce_parameters(package, dict(params or {}), where="params")
-        started = submit(
-            connect(conn),
-            package,
-            arguments,
-            experiment=experiment,
-            run_name=run_name,
-            namespace=conn.namespace,
-        )
-    return started.run_id
+    client = connect(conn)
+    uploaded = find_uploaded(client, pipeline, conn.namespace)
+    arguments = coerce_parameters(uploaded, dict(params or {}), where="params")
+    experiment_id = ensure_experiment(client, experiment, conn.namespace)
+    name = run_name or f"{uploaded.name} {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
+    run = api_call(
+        f"create run {name!r}",
+        client.run_pipeline,
+        experiment_id=experiment_id,
+        job_name=name,
+        params=arguments,
+        pipeline_id=uploaded.pipeline_id,
+        version_id=uploaded.version_id,
+    )
+    return str(run.run_id)

@@ -5,6 +5,11 @@ named ``<kfgpu version>-<first 12 hex of the package's sha256>``. Compiling is d
 so the same code gives the same version name: uploading twice finds the version and creates
 nothing, and changed code (or a changed kfp) gives a new version beside the old ones.
 
+Which pipeline a name means (``training`` is compiled from this checkout) is
+:func:`kfgpu.compile.compiled`'s business; this module starts from a compiled package, or,
+for a run started from inside a pod (the retraining trigger), from what is already uploaded
+(:func:`find_uploaded`).
+
 The pipeline is created on its own (``POST /apis/v2beta1/pipelines``) and the package uploaded
 as a version of it (``POST /apis/v2beta1/pipelines/upload_version``), rather than through
 ``upload_pipeline``, which would also add a first version named after the pipeline: every
@@ -15,9 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,12 @@ from kfgpu.ops.client import api_call
 __all__ = [
     "CompiledPipeline",
     "UploadResult",
-    "compiled",
+    "UploadedPipeline",
     "find_pipeline",
+    "find_uploaded",
     "find_version",
     "latest_version",
+    "read_package",
     "upload",
     "version_name",
 ]
@@ -60,7 +64,12 @@ def version_name(sha256: str) -> str:
     return f"{__version__}-{sha256[:12]}"
 
 
-def _describe(path: Path) -> CompiledPipeline:
+def read_package(path: Path) -> CompiledPipeline:
+    """What identifies the compiled pipeline package at ``path``.
+
+    Raises:
+        ConfigError: the file is not a compiled KFP pipeline.
+    """
     content = path.read_bytes()
     try:
         docs = list(yaml.safe_load_all(content))
@@ -79,30 +88,6 @@ def _describe(path: Path) -> CompiledPipeline:
         description=str(spec["pipelineInfo"].get("description", "")),
         sha256=hashlib.sha256(content).hexdigest(),
         parameters=params,
-    )
-
-
-@contextmanager
-def compiled(pipeline: str) -> Iterator[CompiledPipeline]:
-    """Compile a pipeline kfgpu knows (``training``) to a temporary package, or read a
-    compiled package (a ``.yaml`` path), and yield what identifies it."""
-    from kfgpu.pipelines import PIPELINES
-
-    if pipeline in PIPELINES:
-        from kfp import compiler
-
-        with tempfile.TemporaryDirectory(prefix="kfgpu-upload-") as tmp:
-            path = Path(tmp) / f"{pipeline}.yaml"
-            compiler.Compiler().compile(PIPELINES[pipeline], str(path))
-            yield _describe(path)
-        return
-    path = Path(pipeline)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        yield _describe(path)
-        return
-    raise ConfigError(
-        f"unknown pipeline {pipeline!r}: name one of {sorted(PIPELINES)} or a compiled "
-        ".yaml package"
     )
 
 
@@ -142,15 +127,8 @@ def find_version(client: Any, pipeline_id: str, name: str) -> str | None:
 
 def latest_version(client: Any, pipeline_id: str) -> tuple[str, str] | None:
     """``(id, name)`` of the newest version of ``pipeline_id``, or ``None``."""
-    response = api_call(
-        "list pipeline versions",
-        client.list_pipeline_versions,
-        pipeline_id=pipeline_id,
-        sort_by="created_at desc",
-        page_size=1,
-    )
-    versions = response.pipeline_versions or []
-    return (versions[0].pipeline_version_id, versions[0].display_name) if versions else None
+    newest = _newest(client, pipeline_id)
+    return (newest.pipeline_version_id, newest.display_name) if newest is not None else None
 
 
 @dataclass(frozen=True)
@@ -222,3 +200,78 @@ def upload(client: Any, package: CompiledPipeline, *, namespace: str = "") -> Up
         created_pipeline,
         True,
     )
+
+
+@dataclass(frozen=True)
+class UploadedPipeline:
+    """The newest version of an uploaded pipeline, and its parameters (from its spec)."""
+
+    name: str
+    pipeline_id: str
+    version_id: str
+    version_name: str
+    parameters: dict[str, dict[str, Any]]
+
+
+def find_uploaded(client: Any, pipeline: str, namespace: str = "") -> UploadedPipeline:
+    """The newest version of the uploaded pipeline ``pipeline``.
+
+    ``pipeline`` is the uploaded pipeline's name (``kfgpu-training``; kfgpu's short names,
+    ``training``, mean ``kfgpu-training`` when no pipeline has the short name itself) or its
+    ID. Nothing is compiled: the trigger inside a pod starts what ``kfgpu upload`` put there.
+
+    Raises:
+        OpsError: no such pipeline, or it has no version.
+    """
+    candidates = [pipeline] if pipeline.startswith("kfgpu-") else [pipeline, f"kfgpu-{pipeline}"]
+    pipeline_id = name = None
+    for candidate in candidates:
+        pipeline_id = find_pipeline(client, candidate, namespace)
+        if pipeline_id is not None:
+            name = candidate
+            break
+    if pipeline_id is None:
+        # Perhaps an ID: listing its versions answers 404 when it is not one.
+        from kfgpu.errors import KfpApiError
+
+        try:
+            newest = _newest(client, pipeline)
+        except KfpApiError as e:
+            if e.status not in (400, 404):
+                raise
+            newest = None
+        if newest is None:
+            raise OpsError(
+                f"pipeline={pipeline!r}: no uploaded pipeline has that name"
+                + (f" (nor {candidates[1]!r})" if len(candidates) > 1 else "")
+                + f" or ID; upload it first with `kfgpu upload {pipeline}`"
+            )
+        pipeline_id, name = pipeline, pipeline
+    else:
+        newest = _newest(client, pipeline_id)
+        if newest is None:
+            raise OpsError(
+                f"pipeline {name!r} ({pipeline_id}) has no version; upload one with `kfgpu upload`"
+            )
+    spec = newest.pipeline_spec or {}
+    root = spec.get("root", {}) if isinstance(spec, dict) else {}
+    params = root.get("inputDefinitions", {}).get("parameters", {}) or {}
+    return UploadedPipeline(
+        name=str(name),
+        pipeline_id=str(pipeline_id),
+        version_id=str(newest.pipeline_version_id),
+        version_name=str(newest.display_name),
+        parameters=params,
+    )
+
+
+def _newest(client: Any, pipeline_id: str) -> Any:
+    response = api_call(
+        "list pipeline versions",
+        client.list_pipeline_versions,
+        pipeline_id=pipeline_id,
+        sort_by="created_at desc",
+        page_size=1,
+    )
+    versions = response.pipeline_versions or []
+    return versions[0] if versions else None

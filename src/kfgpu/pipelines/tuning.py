@@ -12,9 +12,10 @@ best parameters, the summary and the HTML report.
 # No `from __future__ import annotations` here: KFP reads the real annotation objects
 # of component and pipeline signatures to build their interfaces.
 
-from typing import List  # noqa: UP035  # KFP reads typing.List in component signatures
+from typing import List, NamedTuple  # noqa: UP035  # KFP reads typing.List in component signatures
 
 from kfp import dsl
+from kfp.dsl import HTML, Artifact, Metrics
 
 from kfgpu._image import BASE_IMAGE
 from kfgpu.components import engineer_features, tune_hyperparameters, tune_worker, validate_data
@@ -29,6 +30,13 @@ from kfgpu.ops.platform import (
 from kfgpu.pipelines.training import DEFAULT_DATA, DEFAULT_TARGET
 
 __all__ = ["DEFAULT_SEARCH_SPACE", "STORAGE_SECRET", "WORKER_PLATFORM", "tuning"]
+
+#: What the pipeline hands back: the collected study's best parameters (train_model's
+#: ``hyperparameters``), its summary, the HTML report and the KFP metrics.
+TuningOutputs = NamedTuple(  # noqa: UP014  # KFP reads this functional form
+    "TuningOutputs",
+    [("best_params", Artifact), ("summary", Artifact), ("report", HTML), ("metrics", Metrics)],
+)
 
 #: The Secret (from manifests/postgres) holding the study storage URL under ``url``.
 STORAGE_SECRET = STUDY_STORAGE_SECRET
@@ -46,11 +54,13 @@ DEFAULT_SEARCH_SPACE = (
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def worker_indices(workers: int) -> List[int]:  # noqa: UP006
-    """The indices 0..workers-1 that the ParallelFor fans out over."""
+def worker_indices(workers: int, task: str) -> List[dict]:  # noqa: UP006
+    """One item per worker pod for the ParallelFor: its index 0..workers-1 and the data's
+    task (validate_data's). The task travels in the loop items, not as a second task output
+    into the loop, which kfp.local would replace by the loop item."""
     if workers < 1:
         raise ValueError(f"workers={workers} is invalid: use 1 or more worker pods")
-    return list(range(workers))
+    return [{"worker_index": i, "data_task": task} for i in range(workers)]
 
 
 @dsl.pipeline(
@@ -78,7 +88,7 @@ def tuning(
     base_config: str = '{"max_epochs": 10}',
     seed: int = 0,
     storage_secret: str = OBJECT_STORAGE_SECRET,
-) -> None:
+) -> TuningOutputs:
     validated = validate_data(data_uri=data_uri, target=target, task=task).set_display_name(
         "validate data"
     )
@@ -88,14 +98,16 @@ def tuning(
         task=validated.outputs["task"],
         seed=seed,
     ).set_display_name("engineer features")
-    indices = worker_indices(workers=workers).set_display_name("worker indices")
-    with dsl.ParallelFor(items=indices.output, name="workers") as index:
+    indices = worker_indices(workers=workers, task=validated.outputs["task"]).set_display_name(
+        "worker indices"
+    )
+    with dsl.ParallelFor(items=indices.output, name="workers") as item:
         worker = tune_worker(
             train=features.outputs["train"],
             validation=features.outputs["validation"],
             transform=features.outputs["transform"],
             target=target,
-            task=validated.outputs["task"],
+            task=item.data_task,
             search_space=search_space,
             study_name=study_name,
             storage=storage,
@@ -105,7 +117,7 @@ def tuning(
             pruner=pruner,
             objectives=objectives,
             n_workers=processes_per_worker,
-            worker_index=index,
+            worker_index=item.worker_index,
             base_config=base_config,
         ).set_display_name("tune worker")
         worker.set_cpu_limit("4").set_memory_limit("16G").set_retry(num_retries=2)
@@ -133,3 +145,9 @@ def tuning(
     use_study_storage(collect)
     # S3/GCS credentials for the steps that read or write data (kfgpu.kube.storage).
     use_object_storage_on_data_steps(storage_secret)
+    return TuningOutputs(
+        best_params=collect.outputs["best_params"],
+        summary=collect.outputs["summary"],
+        report=collect.outputs["report"],
+        metrics=collect.outputs["metrics"],
+    )

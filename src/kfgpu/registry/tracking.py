@@ -21,6 +21,7 @@ from kfgpu._redact import redact, redact_obj
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "client",
     "end_run",
     "local_tracking_uri",
     "log_artifacts",
@@ -43,7 +44,8 @@ def local_tracking_uri(workdir: str | os.PathLike[str]) -> str:
     return f"sqlite:///{path}"
 
 
-def _client(uri: str) -> Any:
+def client(uri: str) -> Any:
+    """An ``MlflowClient`` on ``uri`` (MLflow imported here, not at import time)."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -58,8 +60,8 @@ def start_run(
     tags: Mapping[str, str] | None = None,
 ) -> str:
     """Create an MLflow run and return its id (the caller ends it with :func:`end_run`)."""
-    client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
+    mlflow_client = client(uri)
+    exp = mlflow_client.get_experiment_by_name(experiment)
     if exp is None:
         artifact_location = None
         if uri.startswith("sqlite:///"):
@@ -67,19 +69,21 @@ def start_run(
             db = Path(uri.removeprefix("sqlite:///"))
             artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
         try:
-            exp_id = client.create_experiment(experiment, artifact_location=artifact_location)
+            exp_id = mlflow_client.create_experiment(
+                experiment, artifact_location=artifact_location
+            )
         except Exception:  # another step created it first
-            exp = client.get_experiment_by_name(experiment)
+            exp = mlflow_client.get_experiment_by_name(experiment)
             if exp is None:
                 raise
             exp_id = exp.experiment_id
     else:
         exp_id = exp.experiment_id
-    run = client.create_run(exp_id, run_name=run_name, tags=redact_obj(dict(tags or {})))
+    run = mlflow_client.create_run(exp_id, run_name=run_name, tags=redact_obj(dict(tags or {})))
     if params:
         from mlflow.entities import Param
 
-        client.log_batch(
+        mlflow_client.log_batch(
             run.info.run_id,
             params=[Param(str(k), redact(str(v))[:6000]) for k, v in sorted(params.items())],
         )
@@ -93,16 +97,16 @@ def log_metrics(uri: str, run_id: str, metrics: Mapping[str, float], *, step: in
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    _client(uri).log_batch(
+    client(uri).log_batch(
         run_id, metrics=[Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
     )
 
 
 def log_artifacts(uri: str, run_id: str, local_dir: str, artifact_path: str) -> None:
     """Copy a directory into a run's artifacts."""
-    _client(uri).log_artifacts(run_id, local_dir, artifact_path)
+    client(uri).log_artifacts(run_id, local_dir, artifact_path)
 
 
 def end_run(uri: str, run_id: str, *, status: str = "FINISHED") -> None:
     """Mark a run finished (or ``FAILED``)."""
-    _client(uri).set_terminated(run_id, status=status)
+    client(uri).set_terminated(run_id, status=status)

@@ -35,9 +35,10 @@ from kfgpu.serving.isvc import API_VERSION, deployment_mode
 __all__ = [
     "DeployResult",
     "HttpCall",
+    "custom_objects_api",
     "deploy",
-    "get_inference_service",
     "promote_canary",
+    "read_inference_service",
     "rollback_canary",
 ]
 
@@ -79,7 +80,8 @@ def _http(
         return int(e.code), e.read()
 
 
-def _api(api_client: Any) -> Any:
+def custom_objects_api(api_client: Any) -> Any:
+    """A ``CustomObjectsApi`` on ``api_client``; ``None``: in-cluster config, else kubeconfig."""
     from kubernetes import client, config
 
     if api_client is None:
@@ -95,7 +97,9 @@ def _is_404(e: Exception) -> bool:
     return getattr(e, "status", None) == 404
 
 
-def _get(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+def read_inference_service(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The live InferenceService ``namespace/name`` (``api``: :func:`custom_objects_api`),
+    or ``None`` when there is none."""
     try:
         obj: dict[str, Any] = api.get_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name
@@ -105,13 +109,6 @@ def _get(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
         if _is_404(e):
             return None
         raise
-
-
-def get_inference_service(
-    name: str, namespace: str, *, api_client: Any = None
-) -> dict[str, Any] | None:
-    """The live InferenceService, or None."""
-    return _get(_api(api_client), namespace, name)
 
 
 def _apply(api: Any, obj: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -144,7 +141,7 @@ def _wait_ready(
     deadline = time.monotonic() + timeout_s
     last = "not found"
     while True:
-        obj = _get(api, namespace, name)
+        obj = read_inference_service(api, namespace, name)
         if obj is not None:
             ok, last = _ready(obj, generation)
             if ok:
@@ -281,7 +278,7 @@ def _restore(api: Any, previous: Mapping[str, Any] | None, obj: Mapping[str, Any
     if previous is None:
         api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
         return f"deleted the new InferenceService {ns}/{name}"
-    current = _get(api, ns, name)
+    current = read_inference_service(api, ns, name)
     meta = previous["metadata"]
     body = {
         "apiVersion": previous.get("apiVersion", API_VERSION),
@@ -376,9 +373,9 @@ def deploy(
         DeployError: not Ready in time, a wrong traffic split or a failed smoke request
             (after rolling back), or the API refused the object.
     """
-    api = _api(api_client)
+    api = custom_objects_api(api_client)
     meta = isvc["metadata"]
-    previous = _get(api, meta["namespace"], meta["name"])
+    previous = read_inference_service(api, meta["namespace"], meta["name"])
     spec = isvc.get("spec") or {}
     canary = "canaryTrafficPercent" in spec.get("predictor", {}) or bool(spec.get("canary"))
     if canary and previous is None:
@@ -412,8 +409,8 @@ def _canary_change(
     smoke_url: str,
     http: HttpCall | None,
 ) -> DeployResult:
-    api = _api(api_client)
-    current = _get(api, namespace, name)
+    api = custom_objects_api(api_client)
+    current = read_inference_service(api, namespace, name)
     if current is None:
         raise ConfigError(f"InferenceService {namespace}/{name} does not exist")
     spec = copy.deepcopy(current.get("spec") or {})

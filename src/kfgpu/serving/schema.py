@@ -95,10 +95,6 @@ class Rows:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _is_missing_number(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and not math.isfinite(v))
-
-
 def _show(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."

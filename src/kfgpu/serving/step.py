@@ -57,7 +57,7 @@ def deploy_model_step(
     """
     from kfgpu.bundle import TRANSFORM_FILE, verify_bundle
     from kfgpu.features.transform import FittedTransform
-    from kfgpu.serving.deploy import _api, _get, deploy
+    from kfgpu.serving.deploy import custom_objects_api, deploy, read_inference_service
     from kfgpu.serving.isvc import ServiceConfig, build_inference_service
     from kfgpu.serving.schema import smoke_instance
 
@@ -82,8 +82,8 @@ def deploy_model_step(
         auth_token_secret=auth_token_secret,
         cluster_local=cluster_local,
     )
-    api = _api(api_client)
-    current = _get(api, namespace, name)
+    api = custom_objects_api(api_client)
+    current = read_inference_service(api, namespace, name)
     isvc = build_inference_service(
         cfg, stable_predictor=(current or {}).get("spec", {}).get("predictor")
     )

@@ -154,10 +154,6 @@ class ReferenceProfile:
         """Names of the categorical columns, in table order."""
         return [n for n, c in self.columns.items() if c.kind == "categorical"]
 
-    def numeric_columns(self) -> list[str]:
-        """Names of the numeric columns, in table order."""
-        return [n for n, c in self.columns.items() if c.kind == "numeric"]
-
     def select(self, columns: Sequence[str]) -> ReferenceProfile:
         """A new profile of only ``columns`` (statistics shared, sample subset copied).
 

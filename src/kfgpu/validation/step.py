@@ -16,9 +16,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kfgpu.validation.checks import Anomaly, ValidationResult
-    from kfgpu.validation.profile import ReferenceProfile
 
-__all__ = ["load_reference", "skew_anomalies", "validate_data_step"]
+__all__ = ["skew_anomalies", "validate_data_step"]
 
 
 @step("validate_data")
@@ -165,6 +164,7 @@ def _write_reports(result: ValidationResult, report_path: str, anomalies_path: s
 def skew_anomalies(df: pd.DataFrame, reference_uri: str, *, target: str) -> list[Anomaly]:
     """Train/serving skew: one warning per feature whose distribution differs from the
     reference (a bundle's training profile, a saved profile, or another dataset)."""
+    from kfgpu.bundle import load_reference
     from kfgpu.validation.checks import Anomaly
     from kfgpu.validation.drift import DriftConfig, frame_drift
 
@@ -193,31 +193,3 @@ def skew_anomalies(df: pd.DataFrame, reference_uri: str, *, target: str) -> list
         for col in result.columns
         if col.drifted
     ]
-
-
-def load_reference(uri: str) -> ReferenceProfile:
-    """A reference profile from a model bundle, a saved profile, or raw data.
-
-    Args:
-        uri: a kfgpu model bundle directory (its ``reference/`` profile, checksums verified),
-            a profile directory (``profile.json`` + ``sample.parquet``) or its
-            ``profile.json``, or any data URI ``read_table`` accepts (profiled in chunks).
-    """
-    from kfgpu.bundle import DESCRIPTION_FILE, REFERENCE_DIR, verify_bundle
-    from kfgpu.errors import BundleError
-    from kfgpu.validation.profile import ReferenceProfile, profile_source
-
-    path = Path(uri)
-    if "://" not in uri and path.is_dir() and (path / DESCRIPTION_FILE).is_file():
-        verify_bundle(path)
-        if not (path / REFERENCE_DIR / "profile.json").is_file():
-            raise BundleError(
-                f"model bundle {uri!r} holds no reference profile (written before kfgpu 0.1.1?); "
-                "retrain, or pass the training data as the reference instead"
-            )
-        return ReferenceProfile.load(path / REFERENCE_DIR)
-    if "://" not in uri and path.is_dir() and (path / "profile.json").is_file():
-        return ReferenceProfile.load(path)
-    if "://" not in uri and path.name == "profile.json" and path.is_file():
-        return ReferenceProfile.load(path.parent)
-    return profile_source(uri)

@@ -206,8 +206,8 @@ def _judge(
 
 @pytest.fixture(scope="module")
 def model(unused_column_bundle: Path):  # type: ignore[no-untyped-def]
+    from kfgpu.bundle import load_reference
     from kfgpu.monitoring.drift_check import ModelView
-    from kfgpu.validation.step import load_reference
 
     reference = load_reference(str(unused_column_bundle))
     view = ModelView.from_bundle(str(unused_column_bundle), reference)

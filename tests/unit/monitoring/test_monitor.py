@@ -26,9 +26,8 @@ def _logs(bundle_path: Path, rows: int, *, seed: int, drift: float = 0.0) -> pd.
 
 
 def _judge(bundle_path: Path, logs: pd.DataFrame, **kw):
-    from kfgpu.bundle import read_description
+    from kfgpu.bundle import load_reference, read_description
     from kfgpu.monitoring.drift_check import ModelView
-    from kfgpu.validation.step import load_reference
 
     reference = load_reference(str(bundle_path))
     return monitor(
@@ -117,8 +116,7 @@ def test_a_drifted_column_the_model_ignores_does_not_retrain(unused_column_bundl
     assert verdict.drift["status"] == "no_drift" and not verdict.retrain
     assert "data_drift" not in verdict.alarms
     # The same logs judged without the model fall back to the share rule, and alarm.
-    from kfgpu.bundle import read_description
-    from kfgpu.validation.step import load_reference
+    from kfgpu.bundle import load_reference, read_description
 
     plain = monitor(
         logs.drop(columns=["_label"]),

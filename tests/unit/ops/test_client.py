@@ -70,17 +70,19 @@ def test_retraining_trigger_finds_the_endpoint_in_the_environment(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """trigger_retraining with kfp_host='' starts the run on KF_PIPELINES_ENDPOINT."""
+    """trigger_retraining with kfp_host='' starts the uploaded pipeline on
+    KF_PIPELINES_ENDPOINT."""
     import json
 
     from kfgpu.monitoring.step import trigger_retraining_step
 
     url, state = kfp_server
+    assert main(["upload", str(small_package), "--host", url]) == 0
     monkeypatch.setenv("KF_PIPELINES_ENDPOINT", url)
     verdict = tmp_path / "verdict.json"
     verdict.write_text(json.dumps({"summary": "drifted", "retrain": True}))
     result = trigger_retraining_step(
-        verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), pipeline=str(small_package)
+        verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), pipeline="kfgpu-small"
     )
     assert result.extra["run"] and state.calls("POST", "/runs")
 

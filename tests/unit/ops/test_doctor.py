@@ -212,7 +212,7 @@ def test_cli_exits_nonzero_and_names_the_failed_checks(
 
     url, _ = kfp_server
     with kube(crds=()) as api:
-        monkeypatch.setattr("kfgpu.kube.launcher._default_api_client", lambda: api)
+        monkeypatch.setattr("kfgpu.kube.launcher.default_api_client", lambda: api)
         code = main(["doctor", "--host", url, "--gpus", "1"])
     captured = capsys.readouterr()
     assert code == 1

@@ -9,10 +9,11 @@ import pytest
 import yaml
 
 from kfgpu.cli import main
+from kfgpu.compile import compiled
 from kfgpu.errors import ConfigError, OpsError
 from kfgpu.ops import schedule as ksched
 from kfgpu.ops.cron import to_kfp_cron
-from kfgpu.ops.upload import compiled, upload
+from kfgpu.ops.upload import upload
 from tests.unit.ops.kfp_standin import KfpState
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from kfgpu._version import __version__
 from kfgpu.cli import main
-from kfgpu.errors import ConfigError
+from kfgpu.compile import compiled
+from kfgpu.errors import ConfigError, OpsError
 from kfgpu.ops import submit as ksubmit
-from kfgpu.ops.upload import compiled, upload
+from kfgpu.ops.upload import upload
 from tests.unit.ops.kfp_standin import KfpState
 
 
@@ -173,13 +174,30 @@ def test_bad_parameters_fail_before_anything_is_sent(
     assert state.requests == []
 
 
-def test_submit_pipeline_is_one_call_with_typed_json_params(
-    kfp_server: tuple[str, KfpState], small_package: Path
+def test_submit_pipeline_starts_the_newest_uploaded_version_with_typed_params(
+    kfp: Any, kfp_server: tuple[str, KfpState], small_package: Path, tmp_path: Path
 ) -> None:
     url, state = kfp_server
-    run_id = ksubmit.submit_pipeline(
-        str(small_package), host=url, params={"epochs": 4, "flag": True}
-    )
+    # Nothing uploaded: the trigger compiles nothing, so it says what to do instead.
+    with pytest.raises(OpsError, match=r"no uploaded pipeline .*kfgpu upload small"):
+        ksubmit.submit_pipeline("small", host=url)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(small_package.read_text().replace("python:3.11", "python:3.12"))
+    with compiled(str(small_package)) as old, compiled(str(changed)) as new:
+        upload(kfp, old)
+        newest = upload(kfp, new)
+    # kfgpu's short name means the kfgpu- pipeline; string values are typed by the spec.
+    run_id = ksubmit.submit_pipeline("small", host=url, params={"epochs": "4", "flag": True})
     (run,) = state.calls("POST", "/runs")
     assert run_id in state.runs
     assert run.body["runtime_config"]["parameters"] == {"epochs": 4, "flag": True}
+    assert run.body["pipeline_version_reference"] == {
+        "pipeline_id": newest.pipeline_id,
+        "pipeline_version_id": newest.version_id,
+    }
+    # By ID too; and a parameter the uploaded version lacks is refused before any run.
+    ksubmit.submit_pipeline(newest.pipeline_id, host=url)
+    assert len(state.calls("POST", "/runs")) == 2
+    with pytest.raises(ConfigError, match=r"params: pipeline 'kfgpu-small' has no parameter"):
+        ksubmit.submit_pipeline("kfgpu-small", host=url, params={"epoch": 1})
+    assert len(state.calls("POST", "/runs")) == 2

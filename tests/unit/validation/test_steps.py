@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from kfgpu.bundle import load_reference
 from kfgpu.data import fraud, write_parquet
 from kfgpu.errors import BundleError
 from kfgpu.validation.profile import build_profile
-from kfgpu.validation.step import load_reference, skew_anomalies, validate_data_step
+from kfgpu.validation.step import skew_anomalies, validate_data_step
 from tests.drift_files import drift_files
 
 
