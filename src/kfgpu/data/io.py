@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from kfgpu.data._atomic import atomic_local_file
+from kfgpu.data.shards import open_filesystem
 from kfgpu.errors import (
     ConfigError,
     DataError,
@@ -37,7 +37,6 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "artifact_metadata",
     "fingerprint",
-    "open_filesystem",
     "read_parquet",
     "read_table",
     "write_parquet",
@@ -84,27 +83,9 @@ def _split_suffix(path: str) -> tuple[str, str | None]:
     return posixpath.splitext(name)[1], compression
 
 
-def open_filesystem(uri: str) -> tuple[Any, str]:
-    """Return ``(fsspec filesystem, path)`` for a local path or an fsspec URI.
-
-    Raises:
-        ConfigError: the URI's scheme needs a filesystem package that is not installed.
-    """
-    return _resolve(uri)
-
-
 def _resolve(uri: str) -> tuple[Any, str]:
     """Return ``(fsspec filesystem, path)`` for a local path or URI."""
-    import fsspec
-
-    target = uri if "://" in uri else os.path.expanduser(uri)
-    try:
-        return fsspec.core.url_to_fs(target)
-    except (ImportError, ValueError) as e:
-        raise ConfigError(
-            f"cannot open data URI {uri!r}: {e}; install the fsspec driver for that scheme "
-            f"(e.g. s3fs, gcsfs) or pass a local path"
-        ) from e
+    return open_filesystem(uri)
 
 
 def _format_error(uri: str, why: str, *, check: str, fix: str | None = None) -> DataFormatError:

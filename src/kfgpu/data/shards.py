@@ -54,6 +54,7 @@ __all__ = [
     "ShardSet",
     "ShardWriter",
     "copy_shards",
+    "open_filesystem",
     "open_shards",
     "read_manifest",
     "write_shards",
@@ -331,6 +332,24 @@ class ShardSet:
         )
 
 
+def open_filesystem(uri: str) -> tuple[Any, str]:
+    """``(fsspec filesystem, path)`` of a local path or fsspec URI.
+
+    Raises:
+        ConfigError: the URI's scheme needs a filesystem package that is not installed.
+    """
+    import fsspec
+
+    target = uri if "://" in uri else os.path.expanduser(uri)
+    try:
+        return fsspec.core.url_to_fs(target)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(
+            f"cannot open data URI {uri!r}: {e}; install the fsspec driver for that scheme "
+            f"(e.g. s3fs, gcsfs) or pass a local path"
+        ) from e
+
+
 def _is_data_name(rel: str) -> bool:
     parts = rel.split("/")
     return not any(p.startswith(("_", ".")) for p in parts) and parts[-1].lower().endswith(
@@ -357,8 +376,6 @@ def _footer(fs: Any, path: str, uri: str, name: str) -> tuple[pa.Schema, tuple[i
 
 def read_manifest(uri: str) -> Manifest | None:
     """The manifest of the shard directory ``uri``, or None when it has none."""
-    from kfgpu.data.io import open_filesystem
-
     fs, path = open_filesystem(uri)
     mpath = posixpath.join(path.rstrip("/"), MANIFEST_NAME)
     if not fs.exists(mpath):
@@ -392,8 +409,6 @@ def open_shards(uri: str) -> ShardSet:
             was interrupted (temporary files without a manifest).
         SchemaError: the files do not all have the same columns.
     """
-    from kfgpu.data.io import open_filesystem
-
     fs, path = open_filesystem(uri)
     try:
         exists = fs.exists(path)
@@ -561,8 +576,6 @@ class ShardWriter:
         compression: str = "snappy",
         dictionary_columns: Sequence[str] | None = None,
     ) -> None:
-        from kfgpu.data.io import open_filesystem
-
         for name, value in (("file_rows", file_rows), ("row_group_rows", row_group_rows)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r} is not a positive integer; pass e.g. 65536")

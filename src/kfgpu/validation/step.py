@@ -123,7 +123,7 @@ def validate_data_step(
 
 def _is_parquet(uri: str) -> bool:
     """Whether ``uri`` is a Parquet file or a directory of them (streamed, not read whole)."""
-    from kfgpu.data.io import open_filesystem
+    from kfgpu.data.shards import open_filesystem
 
     if uri.startswith("kfgpu://"):
         return False
