@@ -82,7 +82,11 @@ def test_concept_drift_from_late_labels(fraud_bundle: Path) -> None:
     flipped.loc[flip, "is_fraud"] = 1 - flipped.loc[flip, "is_fraud"]
     bad = _judge(fraud_bundle, logs, labels=flipped)
     assert bad.concept["drifted"] and "concept_drift" in bad.alarms and bad.retrain
-    assert bad.concept["live"] < ok.concept["live"] - 0.2
+    # Flipping a share f of the labels moves accuracy a to a - f(2a - 1) (the fixture's
+    # two-epoch model is weak, so its a is well under 1): the live figure must follow that.
+    a = ok.concept["live"]
+    assert a > 0.6, ok.concept
+    assert bad.concept["live"] == pytest.approx(a - flip.mean() * (2 * a - 1), abs=0.03)
 
 
 @pytest.mark.parametrize(
