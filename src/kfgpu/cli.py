@@ -210,10 +210,10 @@ def _print_summary(result: Any) -> None:
     if model is not None:
         click.echo(f"model bundle:  {model}")
         desc = read_description(model)
-        lineage = desc.get("lineage", {})
-        if lineage.get("mlflow_run_id"):
+        if desc.lineage_value("mlflow_run_id"):
             click.echo(
-                f"MLflow run:    {lineage['mlflow_run_id']} in {lineage['mlflow_tracking_uri']}"
+                f"MLflow run:    {desc.lineage_value('mlflow_run_id')} in "
+                f"{desc.lineage_value('mlflow_tracking_uri')}"
             )
     for step_name, label in (("check_gate", "gate:"), ("register_model", "registry:")):
         event = next(
@@ -538,7 +538,7 @@ def tune_cmd(
             report_path=str(t / "validation.md"),
             anomalies_path=str(t / "anomalies.json"),
         )
-        task = validated.extra["task"]
+        task = validated.output.task
         engineer_features_step(
             dataset_path=str(t / "dataset.parquet"),
             target=target,
@@ -573,7 +573,7 @@ def tune_cmd(
             report_path=str(out / "report.html"),
         )
     click.echo(result.summary)
-    click.echo(f"best parameters: {json.dumps(result.extra['best_params'], sort_keys=True)}")
+    click.echo(f"best parameters: {json.dumps(result.output.best_params, sort_keys=True)}")
     for name in ("best_params.json", "summary.json", "report.html"):
         click.echo(f"{name + ':':<18} {out / name}")
 
@@ -675,7 +675,7 @@ def evaluate_cmd(
     click.echo(f"gate: {verdict.summary}")
     for name in ("evaluation.json", "report.html", "verdict.json", "model_card.md"):
         click.echo(f"{name + ':':<17} {out / name}")
-    if fail_on_block and not verdict.extra["blessed"]:
+    if fail_on_block and not verdict.output.blessed:
         raise SystemExit(3)
 
 
@@ -763,6 +763,7 @@ def model_register(
     allow_signature_change: bool,
 ) -> None:
     """Register BUNDLE as a new version of --name (alias challenger)."""
+    from kfgpu.evaluation.records import read_evaluation, read_verdict
     from kfgpu.registry import models
 
     uri = _registry_uri(tracking_uri, workdir)
@@ -776,8 +777,8 @@ def model_register(
         _local_uri(bundle),
         name=name,
         tracking_uri=uri,
-        evaluation=json.loads(Path(evaluation_path).read_text()) if evaluation_path else None,
-        verdict=json.loads(Path(verdict_path).read_text()) if verdict_path else None,
+        evaluation=read_evaluation(evaluation_path) if evaluation_path else None,
+        verdict=read_verdict(verdict_path) if verdict_path else None,
         card=Path(card_path).read_text() if card_path else "",
     )
     click.echo(f"registered {name} v{info['version']} ({info['model_uri']}) as challenger")

@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfgpu._redact import redact_obj, without_masked
 from kfgpu._step import StepResult, step
 
-__all__ = ["evaluate_model_step", "parse_columns"]
+if TYPE_CHECKING:
+    from kfgpu.description import BundleDescription
+
+__all__ = ["EvaluationOutput", "evaluate_model_step", "parse_columns"]
+
+
+@dataclass(frozen=True)
+class EvaluationOutput:
+    """What :func:`evaluate_model_step` returns for the component's KFP visualisations.
+
+    Attributes:
+        headline: the headline metric's name.
+        confusion_matrix: rows: true class, columns: predicted (``[]`` for regression).
+        classes: the class labels as strings, in matrix order.
+        roc_curve: ``{"fpr", "tpr", "threshold"}`` points (``{}`` when not binary).
+        pr_curve: precision-recall points (``{}`` when not binary).
+    """
+
+    headline: str
+    confusion_matrix: list[list[int]]
+    classes: list[str]
+    roc_curve: dict[str, list[float]]
+    pr_curve: dict[str, list[float]]
 
 
 def parse_columns(value: str) -> list[str]:
@@ -31,23 +54,22 @@ def _auto_slices(test: Any, features: list[str], *, limit: int = 4) -> list[str]
     return out[:limit]
 
 
-def model_summary(desc: dict[str, Any], features: list[str]) -> dict[str, Any]:
+def model_summary(desc: BundleDescription, features: list[str]) -> dict[str, Any]:
     """What the evaluation JSON (and so the model card) records about the model."""
-    labels = desc.get("labels", {})
     return {
-        "target": desc.get("target"),
-        "task": desc.get("task"),
-        "family": desc.get("model", {}).get("family"),
-        "kfgpu_version": desc.get("kfgpu_version"),
-        "created_at": desc.get("created_at"),
+        "target": desc.target,
+        "task": desc.task,
+        "family": desc.model_family,
+        "kfgpu_version": desc.kfgpu_version,
+        "created_at": desc.created_at,
         "features": features,
         # The raw inputs and their kinds: with task and target, the model's identity (the
         # gate compares with a champion only when all three agree).
-        "signature": desc.get("signature", {}).get("inputs", []),
-        "train_rows": desc.get("training", {}).get("train_rows"),
-        "train_distribution": labels.get("train_distribution"),
-        "hyperparameters": desc.get("hyperparameters", {}),
-        "lineage": desc.get("lineage", {}),
+        "signature": desc.inputs,
+        "train_rows": (desc.training or {}).get("train_rows"),
+        "train_distribution": desc.train_distribution,
+        "hyperparameters": desc.hyperparameters or {},
+        "lineage": desc.lineage or {},
     }
 
 
@@ -68,7 +90,7 @@ def evaluate_model_step(
     card_path: str = "",
     card_html_path: str = "",
     track: bool = True,
-) -> StepResult:
+) -> StepResult[EvaluationOutput]:
     """Score the bundle on the test split exactly as serving would (raw rows in).
 
     Hard labels follow the bundle's stored decision rule (a binary model's threshold,
@@ -100,12 +122,13 @@ def evaluate_model_step(
         evaluate_regression,
         slice_labels,
     )
+    from kfgpu.evaluation.records import EvaluationRecord
     from kfgpu.evaluation.report import render_html
     from kfgpu.registry import tracking
 
     bundle = load_bundle(bundle_path)
     desc = bundle.description
-    target = desc["target"]
+    target = desc.target
     test = read_parquet(test_path)
     features = list(bundle.transform.input_columns)
     raw = bundle.predict_raw(test.drop(columns=[target]))
@@ -125,8 +148,7 @@ def evaluate_model_step(
     }
     y_true = test[target].to_numpy()
     if bundle.task == "classification":
-        labels = desc["labels"]
-        dist = labels.get("train_distribution", {})
+        dist = desc.train_distribution or {}
         prior = np.asarray([dist.get(str(c), 0) for c in bundle.classes], dtype=np.float64)
         # A bundle written before decisions were stored is served by argmax.
         decision = bundle.decision or {"policy": "argmax", "rule": "argmax", "chosen_on": "-"}
@@ -134,13 +156,13 @@ def evaluate_model_step(
             y_true,
             raw,
             bundle.classes,
-            positive_class=decision.get("positive_class", labels.get("positive_class")),
+            positive_class=decision.get("positive_class", desc.positive_class),
             prior=prior if prior.sum() > 0 else None,
             decision=decision,
             **common,
         )
     else:
-        ev = evaluate_regression(y_true, raw, train_mean=desc["target_scaling"]["mean"], **common)
+        ev = evaluate_regression(y_true, raw, train_mean=desc.target_mean, **common)
     if importance_repeats > 0:
         ev.importance = _importance(
             bundle,
@@ -158,17 +180,18 @@ def evaluate_model_step(
     data = redact_obj(ev.to_dict())  # a bundle from an older kfgpu may hold a password
     if evaluation_path:
         Path(evaluation_path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    record = EvaluationRecord.from_dict(data)
     if card_path:
         Path(card_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(card_path).write_text(render_card_markdown(data))
+        Path(card_path).write_text(render_card_markdown(record))
     if card_html_path:
         Path(card_html_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(card_html_path).write_text(render_card_html(data))
+        Path(card_html_path).write_text(render_card_html(record))
     # The bundle records its tracking URI redacted: without the masked password, MLflow's
     # own credentials (MLFLOW_TRACKING_USERNAME/PASSWORD) apply.
-    recorded = without_masked(desc.get("lineage", {}).get("mlflow_tracking_uri") or "")
+    recorded = without_masked(desc.lineage_value("mlflow_tracking_uri") or "")
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri or recorded)
-    run_id = desc.get("lineage", {}).get("mlflow_run_id")
+    run_id = desc.lineage_value("mlflow_run_id")
     if track and uri and run_id:
         tracking.log_metrics(uri, run_id, {f"test_{k}": v for k, v in ev.metrics.items()})
     headline = ev.metrics.get(ev.headline, float("nan"))
@@ -182,13 +205,13 @@ def evaluate_model_step(
             + (f" [{iv[0]:.4f}, {iv[1]:.4f}]" if iv else "")
             + f" on {ev.rows} rows (constant predictor {ev.baseline.get(ev.headline, float('nan')):.4f})"
         ),
-        extra={
-            "headline": ev.headline,
-            "confusion_matrix": ev.confusion_matrix,
-            "classes": [str(c) for c in ev.classes],
-            "roc_curve": ev.roc_curve,
-            "pr_curve": ev.pr_curve,
-        },
+        output=EvaluationOutput(
+            headline=ev.headline,
+            confusion_matrix=ev.confusion_matrix,
+            classes=[str(c) for c in ev.classes],
+            roc_curve=ev.roc_curve,
+            pr_curve=ev.pr_curve,
+        ),
     )
 
 
@@ -208,7 +231,7 @@ def _importance(
         index = {str(c): i for i, c in enumerate(bundle.classes)}
         y = np.asarray([index.get(str(v), -1) for v in y_true])
         k = len(bundle.classes)
-        pos = index.get(str(bundle.description["labels"].get("positive_class")), 1)
+        pos = index.get(str(bundle.description.positive_class), 1)
 
         def score(yy: Any, p: Any) -> float:
             if headline == "roc_auc" and len(np.unique(yy)) == k:

@@ -6,6 +6,7 @@ The drift check lives in :mod:`kfgpu.monitoring.drift_check` (it needs the model
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,21 @@ if TYPE_CHECKING:
 
     from kfgpu.validation.checks import Anomaly, ValidationResult
     from kfgpu.validation.profile import ReferenceProfile
+    from kfgpu.validation.schema import TaskKind
 
-__all__ = ["load_reference", "skew_anomalies", "validate_data_step"]
+__all__ = ["ValidatedData", "load_reference", "skew_anomalies", "validate_data_step"]
+
+
+@dataclass(frozen=True)
+class ValidatedData:
+    """What :func:`validate_data_step` returns beside its files.
+
+    Attributes:
+        task: the task the target was validated for (a table without its target fails
+            validation, so there always is one).
+    """
+
+    task: TaskKind
 
 
 @step("validate_data")
@@ -36,7 +50,7 @@ def validate_data_step(
     leakage_threshold: float = 0.99,
     schema_uri: str = "",
     reference_uri: str = "",
-) -> StepResult:
+) -> StepResult[ValidatedData]:
     """Read ``data_uri``, validate it against an inferred or pinned schema, write outputs.
 
     The Markdown report and the anomalies JSON are written in every case, failure
@@ -80,6 +94,8 @@ def validate_data_step(
     result.schema.to_json(schema_path)
     result.raise_for_errors()
 
+    validated = result.schema.task
+    assert validated is not None  # raise_for_errors(): a table without its target is an error
     write_parquet(df, dataset_path)
     n_err, n_warn = len(result.errors), len(result.warnings)
     return StepResult(
@@ -92,7 +108,7 @@ def validate_data_step(
             f"{len(df)} rows x {df.shape[1]} columns, task {result.schema.task}, "
             f"{n_err} errors, {n_warn} warnings"
         ),
-        extra={"task": result.schema.task},
+        output=ValidatedData(task=validated),
     )
 
 
