@@ -57,6 +57,7 @@ def _bundle(path: Path, seed: int, *, task: str = "classification", target: str 
         "model": {"family": "tabular_mlp", "config": config},
         "signature": {"inputs": ft.input_signature()},
         "labels": {"classes": [0, 1], "positive_class": 1},
+        **({} if task == "classification" else {"target_scaling": {"mean": 0.0, "scale": 1.0}}),
         "kfgpu_version": "0.1.0",
         "lineage": {
             "data_fingerprint": f"fp{seed}",
