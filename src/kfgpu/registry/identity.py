@@ -180,7 +180,7 @@ class ModelIdentity:
         return cls(
             task=desc.task,
             target=desc.target,
-            inputs=_inputs(desc.inputs if desc.signature is not None else None),
+            inputs=_inputs(desc.inputs),
         )
 
     @classmethod
