@@ -160,9 +160,9 @@ def tune_and_compare(
         base_config=base,
         summary_path=str(workdir / "summary.json"),
     )
-    summary = tuned.extra["summary"]
+    summary = tuned.output.summary
     shipped = _train(
-        paths, target, task, base, workdir / "shipped", overrides=tuned.extra["best_params"]
+        paths, target, task, base, workdir / "shipped", overrides=tuned.output.best_params
     )
     default = _train(paths, target, task, base, workdir / "default")
     metric = "val_roc_auc" if task == "classification" else "val_r2"

@@ -144,7 +144,7 @@ def _run_inprocess(arguments: dict[str, object], workdir: Path) -> float:
         schema_path=p["schema"],
         report_path=p["validation_report"],
     )
-    task = validated.extra["task"]
+    task = validated.output.task
     features = engineer_features_step(
         dataset_path=p["dataset"],
         target=TARGET,

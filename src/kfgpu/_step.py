@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from kfgpu._redact import install, redact, redact_file, redact_obj
 
@@ -31,23 +31,28 @@ __all__ = ["EVENTS_ENV", "StepResult", "read_events", "step"]
 EVENTS_ENV = "KFGPU_EVENTS_FILE"
 
 P = ParamSpec("P")
+#: The step's own typed output (a frozen dataclass of the step module), or None.
+OutT = TypeVar("OutT")
+R = TypeVar("R", bound="StepResult[Any]")
 
 
 @dataclass
-class StepResult:
+class StepResult(Generic[OutT]):
     """What a step hands back to its KFP component.
 
     Attributes:
         metrics: scalar metrics, logged to the step's KFP ``Metrics`` output.
         metadata: per output artifact name, metadata to attach (fingerprints, counts).
         summary: one human line for logs and the CLI.
-        extra: anything else the component may publish (curves, matrices).
+        output: what else the step returns to its caller (a component's return value, the
+            curves it publishes), typed per step: ``StepResult[ValidatedData]`` has
+            ``.output.task``. None for a step that returns nothing more.
     """
 
     metrics: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    output: OutT = None  # type: ignore[assignment]  # a step without one is StepResult[None]
 
     def publish(self, *, metrics: Any = None, **artifacts: Any) -> None:
         """Hand the result to KFP: the one adapter every component body uses.
@@ -78,12 +83,12 @@ def _emit(event: dict[str, Any]) -> None:
         fh.write(line)
 
 
-def step(name: str) -> Callable[[Callable[P, StepResult]], Callable[P, StepResult]]:
+def step(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Wrap a library step: time it and record start, success or failure."""
 
-    def wrap(fn: Callable[P, StepResult]) -> Callable[P, StepResult]:
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def run(*args: P.args, **kwargs: P.kwargs) -> StepResult:
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
             install()
             started = time.time()
             t0 = time.perf_counter()

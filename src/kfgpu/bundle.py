@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfgpu._redact import redact_obj
+from kfgpu.description import BUNDLE_FORMAT, BundleDescription
 from kfgpu.errors import BundleError, ChecksumError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "TRANSFORM_FILE",
     "WEIGHTS_FILE",
     "Bundle",
+    "BundleDescription",
     "load_bundle",
     "load_reference",
     "read_description",
@@ -55,7 +57,6 @@ __all__ = [
     "write_bundle",
 ]
 
-BUNDLE_FORMAT = "kfgpu-bundle/1"
 WEIGHTS_FILE = "model.safetensors"
 TRANSFORM_FILE = "transform.json"
 DESCRIPTION_FILE = "bundle.json"
@@ -163,17 +164,25 @@ def verify_bundle(path: str | os.PathLike[str]) -> dict[str, str]:
     return recorded
 
 
-def read_description(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The bundle's ``bundle.json`` (not verified: use :func:`load_bundle` to serve)."""
+def read_description(path: str | os.PathLike[str]) -> BundleDescription:
+    """The bundle's ``bundle.json``, parsed and checked (checksums not verified: use
+    :func:`load_bundle` to serve).
+
+    Raises:
+        BundleError: no ``bundle.json``, not JSON, another format, or a malformed field
+            (the message names it).
+    """
+    file = Path(path) / DESCRIPTION_FILE
     try:
-        desc: dict[str, Any] = json.loads((Path(path) / DESCRIPTION_FILE).read_text())
+        data = json.loads(file.read_text())
     except FileNotFoundError as e:
         raise BundleError(f"{str(path)!r} has no {DESCRIPTION_FILE}; not a kfgpu bundle") from e
-    if desc.get("format") != BUNDLE_FORMAT:
+    except (ValueError, UnicodeDecodeError) as e:
         raise BundleError(
-            f"{str(path)!r} has format {desc.get('format')!r}; this kfgpu reads {BUNDLE_FORMAT!r}"
-        )
-    return desc
+            f"{DESCRIPTION_FILE} in {str(path)!r} is not valid JSON ({e}); the bundle is "
+            "damaged: fetch or rebuild it"
+        ) from e
+    return BundleDescription.from_dict(data, where=f" in {str(path)!r}")
 
 
 @dataclass(frozen=True)
@@ -181,28 +190,28 @@ class Bundle:
     """A verified, loaded bundle, ready to predict on raw frames."""
 
     path: Path
-    description: dict[str, Any]
+    description: BundleDescription
     transform: FittedTransform
     module: torch.nn.Module
 
     @property
     def task(self) -> str:
-        return str(self.description["task"])
+        return self.description.task
 
     @property
     def classes(self) -> list[Any]:
-        return list(self.description.get("labels", {}).get("classes", []))
+        return self.description.classes
 
     @property
     def decision(self) -> dict[str, Any]:
         """The stored decision rule (:mod:`kfgpu.decision`); ``{}``: argmax."""
-        return dict(self.description.get("decision") or {})
+        return dict(self.description.decision or {})
 
     def label_indices(self, proba: np.ndarray) -> np.ndarray:
         """Class indices of probabilities ``proba`` under the stored decision rule."""
         from kfgpu.decision import label_indices
 
-        return label_indices(proba, self.description.get("decision"), self.classes)
+        return label_indices(proba, self.description.decision, self.classes)
 
     def predict_raw(self, df: pd.DataFrame, *, batch_size: int = 65536) -> np.ndarray:
         """Class probabilities ``(n, k)`` for classification, values ``(n,)`` for regression."""

@@ -63,4 +63,4 @@ def test_pipeline_with_a_spec_file_and_a_time_split(tmp_path: Path) -> None:
     bundle = load_bundle(run.output_path("model"))
     pred = bundle.predict(test.drop(columns=["is_fraud"]))
     assert len(pred) == len(test) and np.isfinite(pred["proba_1"]).all()
-    assert [i["name"] for i in bundle.description["signature"]["inputs"]][-1] == "event_time"
+    assert bundle.description.input_names[-1] == "event_time"

@@ -121,7 +121,7 @@ def test_forcing_the_other_models_name_is_blocked_and_no_champion_changes(
         mlflow_tracking_uri=uri,
         data_uri=registry["diabetes_args"]["data_uri"],
     )
-    assert not gate.extra["blessed"]
+    assert not gate.output.blessed
     assert gate.summary.startswith("blocked:")
     assert "champion fraud-is_fraud v1 is another model" in gate.summary
     verdict = json.loads((tmp_path / "verdict.json").read_text())

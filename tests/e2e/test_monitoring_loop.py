@@ -100,7 +100,7 @@ def test_quiet_on_undrifted_traffic_and_retrains_on_drift(
         )
         verdict = json.loads((tmp_path / f"v{k}.json").read_text())
         assert verdict["rows"] == ROWS, verdict["summary"]
-        alarms.append(result.extra["retrain"])
+        alarms.append(result.output.retrain)
     rate = sum(alarms) / len(alarms)
     print(f"false alarms: {sum(alarms)} of {len(alarms)} undrifted replays ({rate:.0%})")
     assert sum(alarms) <= MAX_FALSE_ALARMS

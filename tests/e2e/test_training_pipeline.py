@@ -102,7 +102,7 @@ def test_bundle_describes_itself_and_verifies(run: LocalRun, tmp_path: Path) -> 
         "reference/profile.json",
         "reference/sample.parquet",
     }
-    desc = read_description(bundle)
+    desc = read_description(bundle).to_dict()
     assert desc["task"] == "classification"
     assert desc["labels"]["classes"] == [0, 1]
     assert desc["labels"]["positive_class"] == 1
@@ -132,7 +132,7 @@ def test_mlflow_run_holds_params_metrics_and_bundle(run: LocalRun) -> None:
 
     bundle = run.output_path("model")
     assert bundle is not None
-    lineage = read_description(bundle)["lineage"]
+    lineage = read_description(bundle).lineage or {}
     client = MlflowClient(tracking_uri=lineage["mlflow_tracking_uri"])
     mlrun = client.get_run(lineage["mlflow_run_id"])
     assert mlrun.info.status == "FINISHED"

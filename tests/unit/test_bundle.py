@@ -71,7 +71,7 @@ def test_round_trip(bundle: Path, parts: tuple[Any, Any, Any]) -> None:
         [WEIGHTS_FILE, TRANSFORM_FILE, DESCRIPTION_FILE, CHECKSUMS_FILE]
     )
     assert set(verify_bundle(bundle)) == {WEIGHTS_FILE, TRANSFORM_FILE, DESCRIPTION_FILE}
-    assert read_description(bundle) == {"format": BUNDLE_FORMAT, **desc}
+    assert read_description(bundle).to_dict() == {"format": BUNDLE_FORMAT, **desc}
     loaded = load_bundle(bundle)
     assert loaded.transform == ft
     assert loaded.task == "classification" and loaded.classes == [0, 1]

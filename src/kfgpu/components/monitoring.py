@@ -60,7 +60,7 @@ def monitor_endpoint(
         tracking_uri=mlflow_tracking_uri,
     )
     result.publish(metrics=metrics)
-    return bool(result.extra["retrain"])
+    return result.output.retrain
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

@@ -70,10 +70,11 @@ def check_gate(
         allow_signature_change=allow_signature_change,
     )
     result.publish()
-    verdict.metadata["registered_model_name"] = result.extra["registered_model_name"]
-    verdict.metadata["blessed"] = bool(result.extra["blessed"])
-    verdict.metadata["champion_version"] = result.extra["champion_version"] or "none"
-    return bool(result.extra["blessed"])
+    out = result.output
+    verdict.metadata["registered_model_name"] = out.registered_model_name
+    verdict.metadata["blessed"] = out.blessed
+    verdict.metadata["champion_version"] = out.champion_version or "none"
+    return out.blessed
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -131,5 +132,5 @@ def register_model(
     )
     result.publish()
     return namedtuple("Outputs", ["version", "model_uri"])(
-        result.extra["version"], result.extra["model_uri"]
+        result.output.version, result.output.model_uri
     )

@@ -99,7 +99,7 @@ def deploy_model(
         outcome_path=inference_service.path,
     )
     result.publish(metrics=metrics, inference_service=inference_service)
-    return str(result.extra["url"])
+    return result.output.url
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

@@ -100,7 +100,7 @@ def validate_data(
     result.publish(metrics=metrics, dataset=dataset, schema=schema)
     if data_fingerprint:
         dataset.metadata["source_version"] = data_fingerprint
-    return namedtuple("Outputs", ["task"])(result.extra["task"])
+    return namedtuple("Outputs", ["task"])(result.output.task)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -383,16 +383,15 @@ def evaluate_model(
         card_path=model_card.path,
     )
     result.publish(metrics=metrics)
-    curve = result.extra["roc_curve"]
+    out = result.output
+    curve = out.roc_curve
     if curve:
         classification_metrics.log_roc_curve(curve["fpr"], curve["tpr"], curve["threshold"])
-    if result.extra.get("pr_curve"):
-        classification_metrics.metadata["prCurve"] = result.extra["pr_curve"]
-    if result.extra["confusion_matrix"]:
-        classification_metrics.log_confusion_matrix(
-            result.extra["classes"], result.extra["confusion_matrix"]
-        )
-    headline = result.extra["headline"]
+    if out.pr_curve:
+        classification_metrics.metadata["prCurve"] = out.pr_curve
+    if out.confusion_matrix:
+        classification_metrics.log_confusion_matrix(out.classes, out.confusion_matrix)
+    headline = out.headline
     return namedtuple("Outputs", ["headline", "score"])(
         headline, float(result.metrics["test_" + headline])
     )

@@ -122,7 +122,7 @@ def tune_hyperparameters(
     )
     result.publish(metrics=metrics, best_params=best_params)
     return namedtuple("Outputs", ["best_params_json", "best_value"])(
-        json.dumps(result.extra["best_params"], sort_keys=True),
+        json.dumps(result.output.best_params, sort_keys=True),
         float(
             next(
                 (v for k, v in result.metrics.items() if k in ("best_val_metric", "best_val_loss")),

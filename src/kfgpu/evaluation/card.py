@@ -11,6 +11,7 @@ import html
 from typing import Any
 
 from kfgpu.evaluation.metrics import LOWER_IS_BETTER
+from kfgpu.evaluation.records import EvaluationRecord, GateVerdict
 
 __all__ = ["card_sections", "render_card_html", "render_card_markdown"]
 
@@ -23,14 +24,14 @@ def _f(x: Any) -> str:
 
 
 def card_sections(
-    evaluation: dict[str, Any], verdict: dict[str, Any] | None = None
+    evaluation: EvaluationRecord, verdict: GateVerdict | None = None
 ) -> list[Section]:
     """The card as (heading, [paragraph or (header, rows) table]) sections."""
-    model = evaluation.get("model", {})
-    lineage = model.get("lineage", {})
-    task = evaluation.get("task", "?")
+    model = evaluation.model
+    lineage = evaluation.lineage
+    task = evaluation.task or "?"
     target = model.get("target", "?")
-    settings = evaluation.get("settings", {})
+    settings = evaluation.settings
     conf = settings.get("confidence", 0.95)
     sections: list[Section] = []
 
@@ -39,19 +40,19 @@ def card_sections(
         f"{len(model.get('features', []))} raw tabular features, served as a kfgpu bundle "
         "(the fitted feature transform and the network in one module).",
     ]
-    if evaluation.get("classes"):
+    if evaluation.classes:
         purpose.append(
-            f"Classes: {', '.join(f'`{c}`' for c in evaluation['classes'])}"
+            f"Classes: {', '.join(f'`{c}`' for c in evaluation.classes)}"
             + (
-                f"; positive class `{evaluation['threshold'].get('positive_class')}`."
-                if evaluation.get("threshold", {}).get("positive_class") is not None
+                f"; positive class `{evaluation.threshold.get('positive_class')}`."
+                if evaluation.threshold.get("positive_class") is not None
                 else "."
             )
         )
     sections.append(("Purpose", purpose))
 
     data_rows = [
-        ["held-out rows", str(evaluation.get("rows"))],
+        ["held-out rows", str(evaluation.rows)],
         ["training rows", _f(model.get("train_rows"))],
         ["data fingerprint", f"`{lineage.get('data_fingerprint') or '–'}`"],
         ["training split fingerprint", f"`{lineage.get('train_fingerprint') or '–'}`"],
@@ -73,10 +74,10 @@ def card_sections(
         )
     sections.append(("Data", [(["", ""], data_rows)]))
 
-    intervals = evaluation.get("intervals", {})
-    baseline = evaluation.get("baseline", {})
+    intervals = evaluation.intervals
+    baseline = evaluation.baseline
     rows = []
-    for name, value in sorted(evaluation.get("metrics", {}).items()):
+    for name, value in sorted(evaluation.metrics.items()):
         iv = intervals.get(name)
         rows.append(
             [
@@ -87,13 +88,13 @@ def card_sections(
             ]
         )
     metric_parts: list[str | Table] = [
-        f"Headline: **{evaluation.get('headline')} = {_f(evaluation.get('metrics', {}).get(evaluation.get('headline')))}**. "
+        f"Headline: **{evaluation.headline} = {_f(evaluation.metric(evaluation.headline))}**. "
         f"Intervals: {settings.get('bootstrap', 0)} bootstrap resamples, {conf:.0%} percentile"
         + ("" if settings.get("bootstrap") else " (bootstrap off)")
         + ". ↓ marks lower-is-better.",
         (["metric", "value", f"{conf:.0%} interval", "constant predictor"], rows),
     ]
-    thr = evaluation.get("threshold", {})
+    thr = evaluation.threshold
     if thr.get("value") is not None:
         metric_parts.append(
             f"Decision threshold {thr['value']:.4f} on P(`{thr.get('positive_class')}`) "
@@ -114,9 +115,9 @@ def card_sections(
                 else ""
             )
         )
-    cm = evaluation.get("confusion_matrix")
+    cm = evaluation.confusion_matrix
     if cm:
-        classes = [str(c) for c in evaluation.get("classes", [])]
+        classes = [str(c) for c in evaluation.classes]
         metric_parts.append(
             (
                 ["true \\ predicted", *classes],
@@ -125,10 +126,10 @@ def card_sections(
         )
     sections.append(("Metrics", metric_parts))
 
-    slices = evaluation.get("slices", {})
+    slices = evaluation.slices
     if slices:
         parts: list[str | Table] = []
-        head = evaluation.get("headline")
+        head = evaluation.headline
         for col, values in slices.items():
             keys = [k for k in (head, "accuracy", "f1", "calibration_error", "rmse", "mae") if k]
             keys = list(
@@ -146,7 +147,7 @@ def card_sections(
             )
         sections.append(("Slices", parts))
 
-    fair = evaluation.get("fairness", {})
+    fair = evaluation.fairness
     if fair:
         parts = [f"Sensitive column: `{fair.get('column')}`."]
         if fair.get("note"):
@@ -172,13 +173,13 @@ def card_sections(
             )
         sections.append(("Fairness", parts))
 
-    imp = evaluation.get("importance", [])
+    imp = evaluation.importance
     if imp:
         sections.append(
             (
                 "Feature importance",
                 [
-                    f"Permutation importance: the drop in {evaluation.get('headline')} when one raw "
+                    f"Permutation importance: the drop in {evaluation.headline} when one raw "
                     "column is shuffled (mean ± std over repeats).",
                     (
                         ["feature", "importance", "std"],
@@ -190,9 +191,9 @@ def card_sections(
 
     if verdict is not None:
         parts = [
-            f"**{'Blessed' if verdict.get('blessed') else 'Blocked'}**: {verdict.get('summary', '')}",
+            f"**{'Blessed' if verdict.blessed else 'Blocked'}**: {verdict.summary()}",
         ]
-        champ = verdict.get("champion")
+        champ = verdict.champion
         parts.append(
             f"Compared with champion `{champ.get('name')}` v{champ.get('version')}."
             if champ
@@ -201,10 +202,7 @@ def card_sections(
         parts.append(
             (
                 ["check", "result", "reason"],
-                [
-                    [r["check"], "pass" if r["passed"] else "**FAIL**", r["message"]]
-                    for r in verdict.get("reasons", [])
-                ],
+                [[r.check, "pass" if r.passed else "**FAIL**", r.message] for r in verdict.reasons],
             )
         )
         sections.append(("Gate", parts))
@@ -247,10 +245,10 @@ def card_sections(
     return sections
 
 
-def render_card_markdown(evaluation: dict[str, Any], verdict: dict[str, Any] | None = None) -> str:
+def render_card_markdown(evaluation: EvaluationRecord, verdict: GateVerdict | None = None) -> str:
     """The card as Markdown."""
-    target = evaluation.get("model", {}).get("target", "?")
-    lines = [f"# Model card: {target} ({evaluation.get('task', '?')})", ""]
+    target = evaluation.model.get("target", "?")
+    lines = [f"# Model card: {target} ({evaluation.task or '?'})", ""]
     for heading, parts in card_sections(evaluation, verdict):
         lines += [f"## {heading}", ""]
         for part in parts:
@@ -275,10 +273,10 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]*)\*\*", r"<b>\1</b>", out)
 
 
-def render_card_html(evaluation: dict[str, Any], verdict: dict[str, Any] | None = None) -> str:
+def render_card_html(evaluation: EvaluationRecord, verdict: GateVerdict | None = None) -> str:
     """The card as one self-contained HTML page."""
-    target = evaluation.get("model", {}).get("target", "?")
-    title = f"Model card: {target} ({evaluation.get('task', '?')})"
+    target = evaluation.model.get("target", "?")
+    title = f"Model card: {target} ({evaluation.task or '?'})"
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>",

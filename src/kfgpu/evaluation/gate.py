@@ -33,12 +33,13 @@ checks still compare when task and target agree (the metrics mean the same).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kfgpu.errors import ConfigError
 from kfgpu.evaluation.metrics import LOWER_IS_BETTER
+from kfgpu.evaluation.records import EvaluationRecord, GateReason, GateVerdict
 from kfgpu.registry.identity import SIGNATURE_FIX, ModelIdentity
 
 __all__ = ["CHECKS", "Verdict", "default_spec", "evaluate_gate", "load_gate_spec", "write_verdict"]
@@ -54,39 +55,8 @@ CHECKS = (
 _SECTIONS = ("metrics", "slices", "fairness")
 
 
-@dataclass
-class Verdict:
-    """The gate's decision and every reason for it."""
-
-    blessed: bool
-    reasons: list[dict[str, Any]] = field(default_factory=list)
-    champion: dict[str, Any] | None = None
-    spec: dict[str, Any] = field(default_factory=dict)
-    #: The challenger's and the champion's identities, what differs, and whether allowed.
-    identity: dict[str, Any] | None = None
-    #: The registered model name the champion was looked up under (set by check_gate).
-    registered_model_name: str | None = None
-
-    @property
-    def failures(self) -> list[dict[str, Any]]:
-        return [r for r in self.reasons if not r["passed"]]
-
-    def summary(self) -> str:
-        if self.blessed:
-            return f"blessed: all {len(self.reasons)} checks passed"
-        first = "; ".join(r["message"] for r in self.failures[:3])
-        return f"blocked: {len(self.failures)} of {len(self.reasons)} checks failed ({first})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "blessed": self.blessed,
-            "summary": self.summary(),
-            "reasons": self.reasons,
-            "champion": self.champion,
-            "spec": self.spec,
-            "identity": self.identity,
-            "registered_model_name": self.registered_model_name,
-        }
+#: The verdict record (:class:`kfgpu.evaluation.records.GateVerdict`) under its old name.
+Verdict = GateVerdict
 
 
 def default_spec(headline: str) -> dict[str, Any]:
@@ -218,9 +188,9 @@ def _apply(
     return out
 
 
-def _champion_identity(champion: dict[str, Any]) -> ModelIdentity:
+def _champion_identity(champion: Mapping[str, Any], evaluation: EvaluationRecord) -> ModelIdentity:
     """The champion's identity: its registry tags (``identity``), else its evaluation."""
-    from_eval = ModelIdentity.from_evaluation(champion.get("evaluation") or {})
+    from_eval = ModelIdentity.from_evaluation(evaluation)
     recorded = champion.get("identity")
     if not isinstance(recorded, dict):
         return from_eval
@@ -233,12 +203,15 @@ def _champion_identity(champion: dict[str, Any]) -> ModelIdentity:
 
 
 def _identity_check(
-    evaluation: dict[str, Any], champion: dict[str, Any], allow: bool
+    evaluation: EvaluationRecord,
+    champion: Mapping[str, Any],
+    champ_eval: EvaluationRecord,
+    allow: bool,
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """The ``champion.identity`` reason, the verdict's identity record, and whether the
     relative checks may compare with this champion."""
     mine = ModelIdentity.from_evaluation(evaluation)
-    theirs = _champion_identity(champion)
+    theirs = _champion_identity(champion, champ_eval)
     differs = mine.differences(theirs)
     who = f"champion {champion.get('name')} v{champion.get('version')}"
     record = {
@@ -275,15 +248,16 @@ def _identity_check(
 
 
 def evaluate_gate(
-    evaluation: dict[str, Any],
+    evaluation: EvaluationRecord | Mapping[str, Any],
     spec: dict[str, Any] | str | None = None,
     *,
-    champion: dict[str, Any] | None = None,
+    champion: Mapping[str, Any] | None = None,
     allow_signature_change: bool = False,
-) -> Verdict:
-    """Apply ``spec`` to an evaluation (its JSON as a dict).
+) -> GateVerdict:
+    """Apply ``spec`` to an evaluation (a record, or its JSON as a mapping).
 
     Args:
+        evaluation: what evaluate_model measured; a mapping is parsed (and checked) first.
         spec: a gate spec (see the module docs); ``None`` or empty uses
             :func:`default_spec` for the evaluation's headline metric.
         champion: ``{"name", "version", "evaluation": {...}, "identity": {...}}`` of the
@@ -292,22 +266,29 @@ def evaluate_gate(
         allow_signature_change: let a challenger of another task, target or input
             signature pass the identity check (to replace the champion on purpose).
     """
+    if not isinstance(evaluation, EvaluationRecord):
+        evaluation = EvaluationRecord.from_dict(evaluation)
+    champion_record = EvaluationRecord.from_dict(
+        (champion or {}).get("evaluation") or {}, source="the champion's evaluation"
+    )
     parsed = load_gate_spec(spec) if spec else {}
     if not any(parsed.get(s) for s in _SECTIONS):
-        parsed = default_spec(str(evaluation.get("headline", "roc_auc")))
+        parsed = default_spec(evaluation.headline or "roc_auc")
     reasons: list[dict[str, Any]] = []
     identity: dict[str, Any] | None = None
     comparable = True
     if champion:
-        reason, identity, comparable = _identity_check(evaluation, champion, allow_signature_change)
+        reason, identity, comparable = _identity_check(
+            evaluation, champion, champion_record, allow_signature_change
+        )
         reasons.append(reason)
-    champ_eval = ((champion or {}).get("evaluation") or {}) if comparable else {}
+    champ_eval = champion_record if comparable else EvaluationRecord()
     note = "no champion"
     if champion:
         who = f"champion {champion.get('name')} v{champion.get('version')}"
         note = f"{who} has no such value" if comparable else f"{who} is another model; skipped"
-    metrics = evaluation.get("metrics", {})
-    baseline = evaluation.get("baseline", {})
+    metrics = evaluation.metrics
+    baseline = evaluation.baseline
     for metric, checks in parsed.get("metrics", {}).items():
         reasons += _apply(
             "overall",
@@ -315,15 +296,15 @@ def evaluate_gate(
             checks,
             metrics.get(metric),
             sorted(metrics),
-            champ_eval.get("metrics", {}).get(metric),
+            champ_eval.metrics.get(metric),
             note if champion else "no champion",
             baseline.get(metric),
         )
-    fair = evaluation.get("fairness", {}).get("metrics", {})
-    champ_fair = champ_eval.get("fairness", {}).get("metrics", {})
+    fair = evaluation.fairness.get("metrics", {})
+    champ_fair = champ_eval.fairness.get("metrics", {})
     for metric, checks in parsed.get("fairness", {}).items():
         reasons += _apply(
-            f"fairness[{evaluation.get('fairness', {}).get('column', '?')}]",
+            f"fairness[{evaluation.fairness.get('column', '?')}]",
             metric,
             checks,
             fair.get(metric),
@@ -333,7 +314,7 @@ def evaluate_gate(
             None,
         )
     for col, block in parsed.get("slices", {}).items():
-        slices = evaluation.get("slices", {}).get(col)
+        slices = evaluation.slices.get(col)
         if slices is None:
             reasons.append(
                 {
@@ -342,12 +323,12 @@ def evaluate_gate(
                     "value": None,
                     "limit": None,
                     "message": f"slice column {col!r} was not evaluated; add it to "
-                    f"evaluate_model's slice_columns (evaluated: {sorted(evaluation.get('slices', {}))})",
+                    f"evaluate_model's slice_columns (evaluated: {sorted(evaluation.slices)})",
                 }
             )
             continue
         min_rows = int(block.get("min_rows", 30))
-        champ_slices = champ_eval.get("slices", {}).get(col, {})
+        champ_slices = champ_eval.slices.get(col, {})
         for value, info in slices.items():
             where = f"slice {col}={value}"
             if info["rows"] < min_rows:
@@ -376,8 +357,8 @@ def evaluate_gate(
     champ_info = None
     if champion:
         champ_info = {k: v for k, v in champion.items() if k not in ("evaluation", "identity")}
-        mine = evaluation.get("model", {}).get("lineage", {}).get("data_fingerprint")
-        theirs = champ_eval.get("model", {}).get("lineage", {}).get("data_fingerprint")
+        mine = evaluation.lineage.get("data_fingerprint")
+        theirs = champ_eval.lineage.get("data_fingerprint")
         if mine and theirs and mine != theirs:
             reasons.append(
                 {
@@ -391,12 +372,16 @@ def evaluate_gate(
                 }
             )
     blessed = all(r["passed"] for r in reasons)
-    return Verdict(
-        blessed=blessed, reasons=reasons, champion=champ_info, spec=parsed, identity=identity
+    return GateVerdict(
+        blessed=blessed,
+        reasons=tuple(GateReason.from_dict(r) for r in reasons),
+        champion=champ_info,
+        spec=parsed,
+        identity=identity,
     )
 
 
-def write_verdict(verdict: Verdict, path: str) -> None:
+def write_verdict(verdict: GateVerdict, path: str) -> None:
     """The verdict as JSON at ``path``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(

@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kfgpu._step import StepResult, step
 
-__all__ = ["check_gate_step", "register_model_step"]
+__all__ = ["GateOutput", "RegisterOutput", "check_gate_step", "register_model_step"]
+
+
+@dataclass(frozen=True)
+class GateOutput:
+    """What :func:`check_gate_step` returns beside the verdict file.
+
+    Attributes:
+        blessed: whether the gate blessed the model.
+        champion_version: the champion compared with (``""``: none).
+        registered_model_name: the name the champion was looked up under (``""``: none).
+    """
+
+    blessed: bool
+    champion_version: str
+    registered_model_name: str
+
+
+@dataclass(frozen=True)
+class RegisterOutput:
+    """What :func:`register_model_step` returns.
+
+    Attributes:
+        version: the registered model version.
+        model_uri: the MLflow URI of the logged model.
+    """
+
+    version: str
+    model_uri: str
 
 
 @step("check_gate")
@@ -22,7 +51,7 @@ def check_gate_step(
     mlflow_tracking_uri: str = "",
     data_uri: str = "",
     allow_signature_change: bool = False,
-) -> StepResult:
+) -> StepResult[GateOutput]:
     """Apply the gate to an evaluation (champion from the registry when named); write the
     verdict and the model card; log the verdict to the model's training run.
 
@@ -35,13 +64,14 @@ def check_gate_step(
     """
     from kfgpu.evaluation.card import render_card_html, render_card_markdown
     from kfgpu.evaluation.gate import evaluate_gate, write_verdict
+    from kfgpu.evaluation.records import read_evaluation
     from kfgpu.registry import tracking
     from kfgpu.registry.identity import resolve_model_name
 
-    evaluation = json.loads(Path(evaluation_path).read_text())
+    evaluation = read_evaluation(evaluation_path)
     name = registered_model_name
     if name or data_uri:
-        target = str((evaluation.get("model") or {}).get("target") or "")
+        target = evaluation.target or ""
         name = resolve_model_name(name, data_uri=data_uri, target=target)
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
     champion = None
@@ -55,16 +85,16 @@ def check_gate_step(
         champion=champion,
         allow_signature_change=allow_signature_change,
     )
-    verdict.registered_model_name = name or None
+    verdict = replace(verdict, registered_model_name=name or None)
     write_verdict(verdict, verdict_path)
     data = verdict.to_dict()
     if card_path:
         Path(card_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(card_path).write_text(render_card_markdown(evaluation, data))
+        Path(card_path).write_text(render_card_markdown(evaluation, verdict))
     if card_html_path:
         Path(card_html_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(card_html_path).write_text(render_card_html(evaluation, data))
-    run_id = evaluation.get("model", {}).get("lineage", {}).get("mlflow_run_id")
+        Path(card_html_path).write_text(render_card_html(evaluation, verdict))
+    run_id = evaluation.lineage.get("mlflow_run_id")
     if uri and run_id:
         client = tracking.client(uri)
         client.set_tag(run_id, "kfgpu.blessed", str(verdict.blessed).lower())
@@ -72,11 +102,11 @@ def check_gate_step(
     return StepResult(
         metrics={"blessed": float(verdict.blessed), "failed_checks": float(len(verdict.failures))},
         summary=verdict.summary(),
-        extra={
-            "blessed": verdict.blessed,
-            "champion_version": (champion or {}).get("version", ""),
-            "registered_model_name": name,
-        },
+        output=GateOutput(
+            blessed=verdict.blessed,
+            champion_version=str((champion or {}).get("version", "")),
+            registered_model_name=name,
+        ),
     )
 
 
@@ -92,7 +122,7 @@ def register_model_step(
     promote: bool = True,
     expect_champion: str = "",
     allow_signature_change: bool = False,
-) -> StepResult:
+) -> StepResult[RegisterOutput]:
     """Register the bundle (alias challenger) and optionally promote it to champion.
 
     ``registered_model_name`` empty: the name the gate compared under (the verdict's).
@@ -106,16 +136,17 @@ def register_model_step(
             is false.
     """
     from kfgpu.errors import RegistryError
+    from kfgpu.evaluation.records import read_evaluation, read_verdict
     from kfgpu.registry import models, tracking
     from kfgpu.registry.identity import check_model_name
 
-    verdict = json.loads(Path(verdict_path).read_text())
-    if not verdict.get("blessed"):
+    verdict = read_verdict(verdict_path)
+    if not verdict.blessed:
         raise RegistryError(
-            f"refusing to register a model the gate blocked: {verdict.get('summary')}; "
+            f"refusing to register a model the gate blocked: {verdict.summary()}; "
             "branch on check_gate's blessed output with dsl.If"
         )
-    gated = str(verdict.get("registered_model_name") or "")
+    gated = verdict.registered_model_name or ""
     if not registered_model_name.strip():
         if not gated:
             raise RegistryError(
@@ -131,7 +162,7 @@ def register_model_step(
         )
     if expect_champion == "verdict":
         # The champion the gate compared with ("none" when there was none).
-        expect_champion = str((verdict.get("champion") or {}).get("version") or "none")
+        expect_champion = verdict.champion_version or "none"
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
     if promote and not allow_signature_change:
         # Refused before a version is registered, not after.
@@ -143,7 +174,7 @@ def register_model_step(
             ModelIdentity.from_description(read_description(bundle_path)),
             tracking_uri=uri,
         )
-    evaluation = json.loads(Path(evaluation_path).read_text())
+    evaluation = read_evaluation(evaluation_path)
     card = Path(card_path).read_text() if card_path and Path(card_path).is_file() else ""
     info = models.register_bundle(
         bundle_path,
@@ -167,5 +198,6 @@ def register_model_step(
             f" (previous champion: {event.get('previous') or 'none'})"
         )
     return StepResult(
-        summary=summary, extra={"version": info["version"], "model_uri": info["model_uri"]}
+        summary=summary,
+        output=RegisterOutput(version=str(info["version"]), model_uri=str(info["model_uri"])),
     )

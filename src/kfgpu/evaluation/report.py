@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kfgpu.evaluation.metrics import Evaluation
+
+if TYPE_CHECKING:
+    from kfgpu.description import BundleDescription
 
 __all__ = ["render_html"]
 
@@ -20,7 +23,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 _LOWER_IS_BETTER = {"log_loss", "mse", "rmse", "mae"}
 
 
-def render_html(ev: Evaluation, description: dict[str, Any]) -> str:
+def render_html(ev: Evaluation, description: BundleDescription) -> str:
     """One page: headline, metrics against the constant baseline, confusion matrix."""
     e = html.escape
     rows = []
@@ -40,7 +43,7 @@ def render_html(ev: Evaluation, description: dict[str, Any]) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>kfgpu evaluation</title>",
         f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Evaluation: {e(str(description.get('target', '')))} ({e(ev.task)})</h1>",
+        f"<h1>Evaluation: {e(description.target)} ({e(ev.task)})</h1>",
         f"<p>Held-out rows: {ev.rows}. Headline metric <b>{e(ev.headline)}</b> = "
         f"<b>{ev.metrics.get(ev.headline, float('nan')):.4f}</b> "
         f"(constant predictor: {ev.baseline.get(ev.headline, float('nan')):.4f}).</p>",
@@ -62,12 +65,11 @@ def render_html(ev: Evaluation, description: dict[str, Any]) -> str:
             body,
             "</table>",
         ]
-    lineage = description.get("lineage", {})
     parts += [
         "<h2>Model</h2><table>",
-        f"<tr><td>family</td><td>{e(str(description.get('model', {}).get('family')))}</td></tr>",
-        f"<tr><td>kfgpu</td><td>{e(str(description.get('kfgpu_version')))}</td></tr>",
-        f"<tr><td>MLflow run</td><td>{e(str(lineage.get('mlflow_run_id')))}</td></tr>",
+        f"<tr><td>family</td><td>{e(description.model_family)}</td></tr>",
+        f"<tr><td>kfgpu</td><td>{e(str(description.kfgpu_version))}</td></tr>",
+        f"<tr><td>MLflow run</td><td>{e(str(description.lineage_value('mlflow_run_id')))}</td></tr>",
         "</table>",
         *_extras(ev),
         "</body></html>",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,13 +14,34 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from kfgpu.description import BundleDescription
+
     from kfgpu.evaluation.streaming import (
         ClassificationStream,
         RegressionStream,
         StreamSettings,
     )
 
-__all__ = ["evaluate_model_step", "parse_columns"]
+__all__ = ["EvaluationOutput", "evaluate_model_step", "parse_columns"]
+
+
+@dataclass(frozen=True)
+class EvaluationOutput:
+    """What :func:`evaluate_model_step` returns for the component's KFP visualisations.
+
+    Attributes:
+        headline: the headline metric's name.
+        confusion_matrix: rows: true class, columns: predicted (``[]`` for regression).
+        classes: the class labels as strings, in matrix order.
+        roc_curve: ``{"fpr", "tpr", "threshold"}`` points (``{}`` when not binary).
+        pr_curve: precision-recall points (``{}`` when not binary).
+    """
+
+    headline: str
+    confusion_matrix: list[list[int]]
+    classes: list[str]
+    roc_curve: dict[str, list[float]]
+    pr_curve: dict[str, list[float]]
 
 
 def parse_columns(value: str) -> list[str]:
@@ -41,23 +63,22 @@ def _auto_slices(test: Any, features: list[str], *, limit: int = 4) -> list[str]
     return out[:limit]
 
 
-def model_summary(desc: dict[str, Any], features: list[str]) -> dict[str, Any]:
+def model_summary(desc: BundleDescription, features: list[str]) -> dict[str, Any]:
     """What the evaluation JSON (and so the model card) records about the model."""
-    labels = desc.get("labels", {})
     return {
-        "target": desc.get("target"),
-        "task": desc.get("task"),
-        "family": desc.get("model", {}).get("family"),
-        "kfgpu_version": desc.get("kfgpu_version"),
-        "created_at": desc.get("created_at"),
+        "target": desc.target,
+        "task": desc.task,
+        "family": desc.model_family,
+        "kfgpu_version": desc.kfgpu_version,
+        "created_at": desc.created_at,
         "features": features,
         # The raw inputs and their kinds: with task and target, the model's identity (the
         # gate compares with a champion only when all three agree).
-        "signature": desc.get("signature", {}).get("inputs", []),
-        "train_rows": desc.get("training", {}).get("train_rows"),
-        "train_distribution": labels.get("train_distribution"),
-        "hyperparameters": desc.get("hyperparameters", {}),
-        "lineage": desc.get("lineage", {}),
+        "signature": desc.inputs,
+        "train_rows": (desc.training or {}).get("train_rows"),
+        "train_distribution": desc.train_distribution,
+        "hyperparameters": desc.hyperparameters or {},
+        "lineage": desc.lineage or {},
     }
 
 
@@ -79,7 +100,7 @@ def evaluate_model_step(
     card_html_path: str = "",
     track: bool = True,
     stream_settings: StreamSettings | None = None,
-) -> StepResult:
+) -> StepResult[EvaluationOutput]:
     """Score the bundle on the test split exactly as serving would (raw rows in).
 
     Hard labels follow the bundle's stored decision rule (a binary model's threshold,
@@ -111,12 +132,13 @@ def evaluate_model_step(
     from kfgpu.bundle import load_bundle
     from kfgpu.evaluation.card import render_card_html, render_card_markdown
     from kfgpu.evaluation.metrics import slice_labels
+    from kfgpu.evaluation.records import EvaluationRecord
     from kfgpu.evaluation.report import render_html
     from kfgpu.registry import tracking
 
     bundle = load_bundle(bundle_path)
     desc = bundle.description
-    target = desc["target"]
+    target = desc.target
     features = list(bundle.transform.input_columns)
     auto = slice_columns.strip().lower() == "auto"
     columns = [] if auto else parse_columns(slice_columns)
@@ -154,17 +176,18 @@ def evaluate_model_step(
     data = redact_obj(ev.to_dict())  # a bundle from an older kfgpu may hold a password
     if evaluation_path:
         Path(evaluation_path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    record = EvaluationRecord.from_dict(data)
     if card_path:
         Path(card_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(card_path).write_text(render_card_markdown(data))
+        Path(card_path).write_text(render_card_markdown(record))
     if card_html_path:
         Path(card_html_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(card_html_path).write_text(render_card_html(data))
+        Path(card_html_path).write_text(render_card_html(record))
     # The bundle records its tracking URI redacted: without the masked password, MLflow's
     # own credentials (MLFLOW_TRACKING_USERNAME/PASSWORD) apply.
-    recorded = without_masked(desc.get("lineage", {}).get("mlflow_tracking_uri") or "")
+    recorded = without_masked(desc.lineage_value("mlflow_tracking_uri") or "")
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri or recorded)
-    run_id = desc.get("lineage", {}).get("mlflow_run_id")
+    run_id = desc.lineage_value("mlflow_run_id")
     if track and uri and run_id:
         tracking.log_metrics(uri, run_id, {f"test_{k}": v for k, v in ev.metrics.items()})
     headline = ev.metrics.get(ev.headline, float("nan"))
@@ -178,13 +201,13 @@ def evaluate_model_step(
             + (f" [{iv[0]:.4f}, {iv[1]:.4f}]" if iv else "")
             + f" on {ev.rows} rows (constant predictor {ev.baseline.get(ev.headline, float('nan')):.4f})"
         ),
-        extra={
-            "headline": ev.headline,
-            "confusion_matrix": ev.confusion_matrix,
-            "classes": [str(c) for c in ev.classes],
-            "roc_curve": ev.roc_curve,
-            "pr_curve": ev.pr_curve,
-        },
+        output=EvaluationOutput(
+            headline=ev.headline,
+            confusion_matrix=ev.confusion_matrix,
+            classes=[str(c) for c in ev.classes],
+            roc_curve=ev.roc_curve,
+            pr_curve=ev.pr_curve,
+        ),
     )
 
 
@@ -232,14 +255,13 @@ def _stream_predictions(
     stream: ClassificationStream | RegressionStream
     desc = bundle.description
     if bundle.task == "classification":
-        labels = desc["labels"]
-        dist = labels.get("train_distribution", {})
+        dist = desc.train_distribution or {}
         prior = np.asarray([dist.get(str(c), 0) for c in bundle.classes], dtype=np.float64)
         # A bundle written before decisions were stored is served by argmax.
         decision = bundle.decision or {"policy": "argmax", "rule": "argmax", "chosen_on": "-"}
         stream = ClassificationStream(
             bundle.classes,
-            positive_class=decision.get("positive_class", labels.get("positive_class")),
+            positive_class=decision.get("positive_class", desc.positive_class),
             prior=prior if prior.sum() > 0 else None,
             decision=decision,
             settings=settings,
@@ -247,7 +269,7 @@ def _stream_predictions(
         )
     else:
         stream = RegressionStream(
-            train_mean=desc["target_scaling"]["mean"], settings=settings, seed=seed
+            train_mean=desc.target_mean, settings=settings, seed=seed
         )
     for frame in shards.iter_frames(read, batch_rows=settings.batch_rows):
         raw = bundle.predict_raw(frame[inputs])
@@ -272,7 +294,7 @@ def _importance(
         index = {str(c): i for i, c in enumerate(bundle.classes)}
         y = np.asarray([index.get(str(v), -1) for v in y_true])
         k = len(bundle.classes)
-        pos = index.get(str(bundle.description["labels"].get("positive_class")), 1)
+        pos = index.get(str(bundle.description.positive_class), 1)
 
         def score(yy: Any, p: Any) -> float:
             if headline == "roc_auc" and len(np.unique(yy)) == k:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from kfgpu._step import StepResult, step
@@ -12,7 +13,18 @@ if TYPE_CHECKING:
     from kfgpu.kube.jobs import JobKind
     from kfgpu.kube.launcher import LaunchResult
 
-__all__ = ["launch_training_step", "record_outcome", "training_command"]
+__all__ = ["LaunchOutput", "launch_training_step", "record_outcome", "training_command"]
+
+
+@dataclass(frozen=True)
+class LaunchOutput:
+    """What :func:`launch_training_step` returns beside the bundle.
+
+    Attributes:
+        conditions: the training job's final status conditions.
+    """
+
+    conditions: list[dict[str, Any]]
 
 
 def training_command(
@@ -146,7 +158,7 @@ def launch_training_step(
     outcome_path: str = "",
     mlflow_tracking_uri: str = "",
     storage_secret: str = "",
-) -> StepResult:
+) -> StepResult[LaunchOutput]:
     """Run training as a TrainJob, PyTorchJob or MPIJob and copy its bundle to ``bundle_path``.
 
     The job's rank 0 uploads the bundle to ``staging_uri``; this step downloads it and
@@ -245,5 +257,5 @@ def launch_training_step(
             }
         },
         summary=f"{kind} {name}: {num_nodes} x {gpus_per_node} GPU(s), {result.seconds:.0f}s",
-        extra={"conditions": result.conditions},
+        output=LaunchOutput(conditions=list(result.conditions)),
     )

@@ -162,7 +162,7 @@ class ModelView:
             "bundle": str(self.bundle.path),
             "task": self.bundle.task,
             "output": (
-                f"P({self.bundle.description.get('target')}={self.bundle.classes[1]})"
+                f"P({self.bundle.description.target}={self.bundle.classes[1]})"
                 if self.bundle.task == "classification" and len(self.bundle.classes) == 2
                 else ("predicted class" if self.bundle.task == "classification" else "value")
             ),

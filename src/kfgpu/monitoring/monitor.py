@@ -32,6 +32,7 @@ from kfgpu.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from kfgpu.description import BundleDescription
     from kfgpu.monitoring.drift_check import ModelView
     from kfgpu.validation.drift import DriftResult
     from kfgpu.validation.profile import ReferenceProfile
@@ -332,7 +333,7 @@ def _concept(
     labels: pd.DataFrame,
     *,
     target: str,
-    description: Mapping[str, Any],
+    description: BundleDescription,
     policy: MonitorPolicy,
 ) -> dict[str, Any]:
     """Live quality on the labelled rows against the bundle's validation figure."""
@@ -351,18 +352,18 @@ def _concept(
             f"{len(joined)} labelled rows < min_labelled_rows {policy.min_labelled_rows}"
         )
         return out
-    metrics = description.get("metrics", {})
-    if description.get("task") == "classification":
+    metrics = description.metrics or {}
+    if description.task == "classification":
         live = float((joined["prediction"].astype(str) == joined[target].astype(str)).mean())
         # Served labels follow the bundle's stored decision (a threshold chosen on the
         # validation rows): compare with the validation accuracy at that same decision.
         # Bundles without one (argmax) fall back to the trainer's val_accuracy.
-        at_decision = description.get("decision", {}).get("validation", {}).get("accuracy")
+        at_decision = (description.decision or {}).get("validation", {}).get("accuracy")
         ref = at_decision if at_decision is not None else metrics.get("val_accuracy")
         out |= {"metric": "accuracy", "live": live, "reference": ref}
         out["drifted"] = ref is not None and (float(ref) - live) > policy.max_accuracy_drop
     else:
-        scale = float(description.get("target_scaling", {}).get("scale", 1.0))
+        scale = description.target_scale
         err = joined["value"].to_numpy(dtype=np.float64) - joined[target].to_numpy(dtype=np.float64)
         live = float(np.sqrt(np.mean(err**2)))
         val_loss = metrics.get("val_loss")
@@ -376,7 +377,7 @@ def monitor(
     logs: pd.DataFrame,
     reference: ReferenceProfile,
     *,
-    description: Mapping[str, Any],
+    description: BundleDescription,
     policy: MonitorPolicy | None = None,
     labels: pd.DataFrame | None = None,
     model: ModelView | None = None,
@@ -396,8 +397,8 @@ def monitor(
     from kfgpu.validation.drift import DriftConfig
 
     policy = policy or MonitorPolicy()
-    target = str(description.get("target", ""))
-    features = [i["name"] for i in description.get("signature", {}).get("inputs", [])]
+    target = description.target
+    features = description.input_names
     versions = sorted({str(v) for v in logs.get("_model_version", [])}) if len(logs) else []
     if len(logs) < policy.min_rows:
         return MonitorVerdict(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from kfgpu._step import StepResult, step
 from kfgpu.data._atomic import atomic_write_text
 
 __all__ = [
+    "MonitorOutput",
+    "TriggerOutput",
     "detect_drift_step",
     "fetch_model_step",
     "monitor_step",
@@ -17,6 +20,34 @@ __all__ = [
     "trigger_retraining_step",
     "validate_batch_step",
 ]
+
+
+@dataclass(frozen=True)
+class MonitorOutput:
+    """What :func:`monitor_step` returns beside its files.
+
+    Attributes:
+        retrain: whether the verdict asks for retraining.
+        status: the verdict's status (``ok``, ``drift``, ``insufficient_data`` ...).
+        alarms: the alarms raised.
+    """
+
+    retrain: bool
+    status: str
+    alarms: list[Any]
+
+
+@dataclass(frozen=True)
+class TriggerOutput:
+    """What :func:`trigger_retraining_step` did.
+
+    Attributes:
+        run: the started pipeline run's id, or None.
+        webhook: the webhook's HTTP status, or None when not called.
+    """
+
+    run: Any = None
+    webhook: Any = None
 
 
 @step("detect_drift")
@@ -91,11 +122,11 @@ def monitor_step(
     labels_uri: str = "",
     tracking_uri: str = "",
     now: str = "",
-) -> StepResult:
+) -> StepResult[MonitorOutput]:
     """Judge the inference logs of the last ``window_hours`` (0: all) against the model.
 
     Writes the verdict JSON and an HTML drift report (Evidently's, on samples, beside
-    kfgpu's verdict) whatever the outcome; the caller acts on ``extra["retrain"]``.
+    kfgpu's verdict) whatever the outcome; the caller acts on ``output.retrain``.
 
     Args:
         logs_uri: the inference-log directory or URL (see :mod:`kfgpu.monitoring.logger`).
@@ -165,7 +196,9 @@ def monitor_step(
             ),
         },
         summary=verdict.summary,
-        extra={"retrain": verdict.retrain, "status": verdict.status, "alarms": verdict.alarms},
+        output=MonitorOutput(
+            retrain=verdict.retrain, status=verdict.status, alarms=list(verdict.alarms)
+        ),
     )
 
 
@@ -201,7 +234,7 @@ def trigger_retraining_step(
     parameters: str = "{}",
     webhook_url: str = "",
     namespace: str = "",
-) -> StepResult:
+) -> StepResult[TriggerOutput]:
     """Start the training pipeline on Kubeflow and/or notify a webhook with the verdict.
 
     ``pipeline`` names an uploaded pipeline (``kfgpu-training``, or kfgpu's short name
@@ -227,7 +260,7 @@ def trigger_retraining_step(
             f"the verdict does not ask for retraining ({verdict.get('summary')}); nothing started"
         )
         atomic_write_text(run_path, json.dumps({"verdict": verdict.get("summary"), "note": note}))
-        return StepResult(summary=note, extra={"run": None, "webhook": None})
+        return StepResult(summary=note, output=TriggerOutput())
     # An empty kfp_host takes the endpoint the pod's environment names, kfp's own
     # KF_PIPELINES_ENDPOINT included.
     kfp_host = kfp_host or default_host()
@@ -237,7 +270,7 @@ def trigger_retraining_step(
             "on Kubeflow) nor webhook_url (notify) is set: nothing was started"
         )
         atomic_write_text(run_path, json.dumps({"verdict": verdict.get("summary"), "note": note}))
-        return StepResult(summary=note, extra={"run": None, "webhook": None})
+        return StepResult(summary=note, output=TriggerOutput())
     try:
         params = json.loads(parameters or "{}")
     except json.JSONDecodeError as e:
@@ -263,7 +296,9 @@ def trigger_retraining_step(
         parts.append(f"started {pipeline} run {done['run']}")
     if done["webhook"] is not None:
         parts.append(f"notified the webhook ({done['webhook']})")
-    return StepResult(summary="; ".join(parts), extra=done)
+    return StepResult(
+        summary="; ".join(parts), output=TriggerOutput(run=done["run"], webhook=done["webhook"])
+    )
 
 
 @step("validate_batch")
@@ -296,7 +331,7 @@ def validate_batch_step(
     rules = MonitorPolicy.parse(policy)
     description = read_description(bundle_path)
     reference = load_reference(bundle_path)
-    features = [i["name"] for i in description.get("signature", {}).get("inputs", [])]
+    features = description.input_names
     df = read_table(data_uri)
     lines = [f"# Batch check: {data_uri}", "", f"- rows: {len(df)}"]
     missing = [c for c in features if c not in df.columns]
@@ -317,7 +352,7 @@ def validate_batch_step(
         df,
         DriftConfig.from_dict(dict(rules.drift)),
         model=ModelView.from_bundle(bundle_path, reference),
-        exclude=[str(description.get("target", ""))],
+        exclude=[description.target],
     )
     assert drift is not None  # every input column is present (checked above)
     lines += [f"- drift: {drift.summary()}"]
@@ -365,9 +400,9 @@ def fetch_model_step(*, model_uri: str, bundle_path: str, tracking_uri: str = ""
         metadata={
             "model": {
                 "source": model_uri,
-                "family": desc.get("model", {}).get("family"),
-                "format": "kfgpu-bundle/1",
+                "family": desc.model_family,
+                "format": desc.format,
             }
         },
-        summary=f"{model_uri} -> {desc.get('task')} model of {desc.get('target')!r}",
+        summary=f"{model_uri} -> {desc.task} model of {desc.target!r}",
     )

@@ -17,10 +17,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from kfgpu.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kfgpu.description import BundleDescription
+    from kfgpu.evaluation.records import EvaluationRecord
 
 __all__ = [
     "SIGNATURE_FIX",
@@ -171,22 +175,21 @@ class ModelIdentity:
         return hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod
-    def from_description(cls, desc: Mapping[str, Any]) -> ModelIdentity:
+    def from_description(cls, desc: BundleDescription) -> ModelIdentity:
         """From a bundle's ``bundle.json``."""
         return cls(
-            task=desc.get("task"),
-            target=desc.get("target"),
-            inputs=_inputs((desc.get("signature") or {}).get("inputs")),
+            task=desc.task,
+            target=desc.target,
+            inputs=_inputs(desc.inputs),
         )
 
     @classmethod
-    def from_evaluation(cls, evaluation: Mapping[str, Any]) -> ModelIdentity:
-        """From an evaluation JSON (its ``model`` section, as evaluate_model writes it)."""
-        model = evaluation.get("model") or {}
+    def from_evaluation(cls, evaluation: EvaluationRecord) -> ModelIdentity:
+        """From an evaluation record (its ``model`` section, as evaluate_model writes it)."""
         return cls(
-            task=model.get("task") or evaluation.get("task"),
-            target=model.get("target"),
-            inputs=_inputs(model.get("signature")),
+            task=evaluation.model.get("task") or evaluation.task,
+            target=evaluation.target,
+            inputs=_inputs(evaluation.model.get("signature")),
         )
 
     @classmethod

@@ -36,11 +36,14 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfgpu._redact import redact_obj
 from kfgpu.errors import RegistryError
 from kfgpu.registry.identity import SIGNATURE_FIX, ModelIdentity
+
+if TYPE_CHECKING:
+    from kfgpu.evaluation.records import EvaluationRecord, GateVerdict
 
 __all__ = [
     "CHALLENGER",
@@ -166,10 +169,12 @@ def _record(client: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- register
 
 
-def _metric_tags(evaluation: Mapping[str, Any]) -> dict[str, str]:
-    tags = {f"metric.{k}": f"{v:.6g}" for k, v in evaluation.get("metrics", {}).items()}
-    if evaluation.get("headline"):
-        tags["kfgpu.headline"] = str(evaluation["headline"])
+def _metric_tags(evaluation: EvaluationRecord | None) -> dict[str, str]:
+    if evaluation is None:
+        return {}
+    tags = {f"metric.{k}": f"{v:.6g}" for k, v in evaluation.metrics.items()}
+    if evaluation.headline:
+        tags["kfgpu.headline"] = evaluation.headline
     return tags
 
 
@@ -178,8 +183,8 @@ def register_bundle(
     *,
     name: str,
     tracking_uri: str,
-    evaluation: Mapping[str, Any] | None = None,
-    verdict: Mapping[str, Any] | None = None,
+    evaluation: EvaluationRecord | Mapping[str, Any] | None = None,
+    verdict: GateVerdict | Mapping[str, Any] | None = None,
     card: str = "",
     alias: str = CHALLENGER,
     tags: Mapping[str, str] | None = None,
@@ -190,10 +195,20 @@ def register_bundle(
     Logs a run (``register-<name>``) holding the model, creates the version with lineage
     and metric tags, and points ``alias`` (default ``challenger``; empty: none) at it.
 
+    ``evaluation`` and ``verdict``: records, or their JSON as mappings (parsed and checked
+    here, before anything is registered).
+
     Returns:
         ``{"name", "version", "model_uri", "run_id", "aliases"}``.
     """
     import logging
+
+    from kfgpu.evaluation.records import EvaluationRecord, GateVerdict
+
+    if evaluation is not None and not isinstance(evaluation, EvaluationRecord):
+        evaluation = EvaluationRecord.from_dict(evaluation)
+    if verdict is not None and not isinstance(verdict, GateVerdict):
+        verdict = GateVerdict.from_dict(verdict)
 
     import mlflow
 
@@ -203,23 +218,21 @@ def register_bundle(
 
     verify_bundle(bundle_path)
     desc = read_description(bundle_path)
-    lineage = desc.get("lineage", {})
+    lineage = desc.lineage or {}
     client = _client(tracking_uri)
     version_tags = {
         **ModelIdentity.from_description(desc).to_tags(),
-        "kfgpu.family": str(desc.get("model", {}).get("family")),
-        "kfgpu.code_version": str(
-            lineage.get("code_version") or desc.get("kfgpu_version") or __version__
-        ),
+        "kfgpu.family": desc.model_family,
+        "kfgpu.code_version": str(lineage.get("code_version") or desc.kfgpu_version or __version__),
         "kfgpu.data_fingerprint": str(lineage.get("data_fingerprint") or ""),
         "kfgpu.train_fingerprint": str(lineage.get("train_fingerprint") or ""),
         "kfgpu.pipeline_run": str(lineage.get("pipeline_run") or ""),
         "kfgpu.training_run_id": str(lineage.get("mlflow_run_id") or ""),
-        **_metric_tags(evaluation or {}),
+        **_metric_tags(evaluation),
     }
     if verdict is not None:
-        version_tags["kfgpu.blessed"] = str(bool(verdict.get("blessed"))).lower()
-        version_tags["kfgpu.gate"] = str(verdict.get("summary", ""))[:4000]
+        version_tags["kfgpu.blessed"] = str(verdict.blessed).lower()
+        version_tags["kfgpu.gate"] = verdict.summary()[:4000]
     version_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
     version_tags = redact_obj(version_tags)
     run_id = tracking.start_run(
@@ -233,13 +246,13 @@ def register_bundle(
     try:
         shutil.copytree(bundle_path, staging / "bundle")
         artifacts = {"bundle": str(staging / "bundle")}
-        for key, payload, fname in (
+        for key, record, fname in (
             ("evaluation", evaluation, "evaluation.json"),
             ("gate", verdict, "gate.json"),
         ):
-            if payload is not None:
+            if record is not None:
                 (staging / fname).write_text(
-                    json.dumps(redact_obj(payload), indent=2, sort_keys=True, default=str)
+                    json.dumps(redact_obj(record.to_dict()), indent=2, sort_keys=True, default=str)
                 )
                 artifacts[key] = str(staging / fname)
         if card:
@@ -258,9 +271,9 @@ def register_bundle(
                     artifacts=artifacts,
                     pip_requirements=[f"kfgpu=={__version__}"],
                 )
-                if evaluation:
+                if evaluation is not None and evaluation.metrics:
                     mlflow.log_metrics(
-                        {f"test_{k}": float(v) for k, v in evaluation.get("metrics", {}).items()}
+                        {f"test_{k}": float(v) for k, v in evaluation.metrics.items()}
                     )
             try:
                 client.create_registered_model(
@@ -560,8 +573,13 @@ def champion_evaluation(name: str, *, tracking_uri: str) -> dict[str, Any] | Non
                 if k.startswith("metric.")
             }
         }
+    from kfgpu.evaluation.records import EvaluationRecord
+
+    record = EvaluationRecord.from_dict(
+        evaluation, source=f"the evaluation of {name} v{mv.version}"
+    )
     identity = ModelIdentity.from_tags(dict(mv.tags or {})).merged(
-        ModelIdentity.from_evaluation(evaluation)
+        ModelIdentity.from_evaluation(record)
     )
     return {
         "name": name,

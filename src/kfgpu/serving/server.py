@@ -196,7 +196,7 @@ def serve(
             log_uri,
             model=model_name,
             model_version=version,
-            labels=[str(c) for c in desc.get("labels", {}).get("classes", [])],
+            labels=[str(c) for c in desc.classes],
             sample_rate=log_sample_rate,
         )
     model = BundleModel(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,20 @@ from kfgpu._step import StepResult, step
 from kfgpu.data._atomic import atomic_write_text
 from kfgpu.errors import DeployError
 
-__all__ = ["canary_step", "deploy_model_step"]
+__all__ = ["DeployOutput", "canary_step", "deploy_model_step"]
+
+
+@dataclass(frozen=True)
+class DeployOutput:
+    """What :func:`deploy_model_step` and :func:`canary_step` return.
+
+    Attributes:
+        url: the InferenceService's URL.
+        result: the rollout's record (action, traffic, timings), as written to the outcome.
+    """
+
+    url: str
+    result: dict[str, Any]
 
 
 def _write(path: str, payload: dict[str, Any]) -> None:
@@ -46,7 +60,7 @@ def deploy_model_step(
     smoke_url: str = "",
     api_client: Any = None,
     http: Any = None,
-) -> StepResult:
+) -> StepResult[DeployOutput]:
     """Build the InferenceService for a bundle and :func:`~kfgpu.serving.deploy.deploy` it.
 
     The smoke request is one row made from the bundle's fitted transform (fill values,
@@ -122,7 +136,7 @@ def deploy_model_step(
         metadata={"inference_service": {"name": name, "namespace": namespace, "url": result.url}},
         summary=f"deploy_model: {namespace}/{name} {result.action}, Ready, traffic {split}, "
         f"smoke OK at {result.url}",
-        extra={"url": result.url, "result": result.to_dict()},
+        output=DeployOutput(url=str(result.url), result=result.to_dict()),
     )
 
 
@@ -136,7 +150,7 @@ def canary_step(
     poll_s: float = 2.0,
     outcome_path: str = "",
     api_client: Any = None,
-) -> StepResult:
+) -> StepResult[DeployOutput]:
     """``action="promote"``: the canary takes all traffic; ``"rollback"``: none."""
     from kfgpu.errors import ConfigError
     from kfgpu.serving.deploy import promote_canary, rollback_canary
@@ -159,5 +173,5 @@ def canary_step(
     return StepResult(
         metrics={"seconds": result.seconds},
         summary=f"canary {action}: {namespace}/{name} {result.action}, traffic verified",
-        extra={"url": result.url, "result": result.to_dict()},
+        output=DeployOutput(url=str(result.url), result=result.to_dict()),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from kfgpu.errors import ConfigError
 
@@ -14,9 +14,10 @@ Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu"]
 Strategy = Literal["auto", "ddp", "ddp_spawn", "fsdp"]
 
-_PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
-_ACCELERATORS = ("auto", "cpu", "gpu")
-_STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
+# One source each: the Literal types above; these are their runtime values.
+_PRECISIONS: tuple[str, ...] = get_args(Precision)
+_ACCELERATORS: tuple[str, ...] = get_args(Accelerator)
+_STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 def parse_int_list(value: str | list[int] | tuple[int, ...], *, field: str) -> tuple[int, ...]:

@@ -15,16 +15,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from kfgpu.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SAMPLERS", "class_weight_tensor", "parse_class_weight", "sample_weights"]
+__all__ = [
+    "SAMPLERS",
+    "BatchSampler",
+    "class_weight_tensor",
+    "parse_class_weight",
+    "sample_weights",
+]
 
-SAMPLERS = ("shuffle", "balanced")
+BatchSampler = Literal["shuffle", "balanced"]
+SAMPLERS: tuple[str, ...] = get_args(BatchSampler)
 
 
 def parse_class_weight(value: str) -> str | dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +26,7 @@ LRSchedule = Literal["cosine", "constant", "onecycle", "plateau"]
 #: ``onecycle``: warm up to the learning rate over the first 30% of optimiser steps and
 #: anneal to ~0, stepped per optimiser step (needs the run's total steps).
 #: ``plateau``: halve the learning rate after 2 epochs without a better validation loss.
-LR_SCHEDULES: tuple[str, ...] = ("cosine", "constant", "onecycle", "plateau")
+LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 
 
 @dataclass

@@ -6,7 +6,7 @@ so they cannot disagree with one another or with training.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ from torch import nn
 from kfgpu.training.families import build_network
 
 if TYPE_CHECKING:
+    from kfgpu.description import BundleDescription
     from kfgpu.features.transform import FittedTransform
 
 __all__ = ["ServedModel"]
@@ -39,16 +40,14 @@ class ServedModel(nn.Module):
         self.target_scale = float(target_scale)
 
     @classmethod
-    def from_description(cls, desc: dict[str, Any], fitted: FittedTransform) -> ServedModel:
-        model = desc["model"]
-        network = build_network(model["family"], model["config"])
-        scaling = desc.get("target_scaling", {})
+    def from_description(cls, desc: BundleDescription, fitted: FittedTransform) -> ServedModel:
+        network = build_network(desc.model_family, dict(desc.model_config))
         return cls(
             fitted.to_module(),
             network,
-            task=desc["task"],
-            target_mean=scaling.get("mean", 0.0),
-            target_scale=scaling.get("scale", 1.0),
+            task=desc.task,
+            target_mean=desc.target_mean,
+            target_scale=desc.target_scale,
         )
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from kfgpu._step import StepResult, step
 
-__all__ = ["parse_overrides", "train_model_step"]
+__all__ = ["TrainOutput", "parse_overrides", "train_model_step"]
+
+
+@dataclass(frozen=True)
+class TrainOutput:
+    """What :func:`train_model_step` returns beside the bundle.
+
+    Attributes:
+        mlflow_run_id: the MLflow run training logged to (``""``: none).
+    """
+
+    mlflow_run_id: str
 
 
 def parse_overrides(
@@ -54,7 +66,7 @@ def train_model_step(
     mlflow_tracking_uri: str = "",
     lineage: dict[str, Any] | None = None,
     overrides: str | dict[str, Any] = "",
-) -> StepResult:
+) -> StepResult[TrainOutput]:
     """Train with ``config`` (a :class:`TrainConfig` as a dict) and write the bundle.
 
     ``overrides``: settings that replace those in ``config``, as a dict or a JSON object
@@ -174,5 +186,5 @@ def train_model_step(
             }
         },
         summary=summary,
-        extra={"mlflow_run_id": run_id},
+        output=TrainOutput(mlflow_run_id=run_id or ""),
     )

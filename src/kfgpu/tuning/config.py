@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from kfgpu.errors import ConfigError
 
@@ -19,17 +19,23 @@ __all__ = [
     "QUALITY",
     "SAMPLERS",
     "TUNABLE",
+    "Objective",
+    "Pruner",
+    "Sampler",
     "TuneConfig",
     "check_tunable",
 ]
 
-SAMPLERS = ("tpe", "random", "cmaes", "grid")
-PRUNERS = ("median", "hyperband", "none")
+Sampler = Literal["tpe", "random", "cmaes", "grid"]
+Pruner = Literal["median", "hyperband", "none"]
+Objective = Literal["val_metric", "val_loss", "n_params", "latency_ms"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+PRUNERS: tuple[str, ...] = get_args(Pruner)
 #: What trials are compared on. The first is the model's quality on the validation rows:
 #: ``val_metric``, the gate's headline metric (ROC AUC for classification, R² for
 #: regression; maximised), or ``val_loss`` (minimised). A second one, always minimised,
 #: makes the study multi-objective (quality against model size or inference latency).
-OBJECTIVES = ("val_metric", "val_loss", "n_params", "latency_ms")
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 QUALITY = ("val_metric", "val_loss")
 
 #: TrainConfig fields a tuned configuration leaves to the training step: where a run
@@ -114,8 +120,8 @@ class TuneConfig:
     storage: str = ""
     n_trials: int = 20
     timeout: float = 0.0
-    sampler: str = "tpe"
-    pruner: str = "median"
+    sampler: Sampler = "tpe"
+    pruner: Pruner = "median"
     objectives: tuple[str, ...] = ("val_metric",)
     n_workers: int = 1
     seed: int = 0

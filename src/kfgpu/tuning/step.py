@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from kfgpu._step import StepResult, step
 
-__all__ = ["tune_hyperparameters_step", "tune_worker_step"]
+__all__ = ["TuneOutput", "tune_hyperparameters_step", "tune_worker_step"]
+
+
+@dataclass(frozen=True)
+class TuneOutput:
+    """What :func:`tune_hyperparameters_step` returns beside its files.
+
+    Attributes:
+        best_params: the best trial's configuration as train_model refits it (``{}``:
+            tuning was skipped).
+        summary: the study summary (``{"skipped": True}`` when skipped).
+    """
+
+    best_params: dict[str, Any]
+    summary: dict[str, Any]
+
 
 TABULAR = "kfgpu.tuning.objective:tabular_objective"
 
@@ -58,7 +74,7 @@ def tune_hyperparameters_step(
     best_params_path: str = "",
     summary_path: str = "",
     report_path: str = "",
-) -> StepResult:
+) -> StepResult[TuneOutput]:
     """Run (or resume, or only collect) a study training kfgpu's tabular model, then write
     the best parameters (JSON), a summary (JSON) and an HTML report.
 
@@ -126,11 +142,11 @@ def tune_hyperparameters_step(
             f"{best.values[0]:.4f} (trial {best.number}) with {best.params}; train_model "
             "refits with that trial's exact configuration"
         ),
-        extra={"best_params": shipped_config(best), "summary": summary},
+        output=TuneOutput(best_params=shipped_config(best), summary=summary),
     )
 
 
-def _skipped(best_params_path: str, summary_path: str, report_path: str) -> StepResult:
+def _skipped(best_params_path: str, summary_path: str, report_path: str) -> StepResult[TuneOutput]:
     """An empty search space: no study; ``{}`` (no overrides) as the best parameters."""
     import json
     from pathlib import Path
@@ -147,7 +163,7 @@ def _skipped(best_params_path: str, summary_path: str, report_path: str) -> Step
     return StepResult(
         metrics={"trials_complete": 0.0},
         summary=note,
-        extra={"best_params": {}, "summary": {"skipped": True}},
+        output=TuneOutput(best_params={}, summary={"skipped": True}),
     )
 
 

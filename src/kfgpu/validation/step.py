@@ -6,6 +6,7 @@ The drift check lives in :mod:`kfgpu.monitoring.drift_check` (it needs the model
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +17,21 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kfgpu.validation.checks import Anomaly, ValidationResult
+    from kfgpu.validation.schema import TaskKind
 
-__all__ = ["skew_anomalies", "validate_data_step"]
+__all__ = ["ValidatedData", "skew_anomalies", "validate_data_step"]
+
+
+@dataclass(frozen=True)
+class ValidatedData:
+    """What :func:`validate_data_step` returns beside its files.
+
+    Attributes:
+        task: the task the target was validated for (a table without its target fails
+            validation, so there always is one).
+    """
+
+    task: TaskKind
 
 
 @step("validate_data")
@@ -35,7 +49,7 @@ def validate_data_step(
     leakage_threshold: float = 0.99,
     schema_uri: str = "",
     reference_uri: str = "",
-) -> StepResult:
+) -> StepResult[ValidatedData]:
     """Read ``data_uri``, validate it against an inferred or pinned schema, write outputs.
 
     The Markdown report and the anomalies JSON are written in every case, failure
@@ -93,6 +107,8 @@ def validate_data_step(
     result.schema.to_json(schema_path)
     result.raise_for_errors()
 
+    validated = result.schema.task
+    assert validated is not None  # raise_for_errors(): a table without its target is an error
     meta = {"source_uri": data_uri}
     if shards is not None:
         manifest = copy_shards(shards, dataset_path, metadata=meta)
@@ -117,7 +133,7 @@ def validate_data_step(
             f"{n_rows} rows x {n_cols} columns, task {result.schema.task}, "
             f"{n_err} errors, {n_warn} warnings"
         ),
-        extra={"task": result.schema.task},
+        output=ValidatedData(task=validated),
     )
 
 

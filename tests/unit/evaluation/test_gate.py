@@ -13,6 +13,7 @@ from kfgpu.errors import ConfigError
 from kfgpu.evaluation.card import render_card_html, render_card_markdown
 from kfgpu.evaluation.gate import evaluate_gate, load_gate_spec, write_verdict
 from kfgpu.evaluation.metrics import evaluate_classification
+from kfgpu.evaluation.records import EvaluationRecord
 
 SPEC = {
     "metrics": {
@@ -55,7 +56,7 @@ def test_better_model_is_blessed_with_reasons() -> None:
     champion, better = _evaluation(1.5), _evaluation(2.5)
     v = evaluate_gate(better, SPEC, champion=_champion(champion))
     assert v.blessed, v.failures
-    checks = {r["check"] for r in v.reasons}
+    checks = {r.check for r in v.reasons}
     assert {
         "overall.roc_auc.min",
         "overall.roc_auc.max_drop_vs_champion",
@@ -63,9 +64,9 @@ def test_better_model_is_blessed_with_reasons() -> None:
         "overall.f1.min_gain_vs_baseline",
         "slice region=north.roc_auc.min",
         "fairness[region].demographic_parity_difference.max",
-    } <= checks | {r["check"].replace("slices.", "slice ") for r in v.reasons}
-    assert any("skipped, 10 rows < min_rows 50" in r["message"] for r in v.reasons)
-    assert all(r["passed"] for r in v.reasons)
+    } <= checks | {r.check.replace("slices.", "slice ") for r in v.reasons}
+    assert any("skipped, 10 rows < min_rows 50" in r.message for r in v.reasons)
+    assert all(r.passed for r in v.reasons)
     assert v.summary().startswith("blessed")
     assert v.to_dict()["champion"] == {"name": "m", "version": "3"}
 
@@ -74,15 +75,13 @@ def test_worse_model_is_blocked_with_reasons(tmp_path: Path) -> None:
     champion, worse = _evaluation(2.5), _evaluation(1.5)
     v = evaluate_gate(worse, SPEC, champion=_champion(champion))
     assert not v.blessed
-    failed = {r["check"] for r in v.failures}
+    failed = {r.check for r in v.failures}
     assert "overall.roc_auc.max_drop_vs_champion" in failed
     assert "overall.log_loss.max_increase_vs_champion" in failed
-    msg = next(
-        r["message"] for r in v.failures if r["check"].endswith("roc_auc.max_drop_vs_champion")
-    )
+    msg = next(r.message for r in v.failures if r.check.endswith("roc_auc.max_drop_vs_champion"))
     assert "vs champion" in msg and "> 0.01" in msg
     # Checks it passed are reasons too.
-    assert any(r["passed"] for r in v.reasons)
+    assert any(r.passed for r in v.reasons)
     assert v.summary().startswith("blocked:")
     write_verdict(v, str(tmp_path / "verdict.json"))
     data = json.loads((tmp_path / "verdict.json").read_text())
@@ -92,10 +91,10 @@ def test_worse_model_is_blocked_with_reasons(tmp_path: Path) -> None:
 def test_no_champion_relative_checks_pass_and_absolute_still_apply() -> None:
     weak = _evaluation(0.2)
     v = evaluate_gate(weak, SPEC, champion=None)
-    rel = [r for r in v.reasons if "champion" in r["check"]]
-    assert rel and all(r["passed"] and "no champion" in r["message"] for r in rel)
+    rel = [r for r in v.reasons if "champion" in r.check]
+    assert rel and all(r.passed and "no champion" in r.message for r in rel)
     assert not v.blessed
-    assert "overall.roc_auc.min" in {r["check"] for r in v.failures}
+    assert "overall.roc_auc.min" in {r.check for r in v.failures}
 
 
 def test_default_gate_and_missing_values() -> None:
@@ -106,7 +105,7 @@ def test_default_gate_and_missing_values() -> None:
     }
     v = evaluate_gate(ev, {"metrics": {"r2": {"min": 0.1}}, "slices": {"nope": {"metrics": {}}}})
     assert not v.blessed
-    messages = " ".join(r["message"] for r in v.failures)
+    messages = " ".join(r.message for r in v.failures)
     assert "r2: not computed (available: [" in messages
     assert "slice column 'nope' was not evaluated" in messages
 
@@ -130,12 +129,13 @@ def test_spec_parsing_and_errors(tmp_path: Path) -> None:
 def test_model_card_markdown_and_html() -> None:
     ev = _evaluation(2.0)
     ev["model"].update({"family": "tabular_mlp", "features": ["a", "b"], "train_rows": 100})
-    verdict = evaluate_gate(ev, SPEC, champion=None).to_dict()
-    md = render_card_markdown(ev, verdict)
+    verdict = evaluate_gate(ev, SPEC, champion=None)
+    record = EvaluationRecord.from_dict(ev)
+    md = render_card_markdown(record, verdict)
     for heading in ("Purpose", "Data", "Metrics", "Slices", "Fairness", "Gate", "Limitations"):
         assert f"## {heading}" in md
     assert "`abc`" in md and "Decision threshold" in md and "No champion" in md
-    page = render_card_html(ev, verdict)
+    page = render_card_html(record, verdict)
     assert page.startswith("<!doctype html>") and "<h2>Fairness</h2>" in page
     assert "<code>abc</code>" in page
-    assert "## Gate" not in render_card_markdown(ev)
+    assert "## Gate" not in render_card_markdown(record)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from kfgpu.description import BundleDescription
 from kfgpu.errors import DataError
 from kfgpu.evaluation.metrics import evaluate_classification, evaluate_regression
 from kfgpu.evaluation.report import render_html
@@ -140,12 +141,15 @@ def test_regression_matches_sklearn() -> None:
 def test_render_html_classification() -> None:
     y, proba = _random_case(100, 2, seed=7)
     ev = evaluate_classification(y, proba, [0, 1], prior=np.array([0.5, 0.5]))
-    description = {
-        "target": "<script>alert('x')</script> & co",
-        "model": {"family": "tabular_mlp"},
-        "kfgpu_version": "9.9",
-        "lineage": {"mlflow_run_id": "run<1>"},
-    }
+    description = BundleDescription(
+        task="classification",
+        target="<script>alert('x')</script> & co",
+        model_family="tabular_mlp",
+        model_config={},
+        kfgpu_version="9.9",
+        lineage={"mlflow_run_id": "run<1>"},
+        labels={"classes": [0, 1]},
+    )
     page = render_html(ev, description)
     assert page.startswith("<!doctype html>")
     assert "Headline metric <b>roc_auc</b>" in page
@@ -163,7 +167,10 @@ def test_render_html_regression() -> None:
     rng = np.random.default_rng(8)
     y = rng.normal(size=50)
     ev = evaluate_regression(y, y * 0.9, train_mean=0.0)
-    page = render_html(ev, {"target": "price"})
+    desc = BundleDescription(
+        task="regression", target="price", model_family="tabular_mlp", model_config={}
+    )
+    page = render_html(ev, desc)
     assert "Headline metric <b>r2</b>" in page
     assert "Evaluation: price (regression)" in page
     assert "Confusion matrix" not in page

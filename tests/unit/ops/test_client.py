@@ -84,7 +84,7 @@ def test_retraining_trigger_finds_the_endpoint_in_the_environment(
     result = trigger_retraining_step(
         verdict_path=str(verdict), run_path=str(tmp_path / "run.json"), pipeline="kfgpu-small"
     )
-    assert result.extra["run"] and state.calls("POST", "/runs")
+    assert result.output.run and state.calls("POST", "/runs")
 
 
 def test_multi_user_namespace_reaches_experiments(

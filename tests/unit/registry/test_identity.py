@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kfgpu.description import BundleDescription
 from kfgpu.errors import ConfigError
 from kfgpu.registry.identity import (
     ModelIdentity,
@@ -59,11 +60,13 @@ def test_resolve_prefers_the_given_name_and_checks_it() -> None:
 
 def _identity(task: str, target: str, inputs: dict[str, str] | None) -> ModelIdentity:
     return ModelIdentity.from_description(
-        {
-            "task": task,
-            "target": target,
-            "signature": {"inputs": [{"name": n, "kind": k} for n, k in (inputs or {}).items()]},
-        }
+        BundleDescription(
+            task=task,  # type: ignore[arg-type]
+            target=target,
+            model_family="tabular_mlp",
+            model_config={},
+            signature={"inputs": [{"name": n, "kind": k} for n, k in (inputs or {}).items()]},
+        )
     )
 
 

@@ -57,6 +57,7 @@ def _bundle(path: Path, seed: int, *, task: str = "classification", target: str 
         "model": {"family": "tabular_mlp", "config": config},
         "signature": {"inputs": ft.input_signature()},
         "labels": {"classes": [0, 1], "positive_class": 1},
+        **({} if task == "classification" else {"target_scaling": {"mean": 0.0, "scale": 1.0}}),
         "kfgpu_version": "0.1.0",
         "lineage": {
             "data_fingerprint": f"fp{seed}",
@@ -182,7 +183,7 @@ def test_gate_uses_the_registry_champion(server: str, tmp_path: Path) -> None:
         "mlflow_tracking_uri": server,
     }
     first = check_gate_step(**paths, card_path=str(card))
-    assert first.extra["blessed"] and first.extra["champion_version"] == ""
+    assert first.output.blessed and first.output.champion_version == ""
     assert "no champion" in (tmp_path / "v0.json").read_text()
     register_model_step(
         bundle_path=str(b),
@@ -211,8 +212,8 @@ def test_gate_uses_the_registry_champion(server: str, tmp_path: Path) -> None:
         },
         gate_spec=spec,
     )
-    assert not worse.extra["blessed"] and better.extra["blessed"]
-    assert worse.extra["champion_version"] == "1"
+    assert not worse.output.blessed and better.output.blessed
+    assert worse.output.champion_version == "1"
     blocked = json.loads((tmp_path / "worse.json").read_text())
     assert blocked["champion"] == {"name": name, "version": "1"}
     assert any(not r["passed"] and "vs champion 0.8500" in r["message"] for r in blocked["reasons"])

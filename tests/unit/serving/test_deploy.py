@@ -216,7 +216,7 @@ def test_create_ready_traffic_verified_smoke_through_real_kserve(
             timeout_s=10,
             outcome_path=str(tmp_path / "outcome.json"),
         )
-    assert result.extra["url"] == server.url
+    assert result.output.url == server.url
     assert ("POST", 201) in state.requests
     assert (
         state.obj is not None

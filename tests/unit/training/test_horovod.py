@@ -85,7 +85,7 @@ def _check_bundle(bundle: Path, test_path: Path, steps: int = 30) -> dict[str, o
     proba = loaded.predict_raw(test)
     assert proba.shape == (len(test), 2)
     assert abs(proba.sum(axis=1) - 1).max() < 1e-5
-    desc = loaded.description
+    desc = loaded.description.to_dict()
     training = desc["training"]
     assert training["strategy"] == "horovod"
     assert training["world_size"] == 2
@@ -161,7 +161,7 @@ def test_horovodrun_class_weight_and_balanced_sampler(
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     loaded = load_bundle(bundle)
-    desc = loaded.description
+    desc = loaded.description.to_dict()
     assert desc["hyperparameters"]["class_weight"] == "balanced"
     assert desc["hyperparameters"]["sampler"] == "balanced"
     assert desc["decision"]["chosen_on"] == "validation"

@@ -51,7 +51,7 @@ def _run(df: pd.DataFrame, ckpt: Path, bundle: Path, **config: Any) -> dict[str,
         config=TrainConfig(**{**SMALL, "checkpoint_dir": str(ckpt), **config}),
         bundle_path=bundle,
     )
-    return read_description(bundle)
+    return read_description(bundle).to_dict()
 
 
 def _sha(path: Path) -> str:

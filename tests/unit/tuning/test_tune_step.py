@@ -68,7 +68,7 @@ def test_step_trains_prunes_and_writes_outputs(splits: dict[str, str], tmp_path:
     summary = json.loads((tmp_path / "summary.json").read_text())
     # The best trial's complete training configuration: its parameters over the base
     # config, every model setting (epochs, schedule, seed), placement left to training.
-    assert best == result.extra["best_params"] == summary["shipped"]["config"]
+    assert best == result.output.best_params == summary["shipped"]["config"]
     assert {k: best[k] for k in ("learning_rate", "hidden_sizes")} == {
         "learning_rate": summary["best"]["params"]["learning_rate"],
         "hidden_sizes": [int(h) for h in summary["best"]["params"]["hidden_sizes"].split(",")],
@@ -103,7 +103,7 @@ def test_multi_objective_val_loss_against_model_size(
     splits: dict[str, str], tmp_path: Path
 ) -> None:
     result = _step(splits, tmp_path, n_trials=3, pruner="none", objectives="val_loss,n_params")
-    summary = result.extra["summary"]
+    summary = result.output.summary
     assert summary["pareto_front"] and all(len(p["values"]) == 2 for p in summary["pareto_front"])
     assert result.metrics["best_n_params"] > 0
     has_front = "Pareto front" in (tmp_path / "report.html").read_text()
@@ -223,5 +223,5 @@ def test_empty_space_skips_tuning_with_no_overrides(tmp_path: Path) -> None:
         config={},
         best_params_path=str(tmp_path / "best.json"),
     )
-    assert result.extra["best_params"] == {}
+    assert result.output.best_params == {}
     assert json.loads((tmp_path / "best.json").read_text()) == {}
