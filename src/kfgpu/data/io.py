@@ -37,6 +37,7 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "artifact_metadata",
     "fingerprint",
+    "open_filesystem",
     "read_parquet",
     "read_table",
     "write_parquet",
@@ -81,6 +82,15 @@ def _split_suffix(path: str) -> tuple[str, str | None]:
             name = name[: -len(suffix)]
             break
     return posixpath.splitext(name)[1], compression
+
+
+def open_filesystem(uri: str) -> tuple[Any, str]:
+    """Return ``(fsspec filesystem, path)`` for a local path or an fsspec URI.
+
+    Raises:
+        ConfigError: the URI's scheme needs a filesystem package that is not installed.
+    """
+    return _resolve(uri)
 
 
 def _resolve(uri: str) -> tuple[Any, str]:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kfgpu.features.transform import _CROSS_MOD, _CROSS_PRIME
+from kfgpu.features.layout import CROSS_MOD, CROSS_PRIME
 
 if TYPE_CHECKING:
     from kfgpu.features.transform import FittedTransform
@@ -37,7 +37,7 @@ class TransformModule(nn.Module):
 
     def __init__(self, fitted: FittedTransform) -> None:
         super().__init__()
-        lay = fitted._layout
+        lay = fitted.layout
         f32, i64 = torch.float32, torch.int64
         self.register_buffer("fill", torch.tensor(lay.fill, dtype=f32))
         self.register_buffer("lo", torch.tensor(lay.lo, dtype=f32))
@@ -91,7 +91,7 @@ class TransformModule(nn.Module):
                 comps = codes.index_select(1, getattr(self, f"cross_{i}"))
                 h = torch.zeros(n, dtype=torch.int64, device=codes.device)
                 for k in range(comps.shape[1]):
-                    h = (h * _CROSS_PRIME + comps[:, k] % _CROSS_MOD) % _CROSS_MOD
+                    h = (h * CROSS_PRIME + comps[:, k] % CROSS_MOD) % CROSS_MOD
                 cross = 1 + h % self.cross_buckets[i]
                 index.append(torch.where((comps == 0).any(dim=1), torch.zeros_like(h), cross))
 

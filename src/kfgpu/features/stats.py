@@ -3,12 +3,12 @@
 One pass over any number of chunks (or workers, merged afterwards) collects everything a
 :class:`~kfgpu.features.transform.FittedTransform` needs:
 
-* per numeric column a :class:`~kfgpu.validation.profile.NumericSketch` of the raw values
+* per numeric column a :class:`~kfgpu.validation.sketch.NumericSketch` of the raw values
   (exactly as the transform's front half reads them: float32, non-finite = missing), and
   for ``scale="log1p"`` a second one of ``sign(x) * log1p(|x|)``. Count, mean, std, min
   and max are exact; the median, quantiles and IQR are within the sketch's relative
   accuracy (1% by default) of the exact order statistic.
-* per categorical column :class:`~kfgpu.validation.profile.CategoricalCounts` of the
+* per categorical column :class:`~kfgpu.validation.sketch.CategoricalCounts` of the
   stringified values, capped at ``max(10 * max_categories, 10_000)`` distinct values.
 * per datetime column the smallest and largest year.
 
@@ -32,7 +32,7 @@ from kfgpu.features._frame import (
     year_range,
 )
 from kfgpu.features.spec import CategoricalSpec, FeatureSpec, NumericSpec
-from kfgpu.validation.profile import DEFAULT_RELATIVE_ACCURACY, CategoricalCounts, NumericSketch
+from kfgpu.validation.sketch import DEFAULT_RELATIVE_ACCURACY, CategoricalCounts, NumericSketch
 
 __all__ = ["STATS_VERSION", "FeatureStats", "categorical_cap", "fit_stats", "needs_quantiles"]
 

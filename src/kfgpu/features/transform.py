@@ -27,29 +27,45 @@ embedding crosses; :attr:`FittedTransform.cardinalities` gives each table's size
 
 The fitted state is plain JSON (``version: 2``; version-1 files still load), so a bundle
 never holds a pickle, and the torch module is rebuilt from that JSON.
+
+The pieces live at their seams: each column's fitted values and their fitting in
+:mod:`kfgpu.features.params`, the output layout both back halves read in
+:mod:`kfgpu.features.layout`, the version-1 reader in :mod:`kfgpu.features.transform_v1`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from kfgpu.errors import ConfigError, EmptyDataError, SchemaError
+from kfgpu.features.layout import CROSS_MOD, CROSS_PRIME, Layout, build_layout, check_arrays
+from kfgpu.features.params import (
+    PARAM_TYPES,
+    CategoricalParams,
+    ColumnParams,
+    DatetimeParams,
+    NumericParams,
+    describe_categorical,
+    describe_numeric,
+    fit_categorical,
+    fit_numeric,
+    params_from_dict,
+    params_to_dict,
+)
 from kfgpu.features.spec import (
-    DEFAULT_CLIP,
     CategoricalSpec,
-    ColumnSpec,
     DatetimeSpec,
     FeatureSpec,
     NumericSpec,
     infer_feature_spec,
 )
+from kfgpu.features.transform_v1 import read_v1
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,7 +73,6 @@ if TYPE_CHECKING:
     import torch
 
     from kfgpu.features.stats import FeatureStats
-    from kfgpu.validation.profile import NumericSketch
 
 __all__ = [
     "TRANSFORM_VERSION",
@@ -72,139 +87,6 @@ __all__ = [
 ]
 
 TRANSFORM_VERSION = 2
-
-#: float32's largest finite value: the "no clip" bound (raw values are capped to it).
-_F32_MAX = 3.4028234663852886e38
-
-#: Crosses combine component indices as ``h = (h * _CROSS_PRIME + c) % _CROSS_MOD``: every
-#: intermediate stays below 2**52, so int64 arithmetic never wraps, in NumPy or torch.
-_CROSS_PRIME = 1_000_003
-_CROSS_MOD = 2_147_483_647
-
-#: Quantile grid for the moments of a quantile-clipped column (see _clipped_moments).
-_GRID = 4096
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-@dataclass(frozen=True)
-class NumericParams:
-    """Fitted values of a numeric column.
-
-    ``y = clip((g(clip(impute(x), clip_low, clip_high)) - center) / scale)`` with ``g`` =
-    ``sign(x) * log1p(|x|)`` for ``scale="log1p"``, else the identity.
-
-    Attributes:
-        fill: replaces missing and non-finite raw values.
-        clip_low: raw values are clipped from below to this (``-3.4e38``: no clip).
-        clip_high: raw values are clipped from above to this.
-        center: subtracted after the optional log.
-        scale: divides after centring (never 0).
-        boundaries: bucket boundaries (float32-exact), None when not bucketized.
-        summary: training statistics for reports (count, missing, mean, std, min, max).
-    """
-
-    fill: float
-    clip_low: float = -_F32_MAX
-    clip_high: float = _F32_MAX
-    center: float = 0.0
-    scale: float = 1.0
-    boundaries: tuple[float, ...] | None = None
-    summary: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        values = (self.fill, self.clip_low, self.clip_high, self.center, self.scale)
-        if not all(math.isfinite(v) for v in values) or self.scale == 0:
-            raise SchemaError(
-                f"fitted transform is malformed (numeric parameters {values}); re-run "
-                "engineer_features"
-            )
-
-
-@dataclass(frozen=True)
-class CategoricalParams:
-    """Fitted values of a categorical column.
-
-    Attributes:
-        vocabulary: kept values; value ``i`` maps to index ``i + 1`` (empty for hashing).
-        fill: the value missing values take (None: they map to index 0).
-        summary: training statistics for reports (count, missing, distinct, oov_share).
-    """
-
-    vocabulary: tuple[str, ...] = ()
-    fill: str | None = None
-    summary: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DatetimeParams:
-    """Fitted values of a datetime column: the year code's range.
-
-    Attributes:
-        min_year: the year with code 1.
-        year_span: years coded (later years take the last code).
-    """
-
-    min_year: int = 1970
-    year_span: int = 1
-
-
-ColumnParams = NumericParams | CategoricalParams | DatetimeParams
-_PARAM_TYPES: dict[type, type] = {
-    NumericSpec: NumericParams,
-    CategoricalSpec: CategoricalParams,
-    DatetimeSpec: DatetimeParams,
-}
-
-
-@dataclass(frozen=True)
-class _Output:
-    """One integer-index output of the back half."""
-
-    name: str
-    owner: str  # the input column (or cross name) it comes from
-    source: Literal["code", "bucket", "cross"]
-    index: int  # code column, numeric column or cross number
-    cardinality: int
-    encode: Literal["embedding", "onehot", "ordinal"]
-    labels: tuple[str, ...] = ()  # names of indices 1.. for one-hot column names
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Everything both back halves need, as plain tuples."""
-
-    numeric: tuple[str, ...]
-    code_inputs: tuple[str, ...]
-    code_sources: tuple[tuple[str, str | None], ...]
-    code_card: tuple[int, ...]
-    fill: tuple[float, ...]
-    lo: tuple[float, ...]
-    hi: tuple[float, ...]
-    log: tuple[bool, ...]
-    center: tuple[float, ...]
-    scale: tuple[float, ...]
-    outclip: tuple[float, ...]
-    indicator_cols: tuple[int, ...]
-    dense_perm: tuple[int, ...]
-    boundaries: tuple[tuple[int, tuple[float, ...]], ...]
-    crosses: tuple[tuple[tuple[int, ...], int], ...]
-    outputs: tuple[_Output, ...]
-    base_names: tuple[tuple[str, str], ...]  # (owner, name) of the numeric dense block
-
-    @property
-    def onehot(self) -> tuple[_Output, ...]:
-        return tuple(o for o in self.outputs if o.encode == "onehot")
-
-    @property
-    def ordinal(self) -> tuple[_Output, ...]:
-        return tuple(o for o in self.outputs if o.encode == "ordinal")
-
-    @property
-    def embedding(self) -> tuple[_Output, ...]:
-        return tuple(o for o in self.outputs if o.encode == "embedding")
 
 
 @dataclass(frozen=True)
@@ -231,7 +113,7 @@ class FittedTransform:
                 f"from spec columns {sorted(self.spec.columns)}; re-run engineer_features"
             )
         for name, s in self.spec.columns.items():
-            if not isinstance(self.params[name], _PARAM_TYPES[type(s)]):
+            if not isinstance(self.params[name], PARAM_TYPES[type(s)]):
                 raise SchemaError(
                     f"fitted transform is malformed: column {name!r} is "
                     f"{type(s).__name__} but was fitted as {type(self.params[name]).__name__}; "
@@ -256,11 +138,9 @@ class FittedTransform:
         params: dict[str, ColumnParams] = {}
         for name, s in spec.columns.items():
             if isinstance(s, NumericSpec):
-                params[name] = _fit_numeric(
-                    s, stats.numeric[name], stats.log1p.get(name), spec.clip
-                )
+                params[name] = fit_numeric(s, stats.numeric[name], stats.log1p.get(name), spec.clip)
             elif isinstance(s, CategoricalSpec):
-                params[name] = _fit_categorical(s, stats.categorical[name].to_dict())
+                params[name] = fit_categorical(s, stats.categorical[name].to_dict())
             else:
                 years = stats.years[name]
                 params[name] = (
@@ -272,8 +152,8 @@ class FittedTransform:
 
     # ---- shape -----------------------------------------------------------------------
     @cached_property
-    def _layout(self) -> _Layout:
-        return _build_layout(self.spec, self.params)
+    def layout(self) -> Layout:
+        return build_layout(self.spec, self.params)
 
     @property
     def input_columns(self) -> tuple[str, ...]:
@@ -288,7 +168,7 @@ class FittedTransform:
     @property
     def numeric(self) -> tuple[str, ...]:
         """Raw numeric inputs: the columns of ``raw_arrays``'s ``num``, in order."""
-        return self._layout.numeric
+        return self.layout.numeric
 
     @property
     def categorical(self) -> tuple[str, ...]:
@@ -304,7 +184,7 @@ class FittedTransform:
     def code_inputs(self) -> tuple[str, ...]:
         """The columns of ``raw_arrays``'s ``codes``: categorical columns and datetime
         parts (``"<column>__<part>"``), in spec order."""
-        return self._layout.code_inputs
+        return self.layout.code_inputs
 
     @property
     def n_dense(self) -> int:
@@ -314,7 +194,7 @@ class FittedTransform:
     @property
     def cardinalities(self) -> tuple[int, ...]:
         """Table size of each embedding output (index 0 = missing/unseen included)."""
-        return tuple(o.cardinality for o in self._layout.embedding)
+        return tuple(o.cardinality for o in self.layout.embedding)
 
     @cached_property
     def dense_names(self) -> tuple[str, ...]:
@@ -324,11 +204,11 @@ class FittedTransform:
     @property
     def emb_names(self) -> tuple[str, ...]:
         """Names of the embedding outputs, in order."""
-        return tuple(o.name for o in self._layout.embedding)
+        return tuple(o.name for o in self.layout.embedding)
 
     @cached_property
     def _dense_owners(self) -> tuple[tuple[str, str], ...]:
-        lay = self._layout
+        lay = self.layout
         out = list(lay.base_names)
         for o in lay.onehot:
             labels = o.labels or tuple(str(i) for i in range(1, o.cardinality))
@@ -367,7 +247,7 @@ class FittedTransform:
             ``dense_outputs``, ``embedding_outputs`` (name and cardinality) and
             ``outputs`` (every output name).
         """
-        lay = self._layout
+        lay = self.layout
         dense: dict[str, list[str]] = {}
         for owner, name in self._dense_owners:
             dense.setdefault(owner, []).append(name)
@@ -380,10 +260,10 @@ class FittedTransform:
             row: dict[str, Any] = {"column": name}
             if isinstance(s, NumericSpec):
                 assert isinstance(p, NumericParams)
-                row.update(_describe_numeric(s, p, self.spec.clip))
+                row.update(describe_numeric(s, p, self.spec.clip))
             elif isinstance(s, CategoricalSpec):
                 assert isinstance(p, CategoricalParams)
-                row.update(_describe_categorical(s, p))
+                row.update(describe_categorical(s, p))
             else:
                 assert isinstance(p, DatetimeParams)
                 row.update(
@@ -421,29 +301,7 @@ class FittedTransform:
     # ---- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"version": 2, "spec": ..., "fitted": [per column ...]}``."""
-        fitted: list[dict[str, Any]] = []
-        for name, p in self.params.items():
-            if isinstance(p, NumericParams):
-                d: dict[str, Any] = {
-                    "kind": "numeric",
-                    "fill": p.fill,
-                    "clip_low": p.clip_low,
-                    "clip_high": p.clip_high,
-                    "center": p.center,
-                    "scale": p.scale,
-                    "boundaries": None if p.boundaries is None else list(p.boundaries),
-                    "summary": dict(p.summary),
-                }
-            elif isinstance(p, CategoricalParams):
-                d = {
-                    "kind": "categorical",
-                    "vocabulary": list(p.vocabulary),
-                    "fill": p.fill,
-                    "summary": dict(p.summary),
-                }
-            else:
-                d = {"kind": "datetime", "min_year": p.min_year, "year_span": p.year_span}
-            fitted.append({"column": name, **d})
+        fitted = [{"column": name, **params_to_dict(p)} for name, p in self.params.items()]
         return {"version": TRANSFORM_VERSION, "spec": self.spec.to_dict(), "fitted": fitted}
 
     @classmethod
@@ -456,7 +314,8 @@ class FittedTransform:
         try:
             version = int(d.get("version", 1))
             if version == 1 or "vocabularies" in d:
-                return _from_v1(d)
+                v1_spec, v1_params = read_v1(d)
+                return cls(spec=v1_spec, params=v1_params)
             if version != TRANSFORM_VERSION:
                 raise SchemaError(
                     f"fitted transform has version {version}, newer than this kfgpu reads "
@@ -465,32 +324,7 @@ class FittedTransform:
             spec = FeatureSpec.from_dict(d["spec"])
             params: dict[str, ColumnParams] = {}
             for entry in d["fitted"]:
-                name = str(entry["column"])
-                kind = entry["kind"]
-                if kind == "numeric":
-                    b = entry.get("boundaries")
-                    params[name] = NumericParams(
-                        fill=float(entry["fill"]),
-                        clip_low=float(entry["clip_low"]),
-                        clip_high=float(entry["clip_high"]),
-                        center=float(entry["center"]),
-                        scale=float(entry["scale"]),
-                        boundaries=None if b is None else tuple(float(x) for x in b),
-                        summary=dict(entry.get("summary") or {}),
-                    )
-                elif kind == "categorical":
-                    fill = entry.get("fill")
-                    params[name] = CategoricalParams(
-                        vocabulary=tuple(str(v) for v in entry["vocabulary"]),
-                        fill=None if fill is None else str(fill),
-                        summary=dict(entry.get("summary") or {}),
-                    )
-                elif kind == "datetime":
-                    params[name] = DatetimeParams(
-                        min_year=int(entry["min_year"]), year_span=int(entry["year_span"])
-                    )
-                else:
-                    raise ValueError(f"unknown column kind {kind!r}")
+                params[str(entry["column"])] = params_from_dict(entry)
             # The fitted list fixes the order, whatever a JSON tool did to the spec's keys.
             order = [n for n in params if n in spec.columns]
             if len(order) == len(spec.columns):
@@ -556,7 +390,7 @@ class FittedTransform:
         )
 
         require_columns(df, self.input_columns)
-        lay = self._layout
+        lay = self.layout
         n = len(df)
         num = np.empty((n, len(lay.numeric)), dtype=np.float32)
         for j, name in enumerate(lay.numeric):
@@ -614,7 +448,7 @@ class FittedTransform:
                 f"input is missing column(s) {missing} that the feature transform reads; "
                 f"send all of {list(self.input_columns)}"
             )
-        lay = self._layout
+        lay = self.layout
         nan = float("nan")
         try:
             # One array for every numeric column: one conversion, one clip.
@@ -676,10 +510,10 @@ class FittedTransform:
         """
         import numpy as np
 
-        lay = self._layout
+        lay = self.layout
         num = np.asarray(num, dtype=np.float32)
         codes = np.asarray(codes, dtype=np.int64)
-        _check_arrays(num.shape, codes.shape, lay)
+        check_arrays(num.shape, codes.shape, lay)
         n = num.shape[0]
         f32 = np.float32
         card = np.asarray(lay.code_card, dtype=np.int64)
@@ -719,7 +553,7 @@ class FittedTransform:
                 for c in comps:
                     col = codes[:, c]
                     any_zero |= col == 0
-                    h = (h * _CROSS_PRIME + col % _CROSS_MOD) % _CROSS_MOD
+                    h = (h * CROSS_PRIME + col % CROSS_MOD) % CROSS_MOD
                 index[k] = np.where(any_zero, 0, 1 + h % buckets)
 
         blocks = [base]
@@ -769,332 +603,6 @@ class FittedTransform:
         return TransformModule(self)
 
 
-# ---- fitting helpers ----------------------------------------------------------------------
-
-
-def _g(x: np.ndarray, log: bool) -> np.ndarray:
-    import numpy as np
-
-    return np.sign(x) * np.log1p(np.abs(x)) if log else x
-
-
-def _fit_numeric(
-    s: NumericSpec, sk: NumericSketch, log_sk: NumericSketch | None, clip: float
-) -> NumericParams:
-    import numpy as np
-
-    n = sk.count
-    n_miss = sk.total - n
-    has = n > 0
-    if s.impute == "mean":
-        fill = sk.mean if has else 0.0
-    elif s.impute == "median":
-        fill = float(sk.quantile(0.5)) if has else 0.0
-    elif s.impute == "constant":
-        fill = float(s.fill_value or 0.0)
-    else:
-        fill = 0.0
-    lo, hi = -_F32_MAX, _F32_MAX
-    if s.clip_quantiles is not None and has:
-        lo, hi = (float(v) for v in sk.quantile(list(s.clip_quantiles)))
-    log = s.scale == "log1p"
-    fill_c = float(_g(np.asarray(min(max(fill, lo), hi)), log))  # the fill, as scaled
-    center, scale = 0.0, 1.0
-    if s.scale in ("standard", "log1p"):
-        if not has:
-            center = fill_c
-        else:
-            if s.clip_quantiles is not None:
-                m_obs, m2_obs = _clipped_moments(sk, lo, hi, log)
-            else:
-                src = log_sk if log and log_sk is not None else sk
-                m_obs, m2_obs = src.mean, src.m2
-            total = n + n_miss
-            center = (n * m_obs + n_miss * fill_c) / total
-            m2 = m2_obs + (n * n_miss * (m_obs - fill_c) ** 2 / total)
-            std = math.sqrt(max(m2, 0.0) / total)
-            scale = std if std > 1e-12 * max(1.0, abs(center)) else 1.0
-    elif s.scale == "minmax":
-        mn, mx = (max(sk.min, lo), min(sk.max, hi)) if has else (fill_c, fill_c)
-        if n_miss:
-            mn, mx = min(mn, fill_c), max(mx, fill_c)
-        center = mn
-        scale = mx - mn if mx - mn > 1e-12 * max(1.0, abs(mn)) else 1.0
-    elif s.scale == "robust":
-        if has:
-            med, q1, q3 = np.clip(sk.quantile([0.5, 0.25, 0.75]), lo, hi)
-            center = float(med)
-            iqr = float(q3 - q1)
-            scale = iqr if iqr > 1e-12 * max(1.0, abs(center)) else 1.0
-        else:
-            center = fill_c
-    boundaries: tuple[float, ...] | None = None
-    if s.boundaries is not None:
-        boundaries = tuple(float(v) for v in np.unique(np.asarray(s.boundaries, np.float32)))
-    elif s.bucketize > 0:
-        if has:
-            qs = sk.quantile(np.arange(1, s.bucketize) / s.bucketize)
-            boundaries = tuple(float(v) for v in np.unique(np.asarray(qs, np.float32)))
-        else:
-            boundaries = ()
-    summary = {
-        "count": n,
-        "missing": n_miss,
-        "mean": _finite_or_none(sk.mean),
-        "std": _finite_or_none(sk.std),
-        "min": _finite_or_none(sk.min),
-        "max": _finite_or_none(sk.max),
-    }
-    return NumericParams(
-        fill=float(fill),
-        clip_low=float(lo),
-        clip_high=float(hi),
-        center=float(center),
-        scale=float(scale),
-        boundaries=boundaries,
-        summary=summary,
-    )
-
-
-def _clipped_moments(sk: NumericSketch, lo: float, hi: float, log: bool) -> tuple[float, float]:
-    """Mean and sum of squared deviations of ``g(clip(x, lo, hi))`` over the finite values.
-
-    Integrates over the sketch's quantile function on a midpoint grid of ``_GRID`` points:
-    each quantile is within the sketch's relative accuracy, so the moments are too (plus a
-    discretisation error of order ``1 / _GRID``).
-    """
-    import numpy as np
-
-    u = (np.arange(_GRID) + 0.5) / _GRID
-    v = _g(np.clip(np.asarray(sk.quantile(u), dtype=np.float64), lo, hi), log)
-    mean = float(v.mean())
-    return mean, float(((v - mean) ** 2).mean()) * sk.count
-
-
-def _fit_categorical(s: CategoricalSpec, counts: Mapping[str, Any]) -> CategoricalParams:
-    values: list[str] = counts["values"]  # most frequent first, ties by value
-    freq: list[int] = counts["counts"]
-    non_null = sum(freq) + int(counts["other_count"])
-    if s.encode == "hashing":
-        vocab: tuple[str, ...] = ()
-        kept = non_null
-    else:
-        pairs = [(v, c) for v, c in zip(values, freq, strict=True) if c >= s.min_frequency]
-        pairs = pairs[: s.max_categories]
-        vocab = tuple(v for v, _ in pairs)
-        kept = sum(c for _, c in pairs)
-    fill: str | None = None
-    if s.impute == "most_frequent" and values:
-        fill = values[0]
-    elif s.impute == "constant":
-        fill = s.fill_value
-        if s.encode != "hashing" and fill is not None and fill not in vocab:
-            vocab = (*vocab, fill)
-    summary = {
-        "count": non_null,
-        "missing": int(counts["null_count"]),
-        "distinct": len(values),
-        "distinct_truncated": bool(counts["truncated"]),
-        "oov_share": (1.0 - kept / non_null) if non_null else 0.0,
-    }
-    return CategoricalParams(vocabulary=vocab, fill=fill, summary=summary)
-
-
-def _build_layout(spec: FeatureSpec, params: Mapping[str, ColumnParams]) -> _Layout:
-    from kfgpu.features._frame import PART_CARDINALITY
-
-    numeric: list[str] = []
-    fill: list[float] = []
-    lo: list[float] = []
-    hi: list[float] = []
-    log: list[bool] = []
-    center: list[float] = []
-    scale: list[float] = []
-    outclip: list[float] = []
-    indicators: list[int] = []
-    boundaries: list[tuple[int, tuple[float, ...]]] = []
-    code_inputs: list[str] = []
-    code_sources: list[tuple[str, str | None]] = []
-    code_card: list[int] = []
-    outputs: list[_Output] = []
-    for name, s in spec.columns.items():
-        p = params[name]
-        if isinstance(s, NumericSpec):
-            assert isinstance(p, NumericParams)
-            j = len(numeric)
-            numeric.append(name)
-            fill.append(p.fill)
-            lo.append(p.clip_low)
-            hi.append(p.clip_high)
-            log.append(s.scale == "log1p")
-            center.append(p.center)
-            scale.append(p.scale)
-            outclip.append(_F32_MAX if s.scale == "none" else spec.clip)
-            if s.missing_indicator:
-                indicators.append(j)
-            if p.boundaries is not None:
-                boundaries.append((j, p.boundaries))
-                outputs.append(
-                    _Output(
-                        f"{name}__bucket",
-                        name,
-                        "bucket",
-                        j,
-                        len(p.boundaries) + 2,
-                        s.bucket_encode,
-                    )
-                )
-        elif isinstance(s, CategoricalSpec):
-            assert isinstance(p, CategoricalParams)
-            card = s.hash_buckets + 1 if s.encode == "hashing" else len(p.vocabulary) + 1
-            encode: Literal["embedding", "onehot", "ordinal"] = (
-                "embedding" if s.encode == "hashing" else s.encode
-            )
-            outputs.append(
-                _Output(name, name, "code", len(code_inputs), card, encode, p.vocabulary)
-            )
-            code_inputs.append(name)
-            code_sources.append((name, None))
-            code_card.append(card)
-        else:
-            assert isinstance(p, DatetimeParams)
-            for part in s.parts:
-                card = p.year_span + 1 if part == "year" else PART_CARDINALITY[part]
-                outputs.append(
-                    _Output(f"{name}__{part}", name, "code", len(code_inputs), card, s.encode)
-                )
-                code_inputs.append(f"{name}__{part}")
-                code_sources.append((name, part))
-                code_card.append(card)
-    crosses: list[tuple[tuple[int, ...], int]] = []
-    for i, c in enumerate(spec.crosses):
-        comps = []
-        for comp in c.columns:
-            resolved = spec.resolve_component(comp)
-            assert resolved is not None  # FeatureSpec checked it
-            comps.append(code_sources.index(resolved))
-        crosses.append((tuple(comps), c.buckets))
-        outputs.append(_Output(c.name, c.name, "cross", i, c.buckets + 1, c.encode))
-    k = len(numeric)
-    perm: list[int] = []
-    base_names: list[tuple[str, str]] = []
-    for j, name in enumerate(numeric):
-        perm.append(j)
-        base_names.append((name, name))
-        if j in indicators:
-            perm.append(k + indicators.index(j))
-            base_names.append((name, f"{name}__missing"))
-    return _Layout(
-        numeric=tuple(numeric),
-        code_inputs=tuple(code_inputs),
-        code_sources=tuple(code_sources),
-        code_card=tuple(code_card),
-        fill=tuple(fill),
-        lo=tuple(lo),
-        hi=tuple(hi),
-        log=tuple(log),
-        center=tuple(center),
-        scale=tuple(scale),
-        outclip=tuple(outclip),
-        indicator_cols=tuple(indicators),
-        dense_perm=tuple(perm),
-        boundaries=tuple(boundaries),
-        crosses=tuple(crosses),
-        outputs=tuple(outputs),
-        base_names=tuple(base_names),
-    )
-
-
-def _check_arrays(num_shape: tuple[int, ...], codes_shape: tuple[int, ...], lay: _Layout) -> None:
-    k, c = len(lay.numeric), len(lay.code_inputs)
-    if len(num_shape) != 2 or num_shape[1] != k or len(codes_shape) != 2 or codes_shape[1] != c:
-        raise SchemaError(
-            f"transform inputs have shapes {num_shape} and {codes_shape}; expected "
-            f"[n, {k}] numerics and [n, {c}] codes as raw_arrays returns them"
-        )
-    if num_shape[0] != codes_shape[0]:
-        raise SchemaError(
-            f"transform inputs disagree on rows ({num_shape[0]} numeric, {codes_shape[0]} "
-            "codes); pass both arrays from one raw_arrays call"
-        )
-
-
-def _describe_numeric(s: NumericSpec, p: NumericParams, clip: float) -> dict[str, Any]:
-    steps = [f"impute missing with {s.impute} = {p.fill:.6g}"]
-    if s.missing_indicator:
-        steps.append("add a missing indicator")
-    if s.clip_quantiles is not None:
-        steps.append(
-            f"clip to quantiles {list(s.clip_quantiles)} = [{p.clip_low:.6g}, {p.clip_high:.6g}]"
-        )
-    steps.append(
-        {
-            "standard": f"standardise: (x - {p.center:.6g}) / {p.scale:.6g}",
-            "log1p": f"sign(x)*log1p(|x|), standardise: (x - {p.center:.6g}) / {p.scale:.6g}",
-            "minmax": f"min-max: (x - {p.center:.6g}) / {p.scale:.6g}",
-            "robust": f"robust: (x - median {p.center:.6g}) / IQR {p.scale:.6g}",
-            "none": "no scaling",
-        }[s.scale]
-    )
-    if s.scale != "none":
-        steps.append(f"clip to ±{clip:g}")
-    fitted: dict[str, Any] = {
-        "fill": p.fill,
-        "center": p.center,
-        "scale": p.scale,
-        **{k: v for k, v in p.summary.items()},
-    }
-    if s.clip_quantiles is not None:
-        fitted["clip_range"] = [p.clip_low, p.clip_high]
-    if p.boundaries is not None:
-        steps.append(f"bucket into {len(p.boundaries) + 1} buckets ({s.bucket_encode})")
-        fitted["buckets"] = len(p.boundaries) + 1
-        fitted["boundaries"] = list(p.boundaries)
-    return {"kind": "numeric", "steps": steps, "fitted": fitted}
-
-
-def _describe_categorical(s: CategoricalSpec, p: CategoricalParams) -> dict[str, Any]:
-    if s.encode == "hashing":
-        steps = [f"hash into {s.hash_buckets} buckets"]
-        fitted: dict[str, Any] = {"hash_buckets": s.hash_buckets}
-    else:
-        steps = [
-            f"vocabulary of {len(p.vocabulary)} values (min_frequency {s.min_frequency}, "
-            f"max {s.max_categories}); others -> 0",
-            f"encode {s.encode}",
-        ]
-        fitted = {"vocabulary_size": len(p.vocabulary)}
-    if s.impute != "oov":
-        steps.insert(0, f"impute missing with {s.impute} = {p.fill!r}")
-    fitted["fill"] = p.fill
-    fitted.update(p.summary)
-    return {"kind": "categorical", "steps": steps, "fitted": fitted}
-
-
-def _from_v1(d: Mapping[str, Any]) -> FittedTransform:
-    """A version-1 dict (flat numeric/fill/mean/scale + categorical/vocabularies) as v2."""
-    numeric = [str(n) for n in d["numeric"]]
-    fills = [float(x) for x in d["fill"]]
-    means = [float(x) for x in d["mean"]]
-    scales = [float(x) for x in d["scale"]]
-    categorical = [str(n) for n in d["categorical"]]
-    vocabularies = [tuple(str(v) for v in voc) for voc in d["vocabularies"]]
-    if not (len(numeric) == len(fills) == len(means) == len(scales)) or len(categorical) != len(
-        vocabularies
-    ):
-        raise ValueError("numeric/fill/mean/scale and categorical/vocabularies lengths differ")
-    columns: dict[str, ColumnSpec] = {n: NumericSpec() for n in numeric}
-    params: dict[str, ColumnParams] = {
-        n: NumericParams(fill=f, center=m, scale=s)
-        for n, f, m, s in zip(numeric, fills, means, scales, strict=True)
-    }
-    for name, voc in zip(categorical, vocabularies, strict=True):
-        columns[name] = CategoricalSpec(max_categories=max(1, len(voc)))
-        params[name] = CategoricalParams(vocabulary=voc)
-    spec = FeatureSpec(columns=columns, clip=float(d.get("clip", DEFAULT_CLIP)))
-    return FittedTransform(spec=spec, params=params)
-
-
 # ---- entry points -------------------------------------------------------------------------
 
 
@@ -1140,7 +648,7 @@ def fit_source(
         DataError: the source cannot be read, has no rows or lacks a spec column.
     """
     from kfgpu.features.stats import fit_stats
-    from kfgpu.validation.profile import _iter_source
+    from kfgpu.validation.profile import iter_source
 
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ConfigError(f"chunk_rows={chunk_rows!r} is not a positive integer; pass e.g. 250000")
@@ -1148,7 +656,7 @@ def fit_source(
         raise ConfigError(
             f"the feature spec uses target {target!r} as a feature; remove it from the spec"
         )
-    chunks = _iter_source(uri, chunk_rows)
+    chunks = iter_source(uri, chunk_rows)
     head: list[pd.DataFrame] = []
     for chunk in chunks:
         head.append(chunk)

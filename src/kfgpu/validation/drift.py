@@ -54,13 +54,8 @@ from kfgpu.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
-from kfgpu.validation.profile import (
-    CategoricalCounts,
-    ColumnKind,
-    ColumnProfile,
-    NumericSketch,
-    ReferenceProfile,
-)
+from kfgpu.validation.profile import ColumnKind, ColumnProfile, ReferenceProfile
+from kfgpu.validation.sketch import CategoricalCounts, NumericSketch
 
 __all__ = [
     "CATEGORICAL_METHODS",

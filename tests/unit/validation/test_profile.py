@@ -11,13 +11,8 @@ import pytest
 
 from kfgpu.data.synthetic import fraud
 from kfgpu.errors import ConfigError, SchemaError
-from kfgpu.validation.profile import (
-    CategoricalCounts,
-    NumericSketch,
-    ReferenceProfile,
-    build_profile,
-    profile_source,
-)
+from kfgpu.validation.profile import ReferenceProfile, build_profile, profile_source
+from kfgpu.validation.sketch import CategoricalCounts, NumericSketch
 
 A = 0.01
 QS = np.linspace(0.0, 1.0, 201)
@@ -261,7 +256,7 @@ def test_moments_only_sketch_keeps_exact_moments_and_refuses_quantiles() -> None
     import pytest
 
     from kfgpu.errors import ConfigError
-    from kfgpu.validation.profile import NumericSketch
+    from kfgpu.validation.sketch import NumericSketch
 
     x = np.random.default_rng(3).lognormal(size=5000)
     x[:7] = np.nan

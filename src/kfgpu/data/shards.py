@@ -1,0 +1,812 @@
+"""Sharded Parquet data sets: list them, stream them and write them in bounded memory.
+
+A *shard set* is one Parquet file or a directory of Parquet files, on a local path or any
+fsspec URI (``file://``, ``local://``, ``memory://``; ``s3://`` and ``gs://`` when
+``s3fs``/``gcsfs`` is installed). :func:`open_shards` lists its files and row groups with
+their row counts (from the footers, or from a ``_manifest.json`` when kfgpu wrote it), and
+:meth:`ShardSet.iter_batches` streams record batches one row group at a time, so memory
+holds about one decoded row group of the chosen columns, whatever the data set's size.
+
+:class:`ShardWriter` writes many files of bounded row groups. The output is atomic: on a
+local disk the files go to a hidden sibling directory that is renamed into place only when
+every file is closed; on an object store (no directory rename) the files are moved into
+place and the manifest is written last, so an output without a manifest is incomplete and
+:func:`open_shards` refuses a directory whose manifest is missing while hidden temporary
+files remain. The manifest records every file's rows, row groups, bytes and SHA-256, and a
+fingerprint of the whole set.
+
+Files are always taken in sorted path order and rows in file order, so a row's *position*
+(its index in that order) is the same for every reader; row-group sizes do not change it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kfgpu.errors import (
+    ConfigError,
+    DataFormatError,
+    DataNotFoundError,
+    SchemaError,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "DEFAULT_FILE_ROWS",
+    "DEFAULT_ROW_GROUP_ROWS",
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "Manifest",
+    "RowGroup",
+    "ShardFile",
+    "ShardSet",
+    "ShardWriter",
+    "open_shards",
+    "read_manifest",
+    "write_shards",
+]
+
+MANIFEST_NAME = "_manifest.json"
+"""The manifest's file name inside a shard directory (a leading ``_``: Parquet readers skip it)."""
+MANIFEST_FORMAT = "kfgpu-shards/1"
+DEFAULT_ROW_GROUP_ROWS = 65_536
+"""Rows per row group the writer uses: one decoded group of 30 float64 columns is ~16 MB."""
+DEFAULT_FILE_ROWS = 1_048_576
+"""Rows per file the writer uses (16 row groups)."""
+DEFAULT_BATCH_ROWS = 65_536
+"""Rows per record batch :meth:`ShardSet.iter_batches` yields."""
+
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_TMP_MARK = ".kfgpu-tmp-"
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class ShardFile:
+    """One Parquet file of a shard set.
+
+    Attributes:
+        path: the file's path on its filesystem.
+        name: the path relative to the shard set's root (the file's own name for a file).
+        rows: rows in the file.
+        row_groups: rows of each row group, in order.
+        bytes: the file's size, when known.
+        sha256: the file's SHA-256, when a manifest recorded it.
+    """
+
+    path: str
+    name: str
+    rows: int
+    row_groups: tuple[int, ...]
+    bytes: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of a shard set: the unit that readers hand out to ranks.
+
+    Attributes:
+        file: index of its file in :attr:`ShardSet.files`.
+        index: the row group's index inside that file.
+        rows: rows in the group.
+        offset: position of the group's first row in the whole set (files in sorted order).
+    """
+
+    file: int
+    index: int
+    rows: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What :class:`ShardWriter` records about the shards it wrote.
+
+    Attributes:
+        files: one :class:`ShardFile` per file (``path`` is the name relative to the root).
+        schema: column name to Arrow type, in column order.
+        fingerprint: SHA-256 over every file's name, rows and SHA-256, in order.
+        metadata: free-form JSON the writer's caller attached (split name, source ...).
+    """
+
+    files: tuple[ShardFile, ...]
+    schema: dict[str, str]
+    fingerprint: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "rows": self.rows,
+            "fingerprint": self.fingerprint,
+            "schema": self.schema,
+            "files": [
+                {
+                    "name": f.name,
+                    "rows": f.rows,
+                    "row_groups": list(f.row_groups),
+                    "bytes": f.bytes,
+                    "sha256": f.sha256,
+                }
+                for f in self.files
+            ],
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, where: str = "manifest") -> Manifest:
+        if d.get("format") != MANIFEST_FORMAT:
+            raise DataFormatError(
+                f"{where} has format {d.get('format')!r}, not {MANIFEST_FORMAT!r}; rewrite the "
+                "data set with this kfgpu version",
+                check="parquet",
+            )
+        try:
+            files = tuple(
+                ShardFile(
+                    path=str(f["name"]),
+                    name=str(f["name"]),
+                    rows=int(f["rows"]),
+                    row_groups=tuple(int(r) for r in f["row_groups"]),
+                    bytes=None if f.get("bytes") is None else int(f["bytes"]),
+                    sha256=f.get("sha256"),
+                )
+                for f in d["files"]
+            )
+            schema = {str(k): str(v) for k, v in d["schema"].items()}
+            fp = str(d["fingerprint"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataFormatError(
+                f"{where} is not a valid kfgpu shard manifest (missing or bad {e}); rewrite it",
+                check="parquet",
+            ) from e
+        return cls(files=files, schema=schema, fingerprint=fp, metadata=dict(d.get("metadata", {})))
+
+
+def _set_fingerprint(files: Iterable[ShardFile]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(json.dumps([f.name, f.rows, f.sha256 or f.bytes]).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A listed Parquet data set (see :func:`open_shards`).
+
+    Attributes:
+        uri: what was opened.
+        root: the root path on the filesystem (a directory, or the one file).
+        files: the files in read order.
+        schema: the Arrow schema (of the first file; every file has its column names).
+        fingerprint: the manifest's fingerprint (file contents), or without a manifest a
+            hash of the files' names, sizes, row counts and the schema.
+        manifest: the manifest, when the set has one.
+    """
+
+    uri: str
+    root: str
+    files: tuple[ShardFile, ...]
+    schema: pa.Schema
+    fingerprint: str
+    manifest: Manifest | None
+    filesystem: Any = field(repr=False, compare=False)
+
+    @property
+    def rows(self) -> int:
+        """Rows in the whole set."""
+        return sum(f.rows for f in self.files)
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names, in order (pandas index columns left out)."""
+        return [n for n in self.schema.names if not n.startswith("__index_level_")]
+
+    def row_groups(self) -> list[RowGroup]:
+        """Every row group, in read order, with its global row offset."""
+        out: list[RowGroup] = []
+        offset = 0
+        for i, f in enumerate(self.files):
+            for g, rows in enumerate(f.row_groups):
+                out.append(RowGroup(file=i, index=g, rows=rows, offset=offset))
+                offset += rows
+        return out
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """Raise :class:`SchemaError` naming any of ``columns`` the set does not have."""
+        missing = [c for c in columns if c not in self.schema.names]
+        if missing:
+            raise SchemaError(
+                f"columns {missing!r} requested from {self.uri!r} do not exist; available "
+                f"columns are {self.columns!r}; pass columns from that list"
+            )
+
+    def iter_batches(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        row_groups: Iterable[RowGroup] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream record batches, one row group at a time, in order.
+
+        Args:
+            columns: read only these columns (in this order); None reads all.
+            batch_rows: the most rows per batch (a batch never spans two row groups).
+            row_groups: read only these groups, in the order given; None reads all.
+
+        Raises:
+            ConfigError: ``batch_rows`` is not a positive integer.
+            SchemaError: a requested column does not exist.
+            DataFormatError: a file cannot be read as Parquet.
+        """
+        import pyarrow as pa
+
+        if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+            raise ConfigError(f"batch_rows={batch_rows!r} is not a positive integer; pass 65536")
+        cols = None if columns is None else [str(c) for c in columns]
+        if cols is not None:
+            self.check_columns(cols)
+        groups = self.row_groups() if row_groups is None else row_groups
+        open_file: tuple[int, Any, Any] | None = None
+        try:
+            for group in groups:
+                if open_file is None or open_file[0] != group.file:
+                    if open_file is not None:
+                        open_file[1].close()
+                    open_file = (group.file, *self._open_file(group.file))
+                pf = open_file[2]
+                if group.rows == 0:
+                    continue
+                try:
+                    it = pf.iter_batches(
+                        batch_size=batch_rows, row_groups=[group.index], columns=cols
+                    )
+                    for batch in it:
+                        yield batch if cols is None else batch.select(cols)
+                except (pa.ArrowException, OSError) as e:
+                    raise self._bad_file(group.file, e) from e
+        finally:
+            if open_file is not None:
+                open_file[1].close()
+
+    def iter_frames(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        row_groups: Iterable[RowGroup] | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """:meth:`iter_batches` as pandas frames."""
+        for batch in self.iter_batches(columns, batch_rows=batch_rows, row_groups=row_groups):
+            yield batch.to_pandas()
+
+    def _open_file(self, i: int) -> tuple[Any, Any]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        f = self.files[i]
+        try:
+            handle = self.filesystem.open(f.path, "rb")
+        except FileNotFoundError as e:
+            raise DataNotFoundError(
+                f"Parquet shard {f.name!r} of {self.uri!r} is gone; the data set changed "
+                "while it was read, or its manifest lists a file that was deleted; rewrite it",
+                check="not_found",
+            ) from e
+        try:
+            return handle, pq.ParquetFile(handle)
+        except (pa.ArrowException, OSError) as e:
+            handle.close()
+            raise self._bad_file(i, e) from e
+
+    def _bad_file(self, i: int, e: BaseException) -> DataFormatError:
+        return DataFormatError(
+            f"Parquet shard {self.files[i].name!r} of {self.uri!r} cannot be read ({e}); "
+            "rewrite or remove that file",
+            check="parquet",
+        )
+
+
+def _is_data_name(rel: str) -> bool:
+    parts = rel.split("/")
+    return not any(p.startswith(("_", ".")) for p in parts) and parts[-1].lower().endswith(
+        _PARQUET_SUFFIXES
+    )
+
+
+def _footer(fs: Any, path: str, uri: str, name: str) -> tuple[pa.Schema, tuple[int, ...]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(path, "rb") as handle:
+            md = pq.ParquetFile(handle).metadata
+            return md.schema.to_arrow_schema(), tuple(
+                md.row_group(g).num_rows for g in range(md.num_row_groups)
+            )
+    except (pa.ArrowException, OSError) as e:
+        raise DataFormatError(
+            f"Parquet shard {name!r} of {uri!r} cannot be read ({e}); rewrite or remove that file",
+            check="parquet",
+        ) from e
+
+
+def read_manifest(uri: str) -> Manifest | None:
+    """The manifest of the shard directory ``uri``, or None when it has none."""
+    from kfgpu.data.io import open_filesystem
+
+    fs, path = open_filesystem(uri)
+    mpath = posixpath.join(path.rstrip("/"), MANIFEST_NAME)
+    if not fs.exists(mpath):
+        return None
+    try:
+        with fs.open(mpath, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataFormatError(
+            f"shard manifest {mpath!r} of {uri!r} is not valid JSON ({e}); rewrite the data set",
+            check="parquet",
+        ) from e
+    return Manifest.from_dict(data, where=f"shard manifest of {uri!r}")
+
+
+def open_shards(uri: str) -> ShardSet:
+    """List a Parquet file or directory of Parquet files, with row counts per row group.
+
+    A directory with a ``_manifest.json`` (written by :class:`ShardWriter`) is listed from it
+    without reading any footer; any other directory is searched recursively for
+    ``.parquet``/``.pq`` files (names starting with ``_`` or ``.`` are skipped), taken in
+    sorted order, and each footer is read once.
+
+    Args:
+        uri: a local path or fsspec URI of a Parquet file or directory.
+
+    Raises:
+        ConfigError: the URI's filesystem package is not installed.
+        DataNotFoundError: nothing exists at ``uri``.
+        DataFormatError: it holds no Parquet file, a file is not Parquet, or a write into it
+            was interrupted (temporary files without a manifest).
+        SchemaError: the files do not all have the same columns.
+    """
+    from kfgpu.data.io import open_filesystem
+
+    fs, path = open_filesystem(uri)
+    try:
+        exists = fs.exists(path)
+    except OSError as e:
+        raise DataNotFoundError(
+            f"data {uri!r} cannot be reached ({e}); check the URI and credentials",
+            check="not_found",
+        ) from e
+    if not exists:
+        raise DataNotFoundError(
+            f"Parquet data {uri!r} does not exist; pass a Parquet file or a directory of them",
+            check="not_found",
+        )
+    if not fs.isdir(path):
+        single, groups = _footer(fs, path, uri, posixpath.basename(path))
+        size = fs.size(path)
+        one = ShardFile(path, posixpath.basename(path), sum(groups), groups, size)
+        fp = _layout_fingerprint([one], single)
+        return ShardSet(uri, path, (one,), single, fp, None, fs)
+
+    root = path.rstrip("/")
+    manifest = read_manifest(uri)
+    if manifest is not None:
+        files = tuple(
+            ShardFile(
+                path=posixpath.join(root, f.name),
+                name=f.name,
+                rows=f.rows,
+                row_groups=f.row_groups,
+                bytes=f.bytes,
+                sha256=f.sha256,
+            )
+            for f in manifest.files
+        )
+        if not files:
+            raise DataFormatError(
+                f"shard manifest of {uri!r} lists no files; rewrite the data set",
+                check="parquet",
+            )
+        first, _ = _footer(fs, files[0].path, uri, files[0].name)
+        return ShardSet(uri, root, files, first, manifest.fingerprint, manifest, fs)
+
+    found: list[tuple[str, str]] = []
+    pending_tmp = False
+    for p in sorted(fs.find(root)):
+        rel = p[len(root) :].lstrip("/") if p.startswith(root) else posixpath.basename(p)
+        if _TMP_MARK in rel:
+            pending_tmp = True
+        if _is_data_name(rel):
+            found.append((p, rel))
+    if pending_tmp:
+        raise DataFormatError(
+            f"Parquet directory {uri!r} holds an unfinished kfgpu write (temporary "
+            f"'{_TMP_MARK}*' files and no {MANIFEST_NAME}); rerun the step that writes it",
+            check="parquet",
+        )
+    if not found:
+        raise DataFormatError(
+            f"directory {uri!r} holds no .parquet or .pq files; pass a Parquet file or a "
+            "directory of them",
+            check="unsupported_format",
+        )
+    shard_files: list[ShardFile] = []
+    schema: pa.Schema | None = None
+    for p, rel in found:
+        s, groups = _footer(fs, p, uri, rel)
+        if schema is None:
+            schema = s
+        elif s.names != schema.names:
+            raise SchemaError(
+                f"Parquet shard {rel!r} of {uri!r} has columns {s.names!r} but "
+                f"{shard_files[0].name!r} has {schema.names!r}; every shard needs the same "
+                "columns in the same order"
+            )
+        shard_files.append(ShardFile(p, rel, sum(groups), groups, fs.size(p)))
+    assert schema is not None
+    return ShardSet(
+        uri, root, tuple(shard_files), schema, _layout_fingerprint(shard_files, schema), None, fs
+    )
+
+
+def _layout_fingerprint(files: Sequence[ShardFile], schema: pa.Schema) -> str:
+    h = hashlib.sha256(str(schema).encode())
+    for f in files:
+        h.update(json.dumps([f.name, f.rows, f.bytes]).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _HashingSink:
+    """A binary sink that hashes and counts every byte on the way through."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self._h = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._h.update(view)
+        self.size += view.nbytes
+        self._f.write(view)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._f.closed)
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+class ShardWriter:
+    """Write a data set as many Parquet files of bounded row groups, atomically.
+
+    Rows go to ``part-000000.parquet``, ``part-000001.parquet`` ... each holding at most
+    ``file_rows`` rows in row groups of at most ``row_group_rows``. Use it as a context
+    manager: leaving the block normally commits (see the module docstring for what atomic
+    means per filesystem), an exception discards everything written.
+
+    Args:
+        uri: the output directory (a local path or fsspec URI). Whatever was there is
+            replaced on commit.
+        schema: the Arrow schema; None takes the first written batch's.
+        file_rows: the most rows per file.
+        row_group_rows: the most rows per row group.
+        metadata: JSON-able facts recorded in the manifest's ``metadata``.
+        compression: the Parquet codec.
+
+    Raises:
+        ConfigError: a size is not a positive integer.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        schema: pa.Schema | None = None,
+        file_rows: int = DEFAULT_FILE_ROWS,
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        metadata: dict[str, Any] | None = None,
+        compression: str = "snappy",
+    ) -> None:
+        from kfgpu.data.io import open_filesystem
+
+        for name, value in (("file_rows", file_rows), ("row_group_rows", row_group_rows)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} is not a positive integer; pass e.g. 65536")
+        self.uri = uri
+        self.schema = schema
+        self.file_rows = file_rows
+        self.row_group_rows = min(row_group_rows, file_rows)
+        self.metadata = dict(metadata or {})
+        self.compression = compression
+        self._fs, dest = open_filesystem(uri)
+        self._dest = dest.rstrip("/") or dest
+        self._local = "file" in _protocols(self._fs)
+        token = uuid.uuid4().hex[:12]
+        if self._local:
+            parent, base = posixpath.split(self._dest)
+            self._tmp = posixpath.join(parent, f"{_TMP_MARK}{base}-{token}")
+        else:
+            self._tmp = posixpath.join(self._dest, f"{_TMP_MARK}{token}")
+        self._fs.makedirs(self._tmp, exist_ok=True)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._files: list[ShardFile] = []
+        self._writer: Any = None
+        self._sink: _HashingSink | None = None
+        self._file_groups: list[int] = []
+        self._closed = False
+        self.rows = 0
+        self.manifest: Manifest | None = None
+        """The manifest, once :meth:`close` committed the set."""
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            if not self._closed:
+                self.close()
+        else:
+            self.abort()
+
+    def write(self, data: pa.RecordBatch | pa.Table | pd.DataFrame) -> None:
+        """Append rows (a record batch, table or pandas frame without its index).
+
+        Raises:
+            SchemaError: the rows' columns or types do not match the schema.
+        """
+        import pyarrow as pa
+
+        if self._closed:
+            raise ConfigError(f"shard writer for {self.uri!r} is closed; open a new one")
+        if not isinstance(data, (pa.RecordBatch, pa.Table)):
+            try:
+                data = pa.Table.from_pandas(data, schema=self.schema, preserve_index=False)
+            except (pa.ArrowException, KeyError, TypeError, ValueError) as e:
+                raise SchemaError(
+                    f"frame cannot be written to {self.uri!r}: {e}; write the same columns "
+                    "each time, each column of one type"
+                ) from e
+        if self.schema is None:
+            self.schema = data.schema
+        elif data.schema != self.schema:
+            try:
+                data = data.select(self.schema.names).cast(self.schema)
+            except (pa.ArrowException, KeyError, ValueError) as e:
+                raise SchemaError(
+                    f"rows written to {self.uri!r} have schema {data.schema} but the data set "
+                    f"has {self.schema}; write the same columns with the same types"
+                ) from e
+        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
+        for b in batches:
+            if b.num_rows:
+                self._pending.append(b)
+                self._pending_rows += b.num_rows
+        while self._pending_rows >= self._next_group_rows():
+            self._flush_group(self._next_group_rows())
+
+    def _next_group_rows(self) -> int:
+        written = sum(self._file_groups)
+        return min(self.row_group_rows, self.file_rows - written)
+
+    def _flush_group(self, n: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        group, rest = table.slice(0, n), table.slice(n)
+        self._pending = rest.to_batches()
+        self._pending_rows = rest.num_rows
+        if self._writer is None:
+            name = f"part-{len(self._files):06d}.parquet"
+            handle = self._fs.open(posixpath.join(self._tmp, name), "wb")
+            self._sink = _HashingSink(handle)
+            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression)
+        self._writer.write_table(group, row_group_size=max(n, 1))
+        self._file_groups.append(group.num_rows)
+        self.rows += group.num_rows
+        if sum(self._file_groups) >= self.file_rows:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        assert self._sink is not None
+        self._sink.close()
+        name = f"part-{len(self._files):06d}.parquet"
+        self._files.append(
+            ShardFile(
+                path=name,
+                name=name,
+                rows=sum(self._file_groups),
+                row_groups=tuple(self._file_groups),
+                bytes=self._sink.size,
+                sha256=self._sink.hexdigest(),
+            )
+        )
+        self._writer = None
+        self._sink = None
+        self._file_groups = []
+
+    def close(self) -> Manifest:
+        """Flush, write the manifest and put the data set in place.
+
+        Returns:
+            The manifest written.
+
+        Raises:
+            ConfigError: nothing was written and no schema was given.
+        """
+        import pyarrow.parquet as pq
+
+        if self._closed:
+            raise ConfigError(f"shard writer for {self.uri!r} is already closed")
+        try:
+            while self._pending_rows:
+                self._flush_group(min(self._pending_rows, self._next_group_rows()))
+            self._close_file()
+            if not self._files:
+                if self.schema is None:
+                    raise ConfigError(
+                        f"no rows and no schema were given for {self.uri!r}; pass schema= to "
+                        "write an empty data set"
+                    )
+                # An empty set still carries its schema: one file with no row group.
+                name = "part-000000.parquet"
+                handle = self._fs.open(posixpath.join(self._tmp, name), "wb")
+                sink = _HashingSink(handle)
+                pq.ParquetWriter(sink, self.schema, compression=self.compression).close()
+                sink.close()
+                self._files.append(ShardFile(name, name, 0, (), sink.size, sink.hexdigest()))
+            assert self.schema is not None
+            manifest = Manifest(
+                files=tuple(self._files),
+                schema={f.name: str(f.type) for f in self.schema},
+                fingerprint=_set_fingerprint(self._files),
+                metadata=self.metadata,
+            )
+            self._commit(manifest)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self.manifest = manifest
+        return manifest
+
+    def _commit(self, manifest: Manifest) -> None:
+        text = json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n"
+        fs, dest = self._fs, self._dest
+        with fs.open(posixpath.join(self._tmp, MANIFEST_NAME), "wb") as f:
+            f.write(text.encode())
+        if self._local:
+            _replace_local_dir(self._tmp, dest)
+            return
+        # No directory rename on object stores: drop any old manifest first (the set is
+        # then visibly incomplete), move the files, write the manifest last.
+        old = posixpath.join(dest, MANIFEST_NAME)
+        if fs.exists(old):
+            fs.rm(old)
+        for p in fs.find(dest):
+            if _TMP_MARK not in p and p.lower().endswith(_PARQUET_SUFFIXES):
+                fs.rm(p)
+        for sf in manifest.files:
+            fs.mv(posixpath.join(self._tmp, sf.name), posixpath.join(dest, sf.name))
+        fs.mv(posixpath.join(self._tmp, MANIFEST_NAME), old)
+        if fs.exists(self._tmp):
+            fs.rm(self._tmp, recursive=True)
+
+    def abort(self) -> None:
+        """Discard everything written; the destination is left as it was."""
+        self._closed = True
+        if self._writer is not None:
+            try:
+                self._writer.close()
+                if self._sink is not None:
+                    self._sink.close()
+            except Exception:  # the files are deleted next anyway
+                pass
+        self._writer = None
+        self._pending = []
+        try:
+            if self._fs.exists(self._tmp):
+                self._fs.rm(self._tmp, recursive=True)
+        except OSError:
+            pass
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def _replace_local_dir(tmp: str, dest: str) -> None:
+    """Rename ``tmp`` to ``dest``; an existing ``dest`` is moved aside first, then deleted."""
+    if os.path.isdir(dest) and not os.listdir(dest):
+        os.rmdir(dest)
+    if os.path.lexists(dest):
+        parent, base = os.path.split(dest)
+        aside = os.path.join(parent, f"{_TMP_MARK}old-{base}-{uuid.uuid4().hex[:12]}")
+        os.replace(dest, aside)
+        os.replace(tmp, dest)
+        if os.path.isdir(aside):
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.remove(aside)
+    else:
+        os.replace(tmp, dest)
+
+
+def write_shards(
+    data: Iterable[pa.RecordBatch | pa.Table | pd.DataFrame] | pa.Table | pd.DataFrame,
+    uri: str,
+    **kw: Any,
+) -> Manifest:
+    """Write a table, a frame or a stream of them with a :class:`ShardWriter`.
+
+    Args:
+        data: a table or frame, or an iterable of record batches, tables or frames.
+        uri: the output directory.
+        **kw: :class:`ShardWriter` settings (``schema``, ``file_rows``, ``row_group_rows``,
+            ``metadata``, ``compression``).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    parts: Iterable[Any] = (
+        [data] if isinstance(data, (pa.Table, pa.RecordBatch, pd.DataFrame)) else data
+    )
+    with ShardWriter(uri, **kw) as w:
+        for part in parts:
+            w.write(part)
+    assert w.manifest is not None
+    return w.manifest

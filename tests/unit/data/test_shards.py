@@ -1,0 +1,174 @@
+"""Tests for kfgpu.data.shards: listing, streaming and atomic sharded writing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kfgpu.data.shards import MANIFEST_NAME, ShardWriter, open_shards, read_manifest, write_shards
+from kfgpu.errors import ConfigError, DataFormatError, DataNotFoundError, SchemaError
+
+
+def _frame(n: int, start: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(start)
+    return pd.DataFrame(
+        {
+            "row_id": np.arange(start, start + n, dtype=np.int64),
+            "x": rng.normal(size=n),
+            "cat": rng.choice(["a", "b", "c"], size=n),
+        }
+    )
+
+
+def test_writer_bounds_files_and_row_groups_and_records_counts_and_hashes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # Many small uneven writes: the writer regroups them into bounded row groups.
+    with ShardWriter(str(out), file_rows=250, row_group_rows=100, metadata={"split": "t"}) as w:
+        for start in range(0, 1_000, 37):
+            w.write(_frame(min(37, 1_000 - start), start))
+    manifest = w.manifest
+    assert manifest is not None and manifest.rows == 1_000
+    assert [f.rows for f in manifest.files] == [250, 250, 250, 250]
+    assert all(f.row_groups == (100, 100, 50) for f in manifest.files)
+    on_disk = json.loads((out / MANIFEST_NAME).read_text())
+    assert on_disk["metadata"] == {"split": "t"} and on_disk["rows"] == 1_000
+    for f in manifest.files:
+        data = (out / f.name).read_bytes()
+        assert f.sha256 == hashlib.sha256(data).hexdigest() and f.bytes == len(data)
+        md = pq.ParquetFile(out / f.name).metadata
+        assert [md.row_group(g).num_rows for g in range(md.num_row_groups)] == list(f.row_groups)
+    # No temporary directory is left beside the output.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # Plain Parquet readers read the directory (the manifest's leading '_' hides it).
+    back = pd.read_parquet(out)
+    assert back["row_id"].tolist() == list(range(1_000))
+
+
+def test_open_lists_row_groups_and_streams_a_column_subset_in_order(tmp_path: Path) -> None:
+    write_shards(_frame(500), str(tmp_path / "d"), file_rows=200, row_group_rows=64)
+    shards = open_shards(str(tmp_path / "d"))
+    assert shards.manifest is not None and shards.rows == 500
+    groups = shards.row_groups()
+    assert sum(g.rows for g in groups) == 500
+    assert [g.offset for g in groups] == list(np.cumsum([0] + [g.rows for g in groups])[:-1])
+    batches = list(shards.iter_batches(["x", "row_id"], batch_rows=30))
+    assert all(b.num_rows <= 30 and b.schema.names == ["x", "row_id"] for b in batches)
+    ids = np.concatenate([b.column(1).to_numpy() for b in batches])
+    assert ids.tolist() == list(range(500))
+    # A chosen subset of row groups, in the order given.
+    picked = [groups[3], groups[0]]
+    got = pa.Table.from_batches(list(shards.iter_batches(["row_id"], row_groups=picked)))
+    want = [*range(groups[3].offset, groups[3].offset + groups[3].rows), *range(groups[0].rows)]
+    assert got.column(0).to_pylist() == want
+    with pytest.raises(SchemaError, match=r"\['nope'\].*available columns"):
+        next(shards.iter_batches(["nope"]))
+    with pytest.raises(ConfigError, match="batch_rows=0"):
+        next(shards.iter_batches(batch_rows=0))
+
+
+def test_open_without_manifest_reads_footers_sorted_and_checks_columns(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    (root / "sub").mkdir(parents=True)
+    _frame(30, 100).to_parquet(root / "sub" / "b.parquet", index=False)
+    _frame(20, 0).to_parquet(root / "a.parquet", index=False, row_group_size=8)
+    _frame(5, 999).to_parquet(root / "_ignored.parquet", index=False)
+    shards = open_shards(str(root))
+    assert shards.manifest is None
+    assert [f.name for f in shards.files] == ["a.parquet", "sub/b.parquet"]
+    assert shards.files[0].row_groups == (8, 8, 4) and shards.rows == 50
+    # The same through fsspec URIs.
+    assert open_shards(f"file://{root}").rows == 50
+    assert open_shards(f"local://{root}").fingerprint == shards.fingerprint
+    one = open_shards(str(root / "a.parquet"))
+    assert one.rows == 20 and len(one.row_groups()) == 3
+    pd.DataFrame({"other": [1]}).to_parquet(root / "c.parquet", index=False)
+    with pytest.raises(SchemaError, match=r"'c.parquet'.*same columns"):
+        open_shards(str(root))
+
+
+def test_open_errors_name_the_uri(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        open_shards(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataFormatError, match=r"holds no \.parquet"):
+        open_shards(str(tmp_path / "empty"))
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataFormatError, match=r"'bad\.parquet'.*cannot be read"):
+        open_shards(str(tmp_path / "bad.parquet"))
+
+
+def test_a_failed_write_leaves_the_previous_output_intact(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = write_shards(_frame(100), str(out), row_group_rows=32)
+    with pytest.raises(RuntimeError, match="boom"), ShardWriter(str(out), row_group_rows=32) as w:
+        w.write(_frame(1_000, 5_000))
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert open_shards(str(out)).fingerprint == first.fingerprint
+    # A successful write replaces it.
+    second = write_shards(_frame(70, 7), str(out))
+    assert open_shards(str(out)).rows == 70 and second.fingerprint != first.fingerprint
+    with pytest.raises(SchemaError, match="same columns"), ShardWriter(str(out)) as w:
+        w.write(_frame(3))
+        w.write(pd.DataFrame({"row_id": [1]}))
+
+
+def test_a_killed_writer_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, numpy as np, pandas as pd
+        from kfgpu.data.shards import ShardWriter
+        w = ShardWriter({str(out)!r}, file_rows=1000, row_group_rows=100)
+        w.write(pd.DataFrame({{"x": np.arange(5000.0)}}))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=os.environ.copy(), check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    leftovers = list(tmp_path.iterdir())
+    assert leftovers and all(p.name.startswith(".") for p in leftovers)
+
+
+def test_object_store_layout_commits_by_manifest_and_refuses_unfinished(tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    uri = f"memory://{tmp_path.name}/set"
+    m = write_shards(_frame(300), uri, file_rows=128, row_group_rows=64)
+    shards = open_shards(uri)
+    assert shards.rows == 300 and shards.fingerprint == m.fingerprint
+    assert read_manifest(uri) == m
+    assert not [p for p in fs.find(f"/{tmp_path.name}") if ".kfgpu-tmp-" in p]
+    # A write that never finished: files in a temporary folder, no manifest.
+    w = ShardWriter(f"memory://{tmp_path.name}/half", row_group_rows=10)
+    w.write(_frame(50))
+    with pytest.raises(DataFormatError, match="unfinished kfgpu write"):
+        open_shards(f"memory://{tmp_path.name}/half")
+    w.abort()
+    fs.rm(f"/{tmp_path.name}", recursive=True)
+
+
+def test_empty_output_keeps_its_schema(tmp_path: Path) -> None:
+    schema = pa.schema([("x", pa.float64()), ("y", pa.int64())])
+    m = write_shards([], str(tmp_path / "e"), schema=schema)
+    assert m.rows == 0
+    shards = open_shards(str(tmp_path / "e"))
+    assert shards.columns == ["x", "y"] and list(shards.iter_batches()) == []
+    with pytest.raises(ConfigError, match="no rows and no schema"):
+        write_shards([], str(tmp_path / "f"))
+    with pytest.raises(ConfigError, match="row_group_rows=0"):
+        ShardWriter(str(tmp_path / "g"), row_group_rows=0)
