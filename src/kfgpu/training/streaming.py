@@ -4,8 +4,8 @@
 ``TrainConfig.stream_threshold_mb`` of decoded training data the trainers use
 :class:`StreamingBatches` instead, which holds at most a few shuffle windows per rank:
 
-* **Sharding.** The split's row groups (over every file of a local directory, a glob, or an
-  ``s3://`` / ``gs://`` / any fsspec URI) are put in an order drawn from ``seed + epoch``
+* **Sharding.** The split's row groups (:func:`kfgpu.data.open_shards`: every file of a
+  local directory, or of an ``s3://`` / ``gs://`` / any fsspec URI) are put in an order drawn from ``seed + epoch``
   (the same on every rank), and the concatenated rows are cut into ``world_size``
   contiguous ranges of ``N // world_size`` or one more rows. Each rank reads only the row
   groups of its range: disjoint sets, except that a row group on a boundary between two
@@ -40,7 +40,6 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kfgpu.errors import ConfigError, DataFormatError, TrainingError
@@ -51,17 +50,17 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import torch
 
+    from kfgpu.data.shards import RowGroup, ShardSet
     from kfgpu.features.transform import FittedTransform
 
 __all__ = [
-    "ParquetShards",
-    "RowGroup",
     "ShardedSplit",
     "StreamingBatches",
     "class_weights_from_counts",
     "decoded_row_bytes",
     "label_encoder",
     "open_training_split",
+    "read_row_group",
     "split_labels",
     "transform_on_device",
 ]
@@ -70,92 +69,16 @@ __all__ = [
 DEFAULT_BUFFER_ROWS = 65_536
 
 
-@dataclass(frozen=True)
-class RowGroup:
-    """One row group of one Parquet file."""
+def read_row_group(
+    shards: ShardSet, group: RowGroup, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """One row group of ``shards`` (only ``columns``, if given) as an Arrow table."""
+    import pyarrow as pa
 
-    path: str
-    index: int
-    rows: int
-    #: Uncompressed size of its column chunks (Parquet metadata).
-    nbytes: int
-
-
-def _is_data_file(path: str) -> bool:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return not name.startswith(("_", ".")) and not name.endswith((".crc", ".json"))
-
-
-class ParquetShards:
-    """The row groups of a Parquet data set: a file, a directory of shards, a glob, or a
-    list of them, local or on any fsspec filesystem (``s3://``, ``gs://``, ...).
-
-    Only the files' footers are read on construction.
-
-    Raises:
-        DataFormatError: no Parquet file there, or a file is not Parquet.
-    """
-
-    def __init__(self, uri: str | Sequence[str]) -> None:
-        import fsspec
-        import pyarrow.parquet as pq
-
-        uris = [uri] if isinstance(uri, str) else list(uri)
-        if not uris:
-            raise DataFormatError("no Parquet shards given; pass a file, directory or glob URI")
-        self.uri = uri
-        files: list[str] = []
-        fs: Any = None
-        for u in uris:
-            fs, root = fsspec.core.url_to_fs(u)
-            if any(ch in root for ch in "*?["):
-                found = sorted(fs.glob(root))
-            elif fs.isdir(root):
-                found = sorted(p for p in fs.find(root) if _is_data_file(p))
-            else:
-                found = [root]
-            files.extend(found)
-        if not files:
-            raise DataFormatError(
-                f"no Parquet files at {uri!r}; give a file, a directory of .parquet shards "
-                "or a glob such as 'dir/*.parquet'"
-            )
-        self.fs = fs
-        units: list[RowGroup] = []
-        schema = None
-        for path in files:
-            try:
-                with fs.open(path, "rb") as f:
-                    meta = pq.ParquetFile(f).metadata
-                    if schema is None:
-                        schema = pq.ParquetFile(f).schema_arrow
-            except Exception as e:
-                raise DataFormatError(
-                    f"{path!r} under {uri!r} is not a readable Parquet file ({e}); keep only "
-                    "Parquet shards there"
-                ) from e
-            for i in range(meta.num_row_groups):
-                rg = meta.row_group(i)
-                if rg.num_rows:
-                    units.append(RowGroup(path, i, rg.num_rows, rg.total_byte_size))
-        self.files = tuple(files)
-        self.units = tuple(units)
-        self.rows = sum(u.rows for u in units)
-        self.columns: tuple[str, ...] = tuple(schema.names) if schema is not None else ()
-
-    def read(self, unit: RowGroup, columns: Sequence[str] | None = None) -> pa.Table:
-        """One row group (only ``columns``, if given) as an Arrow table."""
-        import pyarrow.parquet as pq
-
-        with self.fs.open(unit.path, "rb") as f:
-            return pq.ParquetFile(f).read_row_group(
-                unit.index, columns=list(columns) if columns is not None else None
-            )
-
-    def fingerprint(self) -> str:
-        """A digest of the files and their row-group layout (not their bytes)."""
-        layout = [(u.path, u.index, u.rows, u.nbytes) for u in self.units]
-        return hashlib.sha256(json.dumps(layout).encode()).hexdigest()
+    batches = list(shards.iter_batches(columns, batch_rows=group.rows, row_groups=[group]))
+    if not batches:
+        return pa.table({c: [] for c in columns or shards.columns})
+    return pa.Table.from_batches(batches)
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -164,7 +87,7 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([k & 0xFFFFFFFF for k in key])
 
 
-Slice = tuple[RowGroup, int, int]
+Slice = tuple["RowGroup", int, int]
 
 
 class StreamingBatches:
@@ -196,7 +119,7 @@ class StreamingBatches:
 
     def __init__(
         self,
-        shards: ParquetShards,
+        shards: ShardSet,
         decode: Callable[[pa.Table], Sequence[np.ndarray]],
         *,
         columns: Sequence[str] | None = None,
@@ -282,7 +205,7 @@ class StreamingBatches:
 
     def windows(self, epoch: int) -> list[list[Slice]]:
         """This rank's windows of ``epoch``: lists of ``(row group, start, stop)`` slices."""
-        units = list(self.shards.units)
+        units = self.shards.row_groups()
         if self.shuffle:
             units = [units[i] for i in _rng(self.seed, epoch).permutation(len(units))]
         windows: list[list[Slice]] = []
@@ -310,7 +233,9 @@ class StreamingBatches:
         import pyarrow as pa
         import torch
 
-        tables = [self.shards.read(u, self.columns).slice(a, b - a) for u, a, b in window]
+        tables = [
+            read_row_group(self.shards, u, self.columns).slice(a, b - a) for u, a, b in window
+        ]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         del tables
         arrays = list(self.decode(table))
@@ -402,7 +327,7 @@ def decoded_row_bytes(transform: FittedTransform) -> int:
 
 
 def split_labels(
-    shards: ParquetShards, target: str, *, task: str, others: Sequence[pd.Series] = ()
+    shards: ShardSet, target: str, *, task: str, others: Sequence[pd.Series] = ()
 ) -> dict[str, Any]:
     """The label mapping :func:`~kfgpu.training.trainer.encode_labels` makes, from the
     target column streamed one row group at a time.
@@ -424,8 +349,8 @@ def split_labels(
         )
     if task == "classification":
         counts: dict[Any, int] = {}
-        for u in shards.units:
-            vc = shards.read(u, [target]).column(target).to_pandas().value_counts()
+        for u in shards.row_groups():
+            vc = read_row_group(shards, u, [target]).column(target).to_pandas().value_counts()
             for k, v in vc.items():
                 key = k.item() if hasattr(k, "item") else k
                 counts[key] = counts.get(key, 0) + int(v)
@@ -450,12 +375,12 @@ def split_labels(
             "train_distribution": {str(k): counts[k] for k in classes},
         }
     n, total, squares = 0, 0.0, 0.0
-    for u in shards.units:
-        y = shards.read(u, [target]).column(target).to_numpy().astype(np.float64)
+    for u in shards.row_groups():
+        y = read_row_group(shards, u, [target]).column(target).to_numpy().astype(np.float64)
         n, total = n + len(y), total + float(y.sum())
     mean = total / max(n, 1)
-    for u in shards.units:
-        y = shards.read(u, [target]).column(target).to_numpy().astype(np.float64)
+    for u in shards.row_groups():
+        y = read_row_group(shards, u, [target]).column(target).to_numpy().astype(np.float64)
         squares += float(((y - mean) ** 2).sum())
     std = float(np.sqrt(squares / max(n, 1))) or 1.0
     del pd
@@ -513,7 +438,7 @@ class ShardedSplit:
 
     def __init__(
         self,
-        shards: ParquetShards,
+        shards: ShardSet,
         *,
         transform: FittedTransform,
         target: str,
@@ -554,7 +479,7 @@ class ShardedSplit:
     def fingerprint(self) -> str:
         """What identifies the data for a resumed run: layout and labels."""
         return hashlib.sha256(
-            json.dumps([self.shards.fingerprint(), self.labels], default=str).encode()
+            json.dumps([self.shards.fingerprint, self.labels], default=str).encode()
         ).hexdigest()
 
     def decode(self, table: pa.Table, *, raw: bool = False) -> list[np.ndarray]:
@@ -647,6 +572,7 @@ def open_training_split(
         ConfigError: a negative threshold.
     """
     from kfgpu.data import read_table
+    from kfgpu.data.shards import open_shards
 
     if threshold_mb < 0:
         raise ConfigError(
@@ -654,7 +580,7 @@ def open_training_split(
             "size in megabytes"
         )
     try:
-        shards = ParquetShards(uri)
+        shards = open_shards(uri)
     except DataFormatError:
         return read_table(uri)  # CSV and friends: the in-memory path (and its errors)
     if shards.rows * decoded_row_bytes(transform) <= threshold_mb * 1e6:

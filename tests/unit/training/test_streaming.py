@@ -11,19 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from kfgpu.errors import ConfigError, DataFormatError, TrainingError
+from kfgpu.data.shards import ShardSet, open_shards
+from kfgpu.errors import ConfigError, TrainingError
 from kfgpu.training.streaming import (
-    ParquetShards,
     ShardedSplit,
     StreamingBatches,
     class_weights_from_counts,
     open_training_split,
+    read_row_group,
     split_labels,
     transform_on_device,
 )
 
 
-def _shards(root: Path, sizes: list[list[int]]) -> ParquetShards:
+def _shards(root: Path, sizes: list[list[int]]) -> ShardSet:
     """Files of row groups of the given sizes; ``row_id`` numbers the rows 0..N-1."""
     root.mkdir(parents=True, exist_ok=True)
     start = 0
@@ -38,7 +39,7 @@ def _shards(root: Path, sizes: list[list[int]]) -> ParquetShards:
                 at += g
         start += n
     (root / "_SUCCESS").write_text("")
-    return ParquetShards(str(root))
+    return open_shards(str(root))
 
 
 def _ids(table: pa.Table) -> list[np.ndarray]:
@@ -48,7 +49,7 @@ def _ids(table: pa.Table) -> list[np.ndarray]:
     return [ids]
 
 
-def _loader(shards: ParquetShards, **kw: object) -> StreamingBatches:
+def _loader(shards: ShardSet, **kw: object) -> StreamingBatches:
     args: dict = {"batch_size": 16, "shuffle": True, "seed": 7, "buffer_rows": 20}
     args.update(kw)
     return StreamingBatches(shards, _ids, **args)  # type: ignore[arg-type]
@@ -61,13 +62,10 @@ def _epoch(loader: StreamingBatches) -> list[list[int]]:
 SIZES = [[13, 7], [1], [30, 30, 5], [9], [22, 3, 3]]  # 123 rows, 10 row groups
 
 
-def test_reads_every_file_of_a_directory_and_skips_markers(tmp_path: Path) -> None:
+def test_reads_every_row_group_of_every_file(tmp_path: Path) -> None:
     shards = _shards(tmp_path / "d", SIZES)
-    assert shards.rows == 123 and len(shards.units) == 10 and len(shards.files) == 5
-    glob = ParquetShards(str(tmp_path / "d" / "part-00[01].parquet"))
-    assert glob.rows == 21
-    with pytest.raises(DataFormatError, match="no Parquet files"):
-        ParquetShards(str(tmp_path / "d" / "*.csv"))
+    assert shards.rows == 123 and len(shards.row_groups()) == 10 and len(shards.files) == 5
+    assert read_row_group(shards, shards.row_groups()[3], ["row_id"]).num_rows == 30
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])
@@ -110,16 +108,16 @@ def test_batch_sizes_share_the_leftover_evenly(tmp_path: Path) -> None:
 def test_ranks_read_disjoint_row_groups_except_on_boundaries(tmp_path: Path) -> None:
     shards = _shards(tmp_path / "d", SIZES)
     loaders = [_loader(shards, rank=r, world_size=3) for r in range(3)]
-    read = [{(u.path, u.index) for w in ld.windows(0) for u, _, _ in w} for ld in loaders]
+    read = [{(u.file, u.index) for w in ld.windows(0) for u, _, _ in w} for ld in loaders]
     shared = (read[0] & read[1]) | (read[1] & read[2]) | (read[0] & read[2])
     assert len(shared) <= 2  # at most one row group per boundary between ranks
-    assert sum(len(r) for r in read) <= len(shards.units) + 2
+    assert sum(len(r) for r in read) <= len(shards.row_groups()) + 2
 
 
 def test_shuffle_window_is_bounded(tmp_path: Path) -> None:
     shards = _shards(tmp_path / "d", SIZES)
     loader = _loader(shards, buffer_rows=20)
-    biggest = max(u.rows for u in shards.units)
+    biggest = max(u.rows for u in shards.row_groups())
     for epoch in range(3):
         sizes = [sum(b - a for _, a, b in w) for w in loader.windows(epoch)]
         assert sum(sizes) == 123
@@ -233,7 +231,7 @@ def test_labels_streamed_match_the_in_memory_ones(tmp_path: Path, fitted_and_fra
     from kfgpu.training.trainer import encode_labels
 
     _, df = fitted_and_frame
-    shards = ParquetShards(_write(df, tmp_path / "d"))
+    shards = open_shards(_write(df, tmp_path / "d"))
     labels = split_labels(shards, "label", task="classification")
     expected, _ = encode_labels(df["label"], [], task="classification")
     assert labels == expected
@@ -260,7 +258,7 @@ def test_balanced_class_weight_from_counts_matches_rows(fitted_and_frame) -> Non
 
 def test_split_batches_apply_the_fitted_transform(tmp_path: Path, fitted_and_frame) -> None:
     fitted, df = fitted_and_frame
-    shards = ParquetShards(_write(df, tmp_path / "d"))
+    shards = open_shards(_write(df, tmp_path / "d"))
     labels = split_labels(shards, "label", task="classification")
     split = ShardedSplit(
         shards,
@@ -277,7 +275,7 @@ def test_split_batches_apply_the_fitted_transform(tmp_path: Path, fitted_and_fra
     y = torch.cat([b[2] for b in got])
     assert torch.equal(y, torch.tensor((df["label"] == "yes").to_numpy().astype(np.int64)))
     # The device path (the GPU's, run here on the CPU): raw inputs, then the torch module.
-    raw = split.decode(shards.read(shards.units[0], split.columns), raw=True)
+    raw = split.decode(read_row_group(shards, shards.row_groups()[0], split.columns), raw=True)
     on_device = transform_on_device(fitted, "cpu")(tuple(torch.from_numpy(a) for a in raw))  # type: ignore[arg-type]
     assert torch.allclose(on_device[0], torch.from_numpy(dense[:50]), atol=1e-6)
     assert torch.equal(on_device[1], torch.from_numpy(emb[:50]))
