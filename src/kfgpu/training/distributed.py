@@ -3,8 +3,9 @@
 ``python -m kfgpu.training.distributed --train URI --val URI --transform URI --target T
 --task classification --bundle-uri URI [--profile URI] [--config JSON]``
 
-Each process reads the transformed splits and the fitted transform from their (object
-storage) URIs, trains with Lightning DDP across ``--num-nodes`` x ``--devices`` processes
+Each process reads the validation split and the fitted transform from their (object
+storage) URIs, and the training split too below ``stream_threshold_mb`` (above it each
+process streams only its share of the row groups, :mod:`kfgpu.training.streaming`), trains with Lightning DDP across ``--num-nodes`` x ``--devices`` processes
 (Lightning reads the rank layout the operator or ``torchrun`` put in the environment), and
 global rank 0 uploads the bundle to ``--bundle-uri``. The launcher component then
 downloads and verifies it, so a KFP output artifact is always a complete bundle.
@@ -72,6 +73,7 @@ def train_distributed(
     from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
+    from kfgpu.training.streaming import open_training_split
     from kfgpu.training.trainer import train_tabular
 
     cfg = TrainConfig.from_dict(config)
@@ -84,9 +86,20 @@ def train_distributed(
             if profile
             else {}
         )
+        val = read_parquet(val_uri)
+        # Above cfg.stream_threshold_mb each process streams only its share of the split.
+        train = open_training_split(
+            train_uri,
+            transform=transform,
+            target=target,
+            task=task,
+            transformed=True,
+            threshold_mb=cfg.stream_threshold_mb,
+            others=[val[target]] if target in val.columns else [],
+        )
         outcome = train_tabular(
-            read_parquet(train_uri),
-            read_parquet(val_uri),
+            train,
+            val,
             transform=transform,
             target=target,
             task=task,

@@ -25,6 +25,7 @@ from kfgpu.errors import ConfigError
 from kfgpu.training.data import InMemoryBatches
 from kfgpu.training.optim import Schedule, make_optimizer, make_schedule, optimizer_steps
 from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
+from kfgpu.training.streaming import ShardedSplit, StreamingBatches
 
 __all__ = [
     "BestCheckpoint",
@@ -368,12 +369,13 @@ class StopEarly(_StateKeyOnce, EarlyStopping):
 
 
 class TabularDataModule(pl.LightningDataModule):
-    """Holds the encoded splits as tensors and shards them per rank."""
+    """Holds the encoded splits as tensors and shards them per rank; a split given as a
+    :class:`~kfgpu.training.streaming.ShardedSplit` is streamed per rank instead."""
 
     def __init__(
         self,
-        train: tuple[torch.Tensor, ...],
-        val: tuple[torch.Tensor, ...],
+        train: tuple[torch.Tensor, ...] | ShardedSplit,
+        val: tuple[torch.Tensor, ...] | ShardedSplit,
         *,
         batch_size: int,
         seed: int,
@@ -390,13 +392,23 @@ class TabularDataModule(pl.LightningDataModule):
 
     def _batches(
         self,
-        tensors: tuple[torch.Tensor, ...],
+        tensors: tuple[torch.Tensor, ...] | ShardedSplit,
         shuffle: bool,
         weights: torch.Tensor | None = None,
-    ) -> InMemoryBatches:
+    ) -> InMemoryBatches | StreamingBatches:
         trainer = self.trainer
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
+        if isinstance(tensors, ShardedSplit):  # above stream_threshold_mb
+            return tensors.batches(
+                batch_size=self.batch_size,
+                shuffle=shuffle,
+                seed=self.seed,
+                rank=rank,
+                world_size=world,
+                pin_memory=self.pin_memory,
+                device=trainer.strategy.root_device if trainer is not None else None,
+            )
         return InMemoryBatches(
             tensors,
             batch_size=self.batch_size,
@@ -418,10 +430,10 @@ class TabularDataModule(pl.LightningDataModule):
             return batch
         return tuple(t.to(device, non_blocking=True) for t in batch)
 
-    def train_dataloader(self) -> InMemoryBatches:
+    def train_dataloader(self) -> InMemoryBatches | StreamingBatches:
         return self._batches(self.train, shuffle=True, weights=self.sample_weights)
 
-    def val_dataloader(self) -> InMemoryBatches:
+    def val_dataloader(self) -> InMemoryBatches | StreamingBatches:
         return self._batches(self.val, shuffle=False)
 
 
@@ -456,7 +468,7 @@ class RunMonitor(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
-        if isinstance(loader, InMemoryBatches):
+        if isinstance(loader, (InMemoryBatches, StreamingBatches)):
             loader.set_epoch(trainer.current_epoch)
         self._t0 = time.perf_counter()
         self.clock.epoch_start()

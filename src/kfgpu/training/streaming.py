@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from kfgpu.data.shards import RowGroup, ShardSet
     from kfgpu.features.transform import FittedTransform
+    from kfgpu.training.config import TrainConfig
 
 __all__ = [
     "ShardedSplit",
@@ -62,6 +63,7 @@ __all__ = [
     "open_training_split",
     "read_row_group",
     "split_labels",
+    "streamed_imbalance_settings",
     "transform_on_device",
 ]
 
@@ -250,6 +252,8 @@ class StreamingBatches:
         ]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        # A generator: the epoch is read at the first batch, after the trainer's
+        # on_train_epoch_start has called set_epoch (Lightning calls iter() before it).
         epoch = self.epoch
         skip = 0
         if self._resume is not None and self._resume[0] == epoch:
@@ -257,7 +261,7 @@ class StreamingBatches:
         self._resume = None
         self._iter_epoch, self._served = epoch, skip
         self.epoch = epoch + 1
-        return self._generate(epoch, skip)
+        yield from self._generate(epoch, skip)
 
     def _generate(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
         import torch
@@ -422,6 +426,43 @@ def class_weights_from_counts(
     return (c.sum() / (len(classes) * c.clamp(min=1))).to(torch.float32)
 
 
+def streamed_imbalance_settings(
+    config: TrainConfig, labels: Mapping[str, Any], *, task: str
+) -> tuple[torch.Tensor | None, None]:
+    """:func:`~kfgpu.training.trainer.imbalance_settings` for a streamed split: the loss's
+    class weights from the class counts; no row weights.
+
+    Raises:
+        ConfigError: a balanced sampler or a user's datamodule (both need the split's rows
+            in memory), or class weights on a regression task.
+    """
+    if config.sampler == "balanced":
+        raise ConfigError(
+            "sampler='balanced' draws rows from the whole split in memory, and this training "
+            f"split is streamed (above stream_threshold_mb={config.stream_threshold_mb}); "
+            "use class_weight='balanced' with sampler='shuffle', or raise stream_threshold_mb"
+        )
+    if config.datamodule:
+        raise ConfigError(
+            f"datamodule={config.datamodule!r} receives the splits as in-memory tensors, and "
+            "this training split is streamed (above stream_threshold_mb="
+            f"{config.stream_threshold_mb}); raise stream_threshold_mb or drop the datamodule"
+        )
+    if task != "classification":
+        if config.class_weight != "none":
+            raise ConfigError(
+                f"class_weight={config.class_weight!r} applies to classification; this task "
+                f"is {task}: set class_weight='none'"
+            )
+        return None, None
+    return (
+        class_weights_from_counts(
+            config.class_weight, labels["classes"], labels["train_distribution"]
+        ),
+        None,
+    )
+
+
 class ShardedSplit:
     """A training split left on storage, streamed per rank (:meth:`batches`).
 
@@ -571,7 +612,7 @@ def open_training_split(
     Raises:
         ConfigError: a negative threshold.
     """
-    from kfgpu.data import read_table
+    from kfgpu.data import read_parquet, read_table
     from kfgpu.data.shards import open_shards
 
     if threshold_mb < 0:
@@ -584,7 +625,7 @@ def open_training_split(
     except DataFormatError:
         return read_table(uri)  # CSV and friends: the in-memory path (and its errors)
     if shards.rows * decoded_row_bytes(transform) <= threshold_mb * 1e6:
-        return read_table(uri)
+        return read_parquet(uri)
     labels = split_labels(shards, target, task=task, others=others)
     return ShardedSplit(
         shards,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
+    from kfgpu.training.streaming import ShardedSplit
 
 __all__ = [
     "TrainOutcome",
@@ -478,7 +479,7 @@ def lightning_strategy(config: TrainConfig) -> Any:
 
 
 def train_tabular(
-    train_df: pd.DataFrame,
+    train_df: pd.DataFrame | ShardedSplit,
     val_df: pd.DataFrame,
     *,
     transform: FittedTransform,
@@ -498,7 +499,10 @@ def train_tabular(
     With ``config.checkpoint_dir`` set, the run checkpoints there and resumes from its
     ``last.ckpt`` when that is this run's: same data and configuration, else it is set
     aside (see :mod:`kfgpu.training.resume`); ``lineage.resume`` in the bundle says which.
-    ``callbacks`` are added to the Lightning trainer's own.
+    ``callbacks`` are added to the Lightning trainer's own. ``train_df`` may be a
+    :class:`~kfgpu.training.streaming.ShardedSplit` (a split above
+    ``config.stream_threshold_mb``, see :func:`~kfgpu.training.streaming.open_training_split`):
+    each rank then streams its share of the row groups instead of holding the split.
 
     Raises:
         ConfigError: the settings cannot run on this machine.
@@ -532,7 +536,14 @@ def train_tabular(
         torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
         torch.backends.cudnn.allow_tf32 = not config.deterministic
 
-    labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
+    from kfgpu.training.streaming import ShardedSplit, label_encoder, streamed_imbalance_settings
+
+    streamed = isinstance(train_df, ShardedSplit)  # above config.stream_threshold_mb
+    if isinstance(train_df, ShardedSplit):
+        labels = train_df.labels
+        encode = label_encoder(labels, task=task)
+    else:
+        labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
 
     def tensors(df: pd.DataFrame) -> tuple[torch.Tensor, ...]:
         if transformed:
@@ -542,7 +553,8 @@ def train_tabular(
         y = torch.from_numpy(encode(df[target]))
         return torch.from_numpy(x), torch.from_numpy(c), y
 
-    train_t, val_t = tensors(train_df), tensors(val_df)
+    train_t: Any = train_df if isinstance(train_df, ShardedSplit) else tensors(train_df)
+    val_t = tensors(val_df)
     batch_size = effective_batch_size(config.batch_size, len(train_df))
     if batch_size != config.batch_size:
         print(
@@ -559,7 +571,11 @@ def train_tabular(
         dropout=config.dropout,
         n_outputs=n_outputs,
     )
-    class_weight, row_weights = imbalance_settings(config, labels, train_t[-1], task=task)
+    class_weight, row_weights = (
+        streamed_imbalance_settings(config, labels, task=task)
+        if streamed
+        else imbalance_settings(config, labels, train_t[-1], task=task)
+    )
     module = build_module(config, network_config, task=task, class_weight=class_weight)
     data = build_datamodule(
         config,

@@ -161,6 +161,16 @@ def test_resume_mid_epoch_continues_the_same_order(
         assert again.state_dict() == {"epoch": 2, "served": len(expected)}
 
 
+def test_the_epoch_is_read_at_the_first_batch_not_at_iter(tmp_path: Path) -> None:
+    # Lightning calls iter() on the loader before on_train_epoch_start sets the epoch.
+    shards = _shards(tmp_path / "d", SIZES)
+    loader, reference = _loader(shards), _loader(shards)
+    reference.set_epoch(1)
+    it = iter(loader)
+    loader.set_epoch(1)
+    assert [b[0].tolist() for b in it] == _epoch(reference)
+
+
 def test_resume_after_a_whole_epoch_starts_the_next(tmp_path: Path) -> None:
     shards = _shards(tmp_path / "d", SIZES)
     loader = _loader(shards)
