@@ -146,6 +146,13 @@ def train_horovod(
     from kfgpu.training.optim import make_optimizer, make_schedule, optimizer_steps
     from kfgpu.training.report import StepClock, local_step_seconds
     from kfgpu.training.resume import ResumePlan
+    from kfgpu.training.streaming import (
+        ShardedSplit,
+        StreamingBatches,
+        label_encoder,
+        open_training_split,
+        streamed_imbalance_settings,
+    )
     from kfgpu.training.trainer import (
         MIN_STEPS_PER_EPOCH,
         bundle_description,
@@ -178,13 +185,26 @@ def train_horovod(
             print(message, flush=True)
 
     transform = FittedTransform.load(transform_path)
-    train_df = read_parquet(train_path)
     val_df = read_parquet(val_path)
-    for name, df in (("training", train_df), ("validation", val_df)):
-        if target not in df.columns:
-            raise TrainingError(f"the {name} split has no target column {target!r}")
-    labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
-    train_t = _split_tensors(train_df, transform, target, encode, transformed=transformed)
+    if target not in val_df.columns:
+        raise TrainingError(f"the validation split has no target column {target!r}")
+    # Above config.stream_threshold_mb each worker streams only its share of the split.
+    train_df = open_training_split(
+        train_path,
+        transform=transform,
+        target=target,
+        task=task,
+        transformed=transformed,
+        threshold_mb=config.stream_threshold_mb,
+        others=[val_df[target]],
+    )
+    if isinstance(train_df, ShardedSplit):
+        labels, encode = train_df.labels, label_encoder(train_df.labels, task=task)
+    else:
+        if target not in train_df.columns:
+            raise TrainingError(f"the training split has no target column {target!r}")
+        labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
+        train_t = _split_tensors(train_df, transform, target, encode, transformed=transformed)
     val_t = _split_tensors(val_df, transform, target, encode, transformed=transformed)
 
     rows_per_rank = len(train_df) // world_size
@@ -200,17 +220,30 @@ def train_horovod(
         )
     pin = accelerator == "gpu"
     accumulate = config.accumulate_grad_batches
-    class_weight, row_weights = imbalance_settings(config, labels, train_t[-1], task=task)
-    batches = InMemoryBatches(
-        train_t,
-        batch_size=batch_size,
-        shuffle=True,
-        seed=config.seed,
-        rank=rank,
-        world_size=world_size,
-        pin_memory=pin,
-        weights=row_weights,
-    )
+    batches: InMemoryBatches | StreamingBatches
+    if isinstance(train_df, ShardedSplit):
+        class_weight, _ = streamed_imbalance_settings(config, labels, task=task)
+        batches = train_df.batches(
+            batch_size=batch_size,
+            shuffle=True,
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+            pin_memory=pin,
+            device=device,
+        )
+    else:
+        class_weight, row_weights = imbalance_settings(config, labels, train_t[-1], task=task)
+        batches = InMemoryBatches(
+            train_t,
+            batch_size=batch_size,
+            shuffle=True,
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+            pin_memory=pin,
+            weights=row_weights,
+        )
     if class_weight is not None:
         class_weight = class_weight.to(device)
     # Validation: each worker scores every world_size-th row; sums are allreduced.
