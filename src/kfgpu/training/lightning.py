@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from kfgpu.errors import ConfigError
-from kfgpu.training.data import InMemoryBatches
+from kfgpu.training.data import EpochBatches, make_batches
 from kfgpu.training.optim import Schedule, make_optimizer, make_schedule, optimizer_steps
 from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
 
@@ -393,11 +393,11 @@ class TabularDataModule(pl.LightningDataModule):
         tensors: tuple[torch.Tensor, ...],
         shuffle: bool,
         weights: torch.Tensor | None = None,
-    ) -> InMemoryBatches:
+    ) -> EpochBatches:
         trainer = self.trainer
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
-        return InMemoryBatches(
+        return make_batches(
             tensors,
             batch_size=self.batch_size,
             shuffle=shuffle,
@@ -418,10 +418,10 @@ class TabularDataModule(pl.LightningDataModule):
             return batch
         return tuple(t.to(device, non_blocking=True) for t in batch)
 
-    def train_dataloader(self) -> InMemoryBatches:
+    def train_dataloader(self) -> EpochBatches:
         return self._batches(self.train, shuffle=True, weights=self.sample_weights)
 
-    def val_dataloader(self) -> InMemoryBatches:
+    def val_dataloader(self) -> EpochBatches:
         return self._batches(self.val, shuffle=False)
 
 
@@ -456,7 +456,7 @@ class RunMonitor(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
-        if isinstance(loader, InMemoryBatches):
+        if isinstance(loader, EpochBatches):
             loader.set_epoch(trainer.current_epoch)
         self._t0 = time.perf_counter()
         self.clock.epoch_start()
