@@ -259,12 +259,11 @@ def train_tabular(
     from kfgpu.training.lightning import (
         BestCheckpoint,
         Preempted,
-        QuietProfiler,
         RunCheckpoint,
         RunMonitor,
         StopEarly,
-        trim_step_overhead,
     )
+    from kfgpu.training.lightning_internals import QuietProfiler, trim_step_overhead
     from kfgpu.training.resume import ResumePlan, mark_finished, plan_resume, run_identity
 
     check_task(task)
@@ -378,7 +377,8 @@ def train_tabular(
             log_every_n_steps=50,
             profiler=QuietProfiler(),
         )
-        trim_step_overhead(trainer)
+        # run_ckpt, among the callbacks, handles SIGTERM for the whole fit.
+        trim_step_overhead(trainer, sigterm_handled=True)
         # In this process until fit registers its own: under ddp_spawn this process only
         # waits, and passes the signal on to the workers.
         previous = signal.getsignal(signal.SIGTERM)
