@@ -23,7 +23,7 @@ from typing import Any
 
 from kfgpu.errors import ConfigError, KfgpuError
 
-__all__ = ["copy_tree", "main", "train_distributed"]
+__all__ = ["copy_tree", "fetch", "main", "train_distributed"]
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -40,7 +40,7 @@ def copy_tree(src: str, dst: str) -> None:
             fout.write(fin.read())
 
 
-def _fetch(uri: str, where: Path) -> str:
+def fetch(uri: str, where: Path) -> str:
     """A local copy of a small file or directory artifact (the transform, the profile)."""
     import fsspec
     from fsspec.implementations.local import LocalFileSystem
@@ -79,8 +79,8 @@ def train_distributed(
     cfg = TrainConfig.from_dict(config)
     with tempfile.TemporaryDirectory(prefix="kfgpu-dist-") as tmp:
         work = Path(tmp)
-        transform = FittedTransform.load(_fetch(transform_uri, work))
-        profile = _fetch(profile_uri, work) if profile_uri else ""
+        transform = FittedTransform.load(fetch(transform_uri, work))
+        profile = fetch(profile_uri, work) if profile_uri else ""
         extras = (
             {"reference": lambda d: shutil.copytree(profile, d, dirs_exist_ok=True)}
             if profile

@@ -333,7 +333,7 @@ def decoded_row_bytes(transform: FittedTransform) -> int:
 def split_labels(
     shards: ShardSet, target: str, *, task: str, others: Sequence[pd.Series] = ()
 ) -> dict[str, Any]:
-    """The label mapping :func:`~kfgpu.training.trainer.encode_labels` makes, from the
+    """The label mapping :func:`~kfgpu.training.prepare.encode_labels` makes, from the
     target column streamed one row group at a time.
 
     Classification: the sorted classes, their counts, the least frequent as the positive
@@ -429,7 +429,7 @@ def class_weights_from_counts(
 def streamed_imbalance_settings(
     config: TrainConfig, labels: Mapping[str, Any], *, task: str
 ) -> tuple[torch.Tensor | None, None]:
-    """:func:`~kfgpu.training.trainer.imbalance_settings` for a streamed split: the loss's
+    """:func:`~kfgpu.training.prepare.imbalance_settings` for a streamed split: the loss's
     class weights from the class counts; no row weights.
 
     Raises:
