@@ -83,6 +83,32 @@ def read_row_group(
     return pa.Table.from_batches(batches)
 
 
+_LIBC: Any = None
+
+
+def _release_free_memory() -> None:
+    """Hand freed decode buffers back to the OS, once per window.
+
+    Each window is decoded into fresh multi-MB buffers in a worker thread. Arrow's pool
+    (mimalloc) and glibc's per-thread arenas keep what is freed, and glibc's dynamic mmap
+    threshold rises to the largest freed buffer, so without this a rank's resident set
+    grows to several times the windows it actually holds. ``release_unused`` and
+    ``malloc_trim`` return that memory (about a millisecond per window).
+    """
+    global _LIBC
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        _LIBC = ctypes.CDLL(name) if name else False
+    if _LIBC and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
 def _rng(*key: int) -> np.random.Generator:
     import numpy as np
 
@@ -242,14 +268,21 @@ class StreamingBatches:
         del tables
         arrays = list(self.decode(table))
         del table
-        if self.shuffle:
-            perm = _rng(self.seed, epoch, self.rank, index).permutation(len(arrays[0]))
-            arrays = [a[perm] for a in arrays]
-        # Arrow-backed arrays are read-only: copy those (torch wants writable memory).
-        return [
-            torch.from_numpy(a if a.flags.writeable and a.flags.c_contiguous else np.array(a))
-            for a in arrays
-        ]
+        perm = (
+            _rng(self.seed, epoch, self.rank, index).permutation(len(arrays[0]))
+            if self.shuffle
+            else None
+        )
+        out = []
+        while arrays:  # one array at a time: each original is freed once it is permuted
+            a = arrays.pop(0)
+            if perm is not None:
+                a = a[perm]
+            # Arrow-backed arrays are read-only: copy those (torch wants writable memory).
+            out.append(
+                torch.from_numpy(a if a.flags.writeable and a.flags.c_contiguous else np.array(a))
+            )
+        return out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         # A generator: the epoch is read at the first batch, after the trainer's
@@ -397,10 +430,19 @@ def label_encoder(labels: Mapping[str, Any], *, task: str) -> Callable[[Any], np
     import numpy as np
 
     if task == "classification":
-        index = {c: i for i, c in enumerate(labels["classes"])}
+        import pandas as pd
+
+        classes = pd.Index(list(labels["classes"]))
 
         def encode(s: Any) -> np.ndarray:
-            return np.asarray([index[v] for v in s.tolist()], dtype=np.int64)
+            codes = classes.get_indexer(s)
+            if (codes < 0).any():
+                unseen = sorted({str(v) for v in s[codes < 0]})[:5]
+                raise TrainingError(
+                    f"the training split holds classes {unseen} that its label counts lack; "
+                    "the split changed while training: rerun the step"
+                )
+            return codes.astype(np.int64)
 
         return encode
     mean, std = float(labels["target_mean"]), float(labels["target_scale"])
@@ -528,14 +570,19 @@ class ShardedSplit:
         ``(num, codes, y)`` for :func:`transform_on_device` to finish."""
         import numpy as np
 
-        df = table.to_pandas()
-        y = self._encode(df[self.target])
+        y = self._encode(table.column(self.target).to_pandas())
         t = self.transform
         if self.transformed:
-            dense = df[list(t.dense_names)].to_numpy(dtype=np.float32)
-            emb = df[list(t.emb_names)].to_numpy(dtype=np.int64).reshape(len(df), -1)
+            # Column by column from Arrow into one array: no intermediate frame.
+            n = table.num_rows
+            dense = np.empty((n, len(t.dense_names)), dtype=np.float32)
+            for j, name in enumerate(t.dense_names):
+                dense[:, j] = table.column(name).to_numpy()
+            emb = np.empty((n, len(t.emb_names)), dtype=np.int64)
+            for j, name in enumerate(t.emb_names):
+                emb[:, j] = table.column(name).to_numpy()
             return [dense, emb, y]
-        num, codes = t.raw_arrays(df)
+        num, codes = t.raw_arrays(table.to_pandas())
         if raw:
             return [num, codes, y]
         dense, emb = t.transform_arrays(num, codes)
