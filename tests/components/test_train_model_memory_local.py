@@ -7,7 +7,7 @@ resident set (~400 MB for torch + Lightning + kfgpu) would take minutes to write
 on two cores. So each run is a fresh driver process whose only child is the kfp.local step
 subprocess, and ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the run is that step's peak
 RSS. The baseline is the same step on a 2,000-row table (imports, model, Lightning,
-bundle writing); the growth of a 3,000,000-row table (216 MB decoded as training tensors)
+bundle writing); the growth of a 4,000,000-row table (288 MB decoded as training tensors)
 over it must stay under a quarter of the decoded size when streamed
 (``stream_threshold_mb=0``), and exceeds that bound with the same data in memory
 (``stream_threshold_mb`` above its size), which shows the bound can fail.
@@ -30,7 +30,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 FEATURES = 16
-ROWS = 3_000_000
+ROWS = 4_000_000
 DECODED_MB = ROWS * (4 * FEATURES + 8) / 1e6  # float32 features + int64 target, as tensors
 
 DRIVER = """

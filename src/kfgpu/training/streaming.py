@@ -158,7 +158,7 @@ class StreamingBatches:
         world_size: int = 1,
         buffer_rows: int = DEFAULT_BUFFER_ROWS,
         prefetch: int = 2,
-        workers: int = 2,
+        workers: int = 1,
         pin_memory: bool = False,
         device: torch.device | str | None = None,
         batch_transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
@@ -530,7 +530,7 @@ class ShardedSplit:
         transformed: bool,
         buffer_rows: int = DEFAULT_BUFFER_ROWS,
         prefetch: int = 2,
-        workers: int = 2,
+        workers: int = 1,
     ) -> None:
         self.shards = shards
         self.transform = transform
