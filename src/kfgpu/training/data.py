@@ -4,8 +4,10 @@ Batches sliced from in-memory tensors: no per-row Python, no collate.
 
 A ``DataLoader`` over a ``TensorDataset`` indexes and collates row by row, which costs
 more than the forward pass of a small tabular model (FIELD measurements: 0.40 of a
-hand-written loop's speed). Tabular data fits in host memory, so each batch here is one
-slice of a permuted index.
+hand-written loop's speed). A split that fits in host memory is held as tensors, so each
+batch here is one slice of a permuted index; a split above
+``TrainConfig.stream_threshold_mb`` is streamed per rank instead
+(:mod:`kfgpu.training.streaming`), with the same batch form and loader protocol.
 """
 
 from __future__ import annotations

@@ -304,3 +304,30 @@ def test_threshold_picks_the_path(tmp_path: Path, fitted_and_frame) -> None:
     assert isinstance(open_training_split(str(csv), threshold_mb=0, **kw), pd.DataFrame)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="stream_threshold_mb=-1"):
         open_training_split(uri, threshold_mb=-1, **kw)  # type: ignore[arg-type]
+
+
+def test_threshold_setting_is_validated() -> None:
+    from kfgpu.training.config import TrainConfig
+
+    assert TrainConfig().stream_threshold_mb == 1024
+    assert TrainConfig.from_dict({"stream_threshold_mb": 0}).stream_threshold_mb == 0
+    for bad in (-1, float("nan"), "big", True):
+        with pytest.raises(ConfigError, match="stream_threshold_mb="):
+            TrainConfig(stream_threshold_mb=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"sampler='balanced'.*stream_threshold_mb=0"):
+        TrainConfig(stream_threshold_mb=0, sampler="balanced")
+
+
+def test_streamed_split_refuses_what_needs_the_rows_in_memory(fitted_and_frame) -> None:
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.streaming import streamed_imbalance_settings
+
+    labels = {"classes": ["no", "yes"], "train_distribution": {"no": 30, "yes": 10}}
+    with pytest.raises(ConfigError, match="sampler='balanced' draws rows"):
+        streamed_imbalance_settings(TrainConfig(sampler="balanced"), labels, task="classification")
+    with pytest.raises(ConfigError, match=r"datamodule='a\.b:C' receives"):
+        streamed_imbalance_settings(TrainConfig(datamodule="a.b:C"), labels, task="classification")
+    weights, rows = streamed_imbalance_settings(
+        TrainConfig(class_weight="balanced"), labels, task="classification"
+    )
+    assert rows is None and torch.allclose(weights, torch.tensor([40 / 60, 40 / 20]))  # type: ignore[arg-type]
