@@ -14,7 +14,7 @@ streamed, streamed, in-memory, and averages the runs' reports:
 * ``memory_data_stall_fraction``: the same for the in-memory run (the floor).
 
 Called by the ``data_scale`` benchmark; ``python -m bench._loader`` runs it alone.
-Settings (environment): ``KFGPU_BENCH_LOADER_ROWS`` (default 300,000),
+Settings (environment): ``KFGPU_BENCH_LOADER_ROWS`` (default 200,000),
 ``KFGPU_BENCH_LOADER_EPOCHS`` (default 2).
 """
 
@@ -60,7 +60,7 @@ def loader_figures(rows: int | None = None, epochs: int | None = None) -> dict[s
     from kfgpu.features.step import transformed_frame
     from kfgpu.training.streaming import open_training_split
 
-    rows = rows or int(os.environ.get("KFGPU_BENCH_LOADER_ROWS", "300000"))
+    rows = rows or int(os.environ.get("KFGPU_BENCH_LOADER_ROWS", "200000"))
     epochs = epochs or int(os.environ.get("KFGPU_BENCH_LOADER_EPOCHS", "2"))
     train, val, _ = split_frame(fraud(rows, seed=0), TARGET, task="classification", seed=0)
     fitted = fit_transform(train, infer_feature_spec(train, TARGET))
