@@ -5,8 +5,8 @@
 :class:`StreamingBatches` instead, which holds at most a few shuffle windows per rank:
 
 * **Sharding.** The split's row groups (:func:`kfgpu.data.open_shards`: every file of a
-  local directory, or of an ``s3://`` / ``gs://`` / any fsspec URI) are put in an order drawn from ``seed + epoch``
-  (the same on every rank), and the concatenated rows are cut into ``world_size``
+  local directory, or of an ``s3://`` / ``gs://`` / any fsspec URI) are put in an order
+  drawn from ``seed + epoch`` (the same on every rank), and the concatenated rows are cut into ``world_size``
   contiguous ranges of ``N // world_size`` or one more rows. Each rank reads only the row
   groups of its range: disjoint sets, except that a row group on a boundary between two
   ranges is read by both, each keeping only its own rows. Every row is served exactly once
@@ -23,6 +23,8 @@
   training loop, ``prefetch`` windows at most (Parquet reads and most of NumPy release the
   GIL). Peak memory per rank is about ``(prefetch + 1) x`` a window's decoded size, plus one
   row group per worker thread: bounded row groups (as the streaming split writes) bound it.
+  Freed window buffers are handed back to the OS after each window (see
+  :func:`_release_free_memory`), so the resident set follows what is held.
 * **Transform.** ``decode`` turns a slice of the table into arrays (the fitted transform on
   the CPU, or only its raw inputs); ``batch_transform`` then runs per batch on ``device``
   (the fitted transform's torch module on the training GPU: :func:`transform_on_device`).
