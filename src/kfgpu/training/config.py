@@ -101,6 +101,11 @@ class TrainConfig:
             ``{"1": 20}`` (classes left out weigh 1).
         sampler: ``shuffle`` (every row once an epoch) or ``balanced`` (classification:
             rows drawn with replacement, each class equally often; kfgpu's datamodule only).
+        stream_threshold_mb: a Parquet training split whose decoded size (rows x (4 x
+            dense features + 8 x embedding columns + 8) bytes) exceeds this many megabytes
+            is streamed per rank from its row groups (:mod:`kfgpu.training.streaming`:
+            bounded memory, each rank reads only its share); at or below it, it is read
+            into memory, which is faster. 0 streams every Parquet split.
     """
 
     model_family: str = "tabular_mlp"
@@ -127,6 +132,7 @@ class TrainConfig:
     threshold_policy: str = "f1"
     class_weight: str = "none"
     sampler: str = "shuffle"
+    stream_threshold_mb: float = 1024.0
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> ConfigError:
@@ -207,6 +213,22 @@ class TrainConfig:
                 "sampler",
                 "a balanced sampler needs kfgpu's own datamodule; sample in your "
                 f"datamodule={self.datamodule!r} instead, or set sampler='shuffle'",
+            )
+        if not (
+            isinstance(self.stream_threshold_mb, (int, float))
+            and not isinstance(self.stream_threshold_mb, bool)
+            and self.stream_threshold_mb >= 0
+            and math.isfinite(self.stream_threshold_mb)
+        ):
+            raise bad(
+                "stream_threshold_mb", "use 0 (always stream) or a size in megabytes such as 1024"
+            )
+        if self.sampler == "balanced" and self.stream_threshold_mb == 0:
+            raise bad(
+                "sampler",
+                "a balanced sampler draws rows from the whole split in memory; with "
+                "stream_threshold_mb=0 use sampler='shuffle' (class_weight='balanced' "
+                "weighs the loss instead)",
             )
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise bad("hidden_sizes", "give positive layer widths such as (256, 256)")

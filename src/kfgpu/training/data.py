@@ -1,18 +1,91 @@
-"""Batches sliced from in-memory tensors: no per-row Python, no collate.
+"""Training and validation batches: :func:`make_batches`, which every trainer calls.
+
+Batches sliced from in-memory tensors: no per-row Python, no collate.
 
 A ``DataLoader`` over a ``TensorDataset`` indexes and collates row by row, which costs
 more than the forward pass of a small tabular model (FIELD measurements: 0.40 of a
-hand-written loop's speed). Tabular data fits in host memory, so each batch here is one
-slice of a permuted index.
+hand-written loop's speed). A split that fits in host memory is held as tensors, so each
+batch here is one slice of a permuted index; a split above
+``TrainConfig.stream_threshold_mb`` is streamed per rank instead
+(:mod:`kfgpu.training.streaming`), with the same batch form and loader protocol.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["InMemoryBatches"]
+from kfgpu.training.streaming import ShardedSplit
+
+__all__ = ["EpochBatches", "InMemoryBatches", "make_batches"]
+
+
+@runtime_checkable
+class EpochBatches(Protocol):
+    """What a trainer iterates: ``(numeric, codes, target)`` batches, an epoch per iteration.
+
+    Every rank gets the same number of batches; the order follows :meth:`set_epoch`; the
+    position within an epoch resumes through ``state_dict``/``load_state_dict``.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def state_dict(self) -> dict[str, int]: ...
+
+    def load_state_dict(self, state: dict[str, int]) -> None: ...
+
+
+def make_batches(
+    split: tuple[torch.Tensor, ...] | ShardedSplit,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+    weights: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+) -> EpochBatches:
+    """The batches of one split for one rank: the one place every trainer builds them.
+
+    Lightning's :class:`~kfgpu.training.lightning.TabularDataModule` (so
+    :func:`~kfgpu.training.trainer.train_tabular` and :mod:`kfgpu.training.distributed`)
+    and :func:`~kfgpu.training.horovod.train_horovod` call it for their training and
+    validation batches. Tensors give :class:`InMemoryBatches` (arguments as its own); a
+    :class:`~kfgpu.training.streaming.ShardedSplit` (a split above
+    ``TrainConfig.stream_threshold_mb``) gives :class:`~kfgpu.training.streaming.StreamingBatches`
+    over this rank's share of its row groups. ``device``: the device the model trains on;
+    a streamed raw split applies the fitted transform there when it is a GPU.
+    """
+    if isinstance(split, ShardedSplit):
+        if weights is not None:
+            raise ValueError("a streamed split takes no per-row weights")
+        return split.batches(
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            pin_memory=pin_memory,
+            device=device,
+        )
+    return InMemoryBatches(
+        split,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin_memory,
+        weights=weights,
+    )
 
 
 class InMemoryBatches:

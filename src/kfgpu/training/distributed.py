@@ -3,8 +3,9 @@
 ``python -m kfgpu.training.distributed --train URI --val URI --transform URI --target T
 --task classification --bundle-uri URI [--profile URI] [--config JSON]``
 
-Each process reads the transformed splits and the fitted transform from their (object
-storage) URIs, trains with Lightning DDP across ``--num-nodes`` x ``--devices`` processes
+Each process reads the validation split and the fitted transform from their (object
+storage) URIs, and the training split too below ``stream_threshold_mb`` (above it each
+process streams only its share of the row groups, :mod:`kfgpu.training.streaming`), trains with Lightning DDP across ``--num-nodes`` x ``--devices`` processes
 (Lightning reads the rank layout the operator or ``torchrun`` put in the environment), and
 global rank 0 uploads the bundle to ``--bundle-uri``. The launcher component then
 downloads and verifies it, so a KFP output artifact is always a complete bundle.
@@ -22,7 +23,7 @@ from typing import Any
 
 from kfgpu.errors import ConfigError, KfgpuError
 
-__all__ = ["copy_tree", "main", "train_distributed"]
+__all__ = ["copy_tree", "fetch", "main", "train_distributed"]
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -39,7 +40,7 @@ def copy_tree(src: str, dst: str) -> None:
             fout.write(fin.read())
 
 
-def _fetch(uri: str, where: Path) -> str:
+def fetch(uri: str, where: Path) -> str:
     """A local copy of a small file or directory artifact (the transform, the profile)."""
     import fsspec
     from fsspec.implementations.local import LocalFileSystem
@@ -72,21 +73,33 @@ def train_distributed(
     from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
+    from kfgpu.training.streaming import open_training_split
     from kfgpu.training.trainer import train_tabular
 
     cfg = TrainConfig.from_dict(config)
     with tempfile.TemporaryDirectory(prefix="kfgpu-dist-") as tmp:
         work = Path(tmp)
-        transform = FittedTransform.load(_fetch(transform_uri, work))
-        profile = _fetch(profile_uri, work) if profile_uri else ""
+        transform = FittedTransform.load(fetch(transform_uri, work))
+        profile = fetch(profile_uri, work) if profile_uri else ""
         extras = (
             {"reference": lambda d: shutil.copytree(profile, d, dirs_exist_ok=True)}
             if profile
             else {}
         )
+        val = read_parquet(val_uri)
+        # Above cfg.stream_threshold_mb each process streams only its share of the split.
+        train = open_training_split(
+            train_uri,
+            transform=transform,
+            target=target,
+            task=task,
+            transformed=True,
+            threshold_mb=cfg.stream_threshold_mb,
+            others=[val[target]] if target in val.columns else [],
+        )
         outcome = train_tabular(
-            read_parquet(train_uri),
-            read_parquet(val_uri),
+            train,
+            val,
             transform=transform,
             target=target,
             task=task,

@@ -46,10 +46,8 @@ from typing import TYPE_CHECKING, Any
 from kfgpu.errors import ConfigError, KfgpuError, TrainingError
 
 if TYPE_CHECKING:
-    import pandas as pd
     import torch
 
-    from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
 
 __all__ = ["main", "train_horovod"]
@@ -67,23 +65,6 @@ def _import_horovod() -> Any:
     except ImportError as e:
         raise ConfigError(f"{_INSTALL_HINT} ({e})") from e
     return hvd
-
-
-def _split_tensors(
-    df: pd.DataFrame, transform: FittedTransform, target: str, encode: Any, *, transformed: bool
-) -> tuple[torch.Tensor, ...]:
-    """``(numeric, codes, y)`` from a transformed split, or from a raw one via the transform.
-
-    Which one is said, not guessed: transformed column names often equal raw ones."""
-    import torch
-
-    from kfgpu.training.trainer import _model_inputs
-
-    if transformed:
-        x, c = _model_inputs(df, transform)
-    else:
-        x, c = transform.transform(df)
-    return torch.from_numpy(x), torch.from_numpy(c), torch.from_numpy(encode(df[target]))
 
 
 def train_horovod(
@@ -113,8 +94,9 @@ def train_horovod(
         ConfigError: Horovod is missing, or the settings cannot run on this machine.
         TrainingError: the data cannot train a model, or the loss diverged.
     """
-    if task not in ("classification", "regression"):
-        raise ConfigError(f"task={task!r} is invalid: use 'classification' or 'regression'")
+    from kfgpu.training.prepare import check_task
+
+    check_task(task)
     if getattr(config, "checkpoint_dir", ""):
         raise ConfigError(
             "checkpoint_dir is not supported by Horovod training (it neither writes nor resumes "
@@ -138,24 +120,16 @@ def train_horovod(
     import torch
     from torch.nn import functional as F
 
-    from kfgpu.bundle import write_bundle
     from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
-    from kfgpu.training.data import InMemoryBatches
-    from kfgpu.training.families import build_network, family_config
+    from kfgpu.training.bundling import package_model, score_model
+    from kfgpu.training.data import make_batches
+    from kfgpu.training.families import build_network
     from kfgpu.training.optim import make_optimizer, make_schedule, optimizer_steps
+    from kfgpu.training.prepare import prepare_training, resolve_accelerator
     from kfgpu.training.report import StepClock, local_step_seconds
     from kfgpu.training.resume import ResumePlan
-    from kfgpu.training.trainer import (
-        MIN_STEPS_PER_EPOCH,
-        bundle_description,
-        effective_batch_size,
-        encode_labels,
-        imbalance_settings,
-        resolve_accelerator,
-        score_best_weights,
-        validation_decision,
-    )
+    from kfgpu.training.streaming import open_training_split
 
     hvd.init()
     rank, world_size = int(hvd.rank()), int(hvd.size())
@@ -178,30 +152,33 @@ def train_horovod(
             print(message, flush=True)
 
     transform = FittedTransform.load(transform_path)
-    train_df = read_parquet(train_path)
     val_df = read_parquet(val_path)
-    for name, df in (("training", train_df), ("validation", val_df)):
-        if target not in df.columns:
-            raise TrainingError(f"the {name} split has no target column {target!r}")
-    labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
-    train_t = _split_tensors(train_df, transform, target, encode, transformed=transformed)
-    val_t = _split_tensors(val_df, transform, target, encode, transformed=transformed)
-
-    rows_per_rank = len(train_df) // world_size
-    if rows_per_rank < 1:
-        raise TrainingError(
-            f"{len(train_df)} training rows cannot be shared among {world_size} workers"
-        )
-    batch_size = effective_batch_size(config.batch_size, rows_per_rank)
-    if batch_size != config.batch_size:
-        say(
-            f"batch_size {config.batch_size} would give under {MIN_STEPS_PER_EPOCH} steps per "
-            f"epoch on {rows_per_rank} training rows per worker; using {batch_size}"
-        )
+    # Above config.stream_threshold_mb each worker streams only its share of the split.
+    train_df = open_training_split(
+        train_path,
+        transform=transform,
+        target=target,
+        task=task,
+        transformed=transformed,
+        threshold_mb=config.stream_threshold_mb,
+        others=[val_df[target]] if target in val_df.columns else [],
+    )
+    setup = prepare_training(
+        train_df,
+        val_df,
+        transform=transform,
+        target=target,
+        task=task,
+        config=config,
+        transformed=transformed,
+        workers=world_size,
+        say=say,
+    )
+    train_t, val_t = setup.train, setup.val
+    batch_size = setup.batch_size
     pin = accelerator == "gpu"
     accumulate = config.accumulate_grad_batches
-    class_weight, row_weights = imbalance_settings(config, labels, train_t[-1], task=task)
-    batches = InMemoryBatches(
+    batches = make_batches(
         train_t,
         batch_size=batch_size,
         shuffle=True,
@@ -209,22 +186,14 @@ def train_horovod(
         rank=rank,
         world_size=world_size,
         pin_memory=pin,
-        weights=row_weights,
+        weights=setup.row_weights,
+        device=device,
     )
-    if class_weight is not None:
-        class_weight = class_weight.to(device)
+    class_weight = None if setup.class_weight is None else setup.class_weight.to(device)
     # Validation: each worker scores every world_size-th row; sums are allreduced.
     val_shard = tuple(t[rank::world_size].to(device, non_blocking=pin) for t in val_t)
 
-    n_outputs = len(labels["classes"]) if task == "classification" else 1
-    network_config = family_config(
-        config.model_family,
-        dense_names=tuple(transform.dense_names),
-        cardinalities=tuple(transform.cardinalities),
-        hidden_sizes=config.hidden_sizes,
-        dropout=config.dropout,
-        n_outputs=n_outputs,
-    )
+    network_config = setup.network_config
     network = build_network(config.model_family, network_config).to(device)
     learning_rate = config.learning_rate * world_size
     opt: Any = make_optimizer(
@@ -371,17 +340,20 @@ def train_horovod(
     if rank == 0:
         # Scored on the whole validation split in fp32, as train_tabular does.
         val_all = tuple(t.to(device) for t in val_t)
-        metrics = score_best_weights(network, best_state, val_all, task=task, config=config)
-        decision = validation_decision(network, val_all, task=task, labels=labels, config=config)
-        description = bundle_description(
-            task=task,
-            target=target,
+        score = score_model(network, best_state, val_all, setup=setup, config=config)
+        extras = (
+            {"reference": lambda d: shutil.copytree(profile_path, d, dirs_exist_ok=True)}
+            if profile_path
+            else {}
+        )
+        packaged = package_model(
+            setup,
             config=config,
-            family_config=network_config,
             transform=transform,
-            labels=labels,
-            metrics=metrics,
-            decision=decision,
+            score=score,
+            state=best_state,
+            bundle_path=bundle_path,
+            extras=extras,
             training={
                 "strategy": "horovod",
                 "epochs_run": epochs_run,
@@ -393,9 +365,9 @@ def train_horovod(
                 "devices": int(hvd.local_size()),
                 "nodes": int(hvd.cross_size()),
                 "world_size": world_size,
-                "train_rows": len(train_df),
+                "train_rows": setup.train_rows,
                 "batch_size": batch_size,
-                "val_rows": len(val_df),
+                "val_rows": setup.val_rows,
                 "learning_rate": learning_rate,
                 "gradient_compression": "fp16" if fp16_compression else "none",
                 "report": report,
@@ -407,19 +379,7 @@ def train_horovod(
                 "resume": ResumePlan(None).lineage(),
             },
         )
-        extras = (
-            {"reference": lambda d: shutil.copytree(profile_path, d, dirs_exist_ok=True)}
-            if profile_path
-            else {}
-        )
-        written = write_bundle(
-            bundle_path,
-            state_dict=best_state,
-            transform=transform,
-            description=description,
-            extras=extras,
-        )
-        result.update(bundle_path=str(written), metrics=metrics)
+        result.update(bundle_path=str(packaged.bundle_path), metrics=score.metrics)
     # No worker leaves before rank 0 has written the bundle.
     hvd.allreduce(torch.zeros(1), name="bundle_written")
     return result
@@ -467,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
     from pathlib import Path
 
-    from kfgpu.training.distributed import _fetch, copy_tree
+    from kfgpu.training.distributed import copy_tree, fetch
 
     try:
         # Inside an MPIJob the artifacts are object-storage URIs: small ones are fetched,
@@ -478,12 +438,12 @@ def main(argv: list[str] | None = None) -> int:
             result = train_horovod(
                 args.train,
                 args.val,
-                _fetch(args.transform, Path(tmp)),
+                fetch(args.transform, Path(tmp)),
                 args.target,
                 args.task,
                 bundle,
                 _parse_config(args.config),
-                profile_path=_fetch(args.profile, Path(tmp)) if args.profile else "",
+                profile_path=fetch(args.profile, Path(tmp)) if args.profile else "",
                 fp16_compression=args.fp16_compression,
                 transformed=not args.raw,
             )

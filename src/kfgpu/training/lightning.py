@@ -16,15 +16,23 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
-from pytorch_lightning.profilers import PassThroughProfiler
 from pytorch_lightning.strategies import ParallelStrategy
 from torch import nn
 from torch.nn import functional as F
 
 from kfgpu.errors import ConfigError
-from kfgpu.training.data import InMemoryBatches
+from kfgpu.training.data import EpochBatches, make_batches
+from kfgpu.training.lightning_internals import (
+    CachedStepKwargs,
+    PlainStepAttributes,
+    QuietProfiler,
+    StateKeyOnce,
+    check_launcher,
+    launched_pids,
+)
 from kfgpu.training.optim import Schedule, make_optimizer, make_schedule, optimizer_steps
 from kfgpu.training.report import REPORT_KEYS, StepClock, local_step_seconds
+from kfgpu.training.streaming import ShardedSplit
 
 __all__ = [
     "BestCheckpoint",
@@ -40,13 +48,7 @@ __all__ = [
 ]
 
 
-#: Attributes set on the module on every step that are never parameters, buffers or
-#: submodules: Lightning records the running hook's name around each of ~40 hook calls
-#: per step, and the task keeps its running loss sum.
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_loss_sum", "_loss_rows"})
-
-
-class TabularTask(pl.LightningModule):
+class TabularTask(PlainStepAttributes, pl.LightningModule):
     """Wraps a family network with its loss, optimiser and validation metrics.
 
     The task runs its own optimiser steps (Lightning's manual optimisation): each training
@@ -72,16 +74,9 @@ class TabularTask(pl.LightningModule):
 
     network: nn.Module
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # nn.Module.__setattr__ checks every value against parameters, buffers and
-        # submodules; for the per-step bookkeeping above that costs ~0.25 ms a step on CPU
-        # (40% of Lightning's whole per-step overhead, measured in bench/training.py's
-        # setting), and those names are never registered, so the plain setattr is the
-        # same operation.
-        if name in _PLAIN_ATTRIBUTES:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+    #: Set on every step, never registered: Lightning's hook name and the running loss sum
+    #: (see :class:`~kfgpu.training.lightning_internals.PlainStepAttributes`).
+    plain_attributes = PlainStepAttributes.plain_attributes | {"_loss_sum", "_loss_rows"}
 
     def __init__(
         self,
@@ -274,106 +269,22 @@ class TabularTask(pl.LightningModule):
         }
 
 
-class CachedStepKwargs:
-    """Lightning 2.x inspects ``training_step``'s signature on every step (does it take
-    ``batch_idx``?), about 25 us a step of ``inspect`` work on CPU; the answer does not change
-    during a fit, so it is looked up once per ``training_step`` function. Installed on one
-    trainer's epoch loop (:func:`trim_step_overhead`), not on Lightning's class; a class,
-    not a closure, so a ``ddp_spawn`` trainer still pickles."""
-
-    def __init__(self, trainer: pl.Trainer) -> None:
-        self.trainer = trainer
-        self.takes_batch_idx: dict[Any, bool] = {}
-
-    def __call__(self, kwargs: Any, batch: Any, batch_idx: int) -> Any:
-        from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
-
-        kwargs["batch"] = batch
-        fx = self.trainer.lightning_module.training_step
-        key = getattr(fx, "__func__", fx)
-        takes = self.takes_batch_idx.get(key)
-        if takes is None:
-            takes = self.takes_batch_idx[key] = is_param_in_hook_signature(
-                fx, "batch_idx", min_args=2
-            )
-        if takes:
-            kwargs["batch_idx"] = batch_idx
-        return kwargs
-
-
-def _no_sigterm_broadcast() -> None:
-    """Stands in for Lightning's per-step SIGTERM broadcast where :class:`RunCheckpoint`
-    handles SIGTERM itself."""
-
-
-def trim_step_overhead(trainer: pl.Trainer) -> None:
-    """Take per-step work off ``trainer``'s epoch loop that cannot change its result.
-
-    * :class:`CachedStepKwargs`: ``training_step``'s signature is inspected once, not per
-      step.
-    * With a :class:`RunCheckpoint` among the callbacks: Lightning broadcasts rank 0's
-      SIGTERM flag before every step of a multi-process run, a collective and a host sync
-      per step. Its flag is only set by Lightning's own handler, which RunCheckpoint
-      replaces for the whole fit (and RunCheckpoint's :class:`StopVote` shares its own
-      flag), so that broadcast could only ever carry 0.
-
-    Installed on this trainer's loop object, never on Lightning's classes; where this
-    Lightning lacks a hook, that item is left as it is.
-    """
-    loop = trainer.fit_loop.epoch_loop
-    if callable(getattr(type(loop), "_build_kwargs", None)):
-        loop._build_kwargs = CachedStepKwargs(trainer)  # type: ignore[method-assign]
-    sigterm_handled = any(isinstance(cb, RunCheckpoint) for cb in trainer.checkpoint_callbacks)
-    if sigterm_handled and callable(getattr(type(loop), "_broadcast_sigterm_tensor", None)):
-        loop._broadcast_sigterm_tensor = _no_sigterm_broadcast  # type: ignore[method-assign]
-
-
-class QuietProfiler(PassThroughProfiler):
-    """Lightning's default profiler, minus its per-call cost.
-
-    The default records nothing, but every hook call still builds and enters a fresh
-    generator-based context manager, ~60 of them a training step: about 90 us a step on CPU,
-    more than a small model's own step (bench/training.py). This one hands back one shared
-    no-op context; a profiler that records something is passed to the Trainer instead.
-    """
-
-    _NOTHING = contextlib.nullcontext()
-
-    def profile(self, action_name: str) -> Any:
-        return self._NOTHING
-
-
-class _StateKeyOnce:
-    """Mixin: the callback's state key computed once.
-
-    Lightning formats every callback's ``state_key`` on every hook call, about six a training
-    step; ModelCheckpoint's and EarlyStopping's are a ``repr`` of their settings, which do not
-    change during a fit.
-    """
-
-    @property
-    def state_key(self) -> str:
-        key: str | None = self.__dict__.get("_state_key_once")
-        if key is None:
-            key = self.__dict__["_state_key_once"] = super().state_key  # type: ignore[misc]
-        return key
-
-
-class BestCheckpoint(_StateKeyOnce, ModelCheckpoint):
+class BestCheckpoint(StateKeyOnce, ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, for the best epoch's weights."""
 
 
-class StopEarly(_StateKeyOnce, EarlyStopping):
+class StopEarly(StateKeyOnce, EarlyStopping):
     """Lightning's ``EarlyStopping``."""
 
 
 class TabularDataModule(pl.LightningDataModule):
-    """Holds the encoded splits as tensors and shards them per rank."""
+    """Holds the encoded splits as tensors and shards them per rank; a split given as a
+    :class:`~kfgpu.training.streaming.ShardedSplit` is streamed per rank instead."""
 
     def __init__(
         self,
-        train: tuple[torch.Tensor, ...],
-        val: tuple[torch.Tensor, ...],
+        train: tuple[torch.Tensor, ...] | ShardedSplit,
+        val: tuple[torch.Tensor, ...] | ShardedSplit,
         *,
         batch_size: int,
         seed: int,
@@ -390,14 +301,14 @@ class TabularDataModule(pl.LightningDataModule):
 
     def _batches(
         self,
-        tensors: tuple[torch.Tensor, ...],
+        tensors: tuple[torch.Tensor, ...] | ShardedSplit,
         shuffle: bool,
         weights: torch.Tensor | None = None,
-    ) -> InMemoryBatches:
+    ) -> EpochBatches:
         trainer = self.trainer
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
-        return InMemoryBatches(
+        return make_batches(
             tensors,
             batch_size=self.batch_size,
             shuffle=shuffle,
@@ -406,6 +317,7 @@ class TabularDataModule(pl.LightningDataModule):
             world_size=world,
             pin_memory=self.pin_memory,
             weights=weights,
+            device=trainer.strategy.root_device if trainer is not None else None,
         )
 
     def transfer_batch_to_device(
@@ -418,10 +330,10 @@ class TabularDataModule(pl.LightningDataModule):
             return batch
         return tuple(t.to(device, non_blocking=True) for t in batch)
 
-    def train_dataloader(self) -> InMemoryBatches:
+    def train_dataloader(self) -> EpochBatches:
         return self._batches(self.train, shuffle=True, weights=self.sample_weights)
 
-    def val_dataloader(self) -> InMemoryBatches:
+    def val_dataloader(self) -> EpochBatches:
         return self._batches(self.val, shuffle=False)
 
 
@@ -456,7 +368,7 @@ class RunMonitor(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
-        if isinstance(loader, InMemoryBatches):
+        if isinstance(loader, EpochBatches):
             loader.set_epoch(trainer.current_epoch)
         self._t0 = time.perf_counter()
         self.clock.epoch_start()
@@ -656,7 +568,7 @@ class RunCheckpoint(Checkpoint):
         print(f"SIGTERM received: {what} at the next step boundary", flush=True)
         pids = {p.pid for p in multiprocessing.active_children() if p.pid is not None}
         launcher = self._trainer.strategy.launcher if self._trainer is not None else None
-        pids |= {p.pid for p in getattr(launcher, "procs", []) if getattr(p, "pid", None)}
+        pids |= launched_pids(launcher)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -679,13 +591,14 @@ class RunCheckpoint(Checkpoint):
                 torch.cuda.set_rng_state_all(states)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        check_launcher(trainer.strategy.launcher)
         self._trainer = trainer
         self.vote.setup(trainer.world_size)
         # Lightning registers its own SIGTERM handler when fit starts; this one replaces it
         # until fit ends, when Lightning restores the handler that was there before fit.
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.handle_sigterm)
-        if getattr(trainer, "received_sigterm", False):
+        if trainer.received_sigterm:
             # Landed on Lightning's handler while fit was setting up: ours takes it over.
             self.signalled = True
 

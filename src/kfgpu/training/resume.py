@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import torch
 
     from kfgpu.training.config import TrainConfig
+    from kfgpu.training.streaming import ShardedSplit
 
 __all__ = [
     "CHECKPOINT_FILES",
@@ -85,10 +86,14 @@ def run_identity(
     target: str,
     network_config: Mapping[str, Any],
     labels: Mapping[str, Any],
-    train: Sequence[torch.Tensor],
+    train: Sequence[torch.Tensor] | ShardedSplit,
     val: Sequence[torch.Tensor],
 ) -> dict[str, Any]:
-    """What makes a checkpoint this run's: the data trained on and the configuration."""
+    """What makes a checkpoint this run's: the data trained on and the configuration.
+
+    A streamed ``train`` split is identified by its shards' fingerprint (file names,
+    sizes and row counts, or the manifest's content hashes) and labels, not its bytes.
+    """
     settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
     configuration = {
         **settings,
@@ -97,9 +102,16 @@ def run_identity(
         "network": dict(network_config),
         "labels": {k: v for k, v in labels.items() if k != "train_distribution"},
     }
+    from kfgpu.training.streaming import ShardedSplit
+
+    if isinstance(train, ShardedSplit):
+        digest = _digest([train.fingerprint(), _digest_tensors(val)])
+        train_rows = len(train)
+    else:
+        digest, train_rows = _digest_tensors([*train, *val]), len(train[-1])
     data = {
-        "digest": _digest_tensors([*train, *val]),
-        "train_rows": len(train[-1]),
+        "digest": digest,
+        "train_rows": train_rows,
         "val_rows": len(val[-1]),
     }
     config_digest = _digest(configuration)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import threading
@@ -15,6 +14,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfgpu.errors import ConfigError, TrainingError
+from kfgpu.training.bundling import (
+    ModelScore,
+    bundle_description,
+    package_model,
+    score_best_weights,
+    score_model,
+    validation_decision,
+)
+from kfgpu.training.prepare import (
+    check_task,
+    effective_batch_size,
+    encode_labels,
+    imbalance_settings,
+    prepare_training,
+    resolve_accelerator,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,13 +38,20 @@ if TYPE_CHECKING:
 
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
+    from kfgpu.training.streaming import ShardedSplit
 
+# The set-up and packaging shared with the Horovod trainer live in kfgpu.training.prepare
+# and kfgpu.training.bundling; their names stay importable from here.
 __all__ = [
     "TrainOutcome",
+    "build_datamodule",
+    "build_module",
     "bundle_description",
     "effective_batch_size",
     "encode_labels",
     "imbalance_settings",
+    "lightning_strategy",
+    "network_of",
     "resolve_accelerator",
     "score_best_weights",
     "train_tabular",
@@ -47,155 +69,6 @@ class TrainOutcome:
     best_epoch: int
     seconds: float
     description: dict[str, Any]
-
-
-#: Small tables get a smaller batch so that an epoch still takes several optimiser steps;
-#: a 400-row CSV with batch 1024 would otherwise train on one step per epoch.
-MIN_STEPS_PER_EPOCH = 10
-MIN_BATCH_SIZE = 16
-
-
-def effective_batch_size(requested: int, train_rows: int) -> int:
-    """``requested``, lowered (not below 16) so an epoch has at least 10 steps."""
-    cap = max(MIN_BATCH_SIZE, train_rows // MIN_STEPS_PER_EPOCH)
-    return min(requested, cap)
-
-
-def resolve_accelerator(config: TrainConfig) -> str:
-    """``auto`` -> ``gpu`` when CUDA is usable, else ``cpu``; refuse what cannot run."""
-    import torch
-
-    accelerator = config.accelerator
-    if config.devices == 0:  # no GPU asked for: never pick up one the pod merely sees
-        accelerator = "cpu"
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError(
-            "accelerator='gpu' but no CUDA device is visible; request GPUs for the step "
-            "(pipeline parameter gpus) or set accelerator to 'cpu' or 'auto'"
-        )
-    if accelerator == "cpu" and config.strategy == "fsdp":
-        raise ConfigError(
-            "strategy='fsdp' needs CUDA GPUs (Lightning's FSDP runs on GPUs only); on CPU "
-            "use 'ddp' or 'auto'"
-        )
-    if accelerator == "cpu" and config.precision == "16-mixed":
-        raise ConfigError(
-            "precision='16-mixed' needs a CUDA GPU; on CPU use 'bf16-mixed' or '32-true'"
-        )
-    return accelerator
-
-
-def encode_labels(
-    train_y: pd.Series, other: list[pd.Series], *, task: str
-) -> tuple[dict[str, Any], Any]:
-    """Label mapping for the bundle, and a function encoding a series with it."""
-    import numpy as np
-
-    if task == "classification":
-        values = sorted({*train_y.unique()}, key=lambda v: (str(type(v)), v))
-        classes = [v.item() if hasattr(v, "item") else v for v in values]
-        if len(classes) < 2:
-            raise TrainingError(
-                f"the training split holds a single class {classes!r}; the target needs at "
-                "least two classes"
-            )
-        index = {c: i for i, c in enumerate(classes)}
-        for s in other:
-            unseen = sorted({str(v) for v in s.unique()} - {str(c) for c in classes})
-            if unseen:
-                raise TrainingError(
-                    f"classes {unseen} appear outside the training split only; "
-                    "use a stratified split or more data"
-                )
-        counts = train_y.value_counts()
-        positive = counts.idxmin().item() if hasattr(counts.idxmin(), "item") else counts.idxmin()
-        labels = {
-            "classes": classes,
-            "positive_class": positive if len(classes) == 2 else None,
-            "train_distribution": {str(k): int(v) for k, v in counts.items()},
-        }
-
-        def encode(s: pd.Series) -> np.ndarray:
-            return np.asarray([index[v] for v in s.tolist()], dtype=np.int64)
-
-        return labels, encode
-
-    mean = float(train_y.mean())
-    std = float(train_y.std(ddof=0)) or 1.0
-    labels = {"target_mean": mean, "target_scale": std}
-
-    def encode_reg(s: pd.Series) -> np.ndarray:
-        return ((s.to_numpy(dtype=np.float64) - mean) / std).astype(np.float32)
-
-    return labels, encode_reg
-
-
-def bundle_description(
-    *,
-    task: str,
-    target: str,
-    config: TrainConfig,
-    family_config: dict[str, Any],
-    transform: FittedTransform,
-    labels: dict[str, Any],
-    metrics: dict[str, float],
-    training: dict[str, Any],
-    lineage: dict[str, Any],
-    decision: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """bundle.json's content: one layout for every trainer (Lightning, Horovod).
-
-    ``decision``: the decision rule chosen on the validation rows
-    (:func:`validation_decision`), applied by every consumer of the bundle.
-    """
-    from kfgpu import __version__
-
-    description: dict[str, Any] = {
-        "kfgpu_version": __version__,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "task": task,
-        "target": target,
-        "model": {"family": config.model_family, "config": family_config},
-        "hyperparameters": config.to_dict(),
-        "signature": {
-            "inputs": transform.input_signature(),
-            "outputs": (
-                [{"name": "prediction"}] + [{"name": f"proba_{c}"} for c in labels["classes"]]
-                if task == "classification"
-                else [{"name": "prediction"}]
-            ),
-        },
-        "metrics": metrics,
-        "training": training,
-        "lineage": {**lineage, "code_version": __version__},
-    }
-    if task == "classification":
-        description["labels"] = labels
-        if decision:
-            description["decision"] = decision
-    else:
-        description["target_scaling"] = {
-            "mean": labels["target_mean"],
-            "scale": labels["target_scale"],
-        }
-    return description
-
-
-def _model_inputs(df: pd.DataFrame, transform: FittedTransform) -> tuple[Any, Any]:
-    """Dense and embedding arrays from a transformed split (engineer_features' output)."""
-    import numpy as np
-
-    missing = [c for c in (*transform.dense_names, *transform.emb_names) if c not in df.columns]
-    if missing:
-        raise TrainingError(
-            f"the training split lacks transformed feature column(s) {missing[:5]}; it must be "
-            "engineer_features' output for this transform"
-        )
-    dense = df[list(transform.dense_names)].to_numpy(dtype=np.float32)
-    emb = df[list(transform.emb_names)].to_numpy(dtype=np.int64).reshape(len(df), -1)
-    return np.ascontiguousarray(dense), np.ascontiguousarray(emb)
 
 
 def _network_state(checkpoint: str, prefix: str = "network.") -> tuple[dict[str, Any], int]:
@@ -241,133 +114,6 @@ def _preempted(run_ckpt: Any, error: BaseException | None) -> TrainingError:
         # Under ddp_spawn the workers saved it: this process reads the step from the file.
         step = _checkpoint_position(str(last))[1]
     return TrainingError(f"preempted: checkpoint saved at step {step} in {last}; re-run to resume")
-
-
-def score_best_weights(
-    network: torch.nn.Module,
-    state: dict[str, torch.Tensor],
-    val: tuple[torch.Tensor, ...],
-    *,
-    task: str,
-    config: TrainConfig,
-) -> dict[str, float]:
-    """Load the best weights into ``network`` and score them on the whole validation split.
-
-    Raises:
-        TrainingError: the loss is not finite (training diverged).
-    """
-    network.load_state_dict(state)
-    metrics = _validation_metrics(_validation_outputs(network, val), val[-1], task=task)
-    if not math.isfinite(metrics["val_loss"]):
-        raise TrainingError(
-            f"the best weights give a validation loss of {metrics['val_loss']}; lower "
-            f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
-        )
-    return metrics
-
-
-def _validation_outputs(network: torch.nn.Module, val: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """``network``'s fp32 outputs on the validation split, in chunks."""
-    import torch
-
-    numeric, codes, y = val
-    network.eval()
-    outs = []
-    with torch.inference_mode():
-        for start in range(0, len(y), 65536):
-            sl = slice(start, start + 65536)
-            outs.append(network(numeric[sl], codes[sl]).float())
-    return torch.cat(outs)
-
-
-def _validation_metrics(out: torch.Tensor, y: torch.Tensor, *, task: str) -> dict[str, float]:
-    """Validation loss, accuracy and the gate's headline metric (ROC AUC, R²).
-
-    The headline is the one :mod:`kfgpu.evaluation` reports on the test rows, so tuning
-    can compare trials on what the gate will judge.
-    """
-    import numpy as np
-    from sklearn import metrics as skm
-    from torch.nn import functional as F
-
-    if task == "classification":
-        out_metrics = {
-            "val_loss": float(F.cross_entropy(out, y)),
-            "val_accuracy": float((out.argmax(dim=1) == y).float().mean()),
-        }
-        proba = _probabilities(out)
-        yy = y.cpu().numpy()
-        k = proba.shape[1]
-        if len(np.unique(yy)) == k and np.isfinite(proba).all():
-            if k == 2:
-                out_metrics["val_roc_auc"] = float(skm.roc_auc_score(yy == 1, proba[:, 1]))
-            else:
-                out_metrics["val_roc_auc"] = float(
-                    skm.roc_auc_score(yy, proba, multi_class="ovr", labels=list(range(k)))
-                )
-        return out_metrics
-    pred = out.squeeze(1)
-    out_metrics = {"val_loss": float(F.mse_loss(pred, y))}
-    if len(y) >= 2 and bool(pred.isfinite().all()):
-        out_metrics["val_r2"] = float(skm.r2_score(y.cpu().numpy(), pred.cpu().numpy()))
-    return out_metrics
-
-
-def _probabilities(out: torch.Tensor) -> Any:
-    """Class probabilities as the served module computes them (fp32 softmax), on the host."""
-    import torch
-
-    return torch.softmax(out.float(), dim=1).cpu().numpy()
-
-
-def validation_decision(
-    network: torch.nn.Module,
-    val: tuple[torch.Tensor, ...],
-    *,
-    task: str,
-    labels: dict[str, Any],
-    config: TrainConfig,
-) -> dict[str, Any] | None:
-    """The decision rule of ``config.threshold_policy``, chosen on the validation rows
-    with the weights ``network`` holds (the bundle's); ``None`` for regression."""
-    if task != "classification":
-        return None
-    from kfgpu.decision import choose_decision
-
-    proba = _probabilities(_validation_outputs(network, val))
-    return choose_decision(
-        config.threshold_policy,
-        val[-1].cpu().numpy(),
-        proba,
-        labels["classes"],
-        positive_class=labels.get("positive_class"),
-    )
-
-
-def imbalance_settings(
-    config: TrainConfig, labels: dict[str, Any], y: torch.Tensor, *, task: str
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The loss's class weights and the sampler's row weights of ``config`` (both trainers).
-
-    Raises:
-        ConfigError: class weights or a balanced sampler on a regression task, or a
-            weight for a class the training split lacks.
-    """
-    from kfgpu.training.imbalance import class_weight_tensor, sample_weights
-
-    if task != "classification":
-        for name, off in (("class_weight", "none"), ("sampler", "shuffle")):
-            if getattr(config, name) != off:
-                raise ConfigError(
-                    f"{name}={getattr(config, name)!r} applies to classification; this "
-                    f"task is {task}: set {name}={off!r}"
-                )
-        return None, None
-    y = y.long()
-    return (
-        class_weight_tensor(config.class_weight, labels["classes"], y),
-        sample_weights(config.sampler, y, len(labels["classes"])),
-    )
 
 
 def build_module(
@@ -416,7 +162,7 @@ def build_module(
 
 def build_datamodule(
     config: TrainConfig,
-    train: tuple[torch.Tensor, ...],
+    train: tuple[torch.Tensor, ...] | ShardedSplit,
     val: tuple[torch.Tensor, ...],
     *,
     batch_size: int,
@@ -478,7 +224,7 @@ def lightning_strategy(config: TrainConfig) -> Any:
 
 
 def train_tabular(
-    train_df: pd.DataFrame,
+    train_df: pd.DataFrame | ShardedSplit,
     val_df: pd.DataFrame,
     *,
     transform: FittedTransform,
@@ -498,7 +244,10 @@ def train_tabular(
     With ``config.checkpoint_dir`` set, the run checkpoints there and resumes from its
     ``last.ckpt`` when that is this run's: same data and configuration, else it is set
     aside (see :mod:`kfgpu.training.resume`); ``lineage.resume`` in the bundle says which.
-    ``callbacks`` are added to the Lightning trainer's own.
+    ``callbacks`` are added to the Lightning trainer's own. ``train_df`` may be a
+    :class:`~kfgpu.training.streaming.ShardedSplit` (a split above
+    ``config.stream_threshold_mb``, see :func:`~kfgpu.training.streaming.open_training_split`):
+    each rank then streams its share of the row groups instead of holding the split.
 
     Raises:
         ConfigError: the settings cannot run on this machine.
@@ -510,21 +259,18 @@ def train_tabular(
     import pytorch_lightning as pl
     import torch
 
-    from kfgpu.bundle import write_bundle
-    from kfgpu.training.families import build_network, family_config
+    from kfgpu.training.families import build_network
     from kfgpu.training.lightning import (
         BestCheckpoint,
         Preempted,
-        QuietProfiler,
         RunCheckpoint,
         RunMonitor,
         StopEarly,
-        trim_step_overhead,
     )
+    from kfgpu.training.lightning_internals import QuietProfiler, trim_step_overhead
     from kfgpu.training.resume import ResumePlan, mark_finished, plan_resume, run_identity
 
-    if task not in ("classification", "regression"):
-        raise ConfigError(f"task={task!r} is invalid: use 'classification' or 'regression'")
+    check_task(task)
     accelerator = resolve_accelerator(config)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if accelerator == "gpu":
@@ -532,42 +278,25 @@ def train_tabular(
         torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
         torch.backends.cudnn.allow_tf32 = not config.deterministic
 
-    labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
-
-    def tensors(df: pd.DataFrame) -> tuple[torch.Tensor, ...]:
-        if transformed:
-            x, c = _model_inputs(df, transform)
-        else:
-            x, c = transform.transform(df)
-        y = torch.from_numpy(encode(df[target]))
-        return torch.from_numpy(x), torch.from_numpy(c), y
-
-    train_t, val_t = tensors(train_df), tensors(val_df)
-    batch_size = effective_batch_size(config.batch_size, len(train_df))
-    if batch_size != config.batch_size:
-        print(
-            f"batch_size {config.batch_size} would give under {MIN_STEPS_PER_EPOCH} steps per "
-            f"epoch on {len(train_df)} training rows; using {batch_size}",
-            flush=True,
-        )
-    n_outputs = len(labels["classes"]) if task == "classification" else 1
-    network_config = family_config(
-        config.model_family,
-        dense_names=tuple(transform.dense_names),
-        cardinalities=tuple(transform.cardinalities),
-        hidden_sizes=config.hidden_sizes,
-        dropout=config.dropout,
-        n_outputs=n_outputs,
+    setup = prepare_training(
+        train_df,
+        val_df,
+        transform=transform,
+        target=target,
+        task=task,
+        config=config,
+        transformed=transformed,
     )
-    class_weight, row_weights = imbalance_settings(config, labels, train_t[-1], task=task)
-    module = build_module(config, network_config, task=task, class_weight=class_weight)
+    train_t, val_t = setup.train, setup.val
+    labels, network_config, batch_size = setup.labels, setup.network_config, setup.batch_size
+    module = build_module(config, network_config, task=task, class_weight=setup.class_weight)
     data = build_datamodule(
         config,
         train_t,
         val_t,
         batch_size=batch_size,
         pin_memory=accelerator == "gpu",
-        sample_weights=row_weights,
+        sample_weights=setup.row_weights,
     )
     run_callbacks: list[pl.Callback] = [RunMonitor(config.max_epochs), *callbacks]
     if config.early_stopping_patience > 0:
@@ -652,7 +381,8 @@ def train_tabular(
             log_every_n_steps=50,
             profiler=QuietProfiler(),
         )
-        trim_step_overhead(trainer)
+        # run_ckpt, among the callbacks, handles SIGTERM for the whole fit.
+        trim_step_overhead(trainer, sigterm_handled=True)
         # In this process until fit registers its own: under ddp_spawn this process only
         # waits, and passes the signal on to the workers.
         previous = signal.getsignal(signal.SIGTERM)
@@ -687,9 +417,8 @@ def train_tabular(
                 f"learning_rate (now {config.learning_rate}) or use precision='32-true'"
             )
         best_state: dict[str, torch.Tensor] = {}
-        decision: dict[str, Any] | None = None
+        score = ModelScore()
         best_epoch = epochs_run = global_step = -1
-        metrics: dict[str, float] = {}
         if trainer.is_global_zero:
             prefix = "" if module is network_of(module) else "network."
             best_state, best_epoch = _network_state(best.best_model_path, prefix)
@@ -707,18 +436,16 @@ def train_tabular(
             # ddp_spawn the workers' own figures never come back.
             # A fresh network: under FSDP the trained one's parameters are sharded views.
             network = build_network(config.model_family, network_config)
-            metrics = score_best_weights(network, best_state, val_t, task=task, config=config)
-            decision = validation_decision(network, val_t, task=task, labels=labels, config=config)
+            score = score_model(network, best_state, val_t, setup=setup, config=config)
 
-    description = bundle_description(
-        task=task,
-        target=target,
+    packaged = package_model(
+        setup,
         config=config,
-        family_config=network_config,
         transform=transform,
-        labels=labels,
-        metrics=metrics,
-        decision=decision,
+        score=score,
+        state=best_state,
+        bundle_path=bundle_path if trainer.is_global_zero else None,
+        extras=extras,
         training={
             "epochs_run": epochs_run,
             "best_epoch": best_epoch,
@@ -728,9 +455,9 @@ def train_tabular(
             "accelerator": accelerator,
             "devices": trainer.num_devices,
             "world_size": trainer.world_size,
-            "train_rows": len(train_df),
+            "train_rows": setup.train_rows,
             "batch_size": batch_size,
-            "val_rows": len(val_df),
+            "val_rows": setup.val_rows,
             # samples/s over all ranks, mean step time and the share of the training loop
             # spent waiting for batches, from the last epoch's running totals.
             "report": {
@@ -746,23 +473,15 @@ def train_tabular(
             "resume": plan.lineage(step=resumed_step),
         },
     )
-    written: Path | None = None
-    if trainer.is_global_zero and bundle_path is not None:
-        written = write_bundle(
-            bundle_path,
-            state_dict=best_state,
-            transform=transform,
-            description=description,
-            extras=extras,
-        )
+    written = packaged.bundle_path
     if trainer.is_global_zero and config.checkpoint_dir:
         # A later run then knows this checkpoint for a finished run's, not its own to go on.
         mark_finished(config.checkpoint_dir, bundle=str(written) if written else None)
     return TrainOutcome(
         bundle_path=written,
-        metrics=metrics,
+        metrics=score.metrics,
         epochs_run=epochs_run,
         best_epoch=best_epoch,
         seconds=seconds,
-        description=description,
+        description=packaged.description,
     )

@@ -105,7 +105,8 @@ def tabular_objective(
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
     from kfgpu.training.families import build_network
-    from kfgpu.training.trainer import _model_inputs, train_tabular
+    from kfgpu.training.prepare import model_inputs
+    from kfgpu.training.trainer import train_tabular
     from kfgpu.tuning.config import LEFT_TO_TRAINING
     from kfgpu.tuning.report import CONFIG_ATTR
 
@@ -116,7 +117,7 @@ def tabular_objective(
     train_df = read_parquet(train_path)
     val_df = read_parquet(val_path)
     fitted = FittedTransform.load(transform_path)
-    val_x, val_c = (torch.from_numpy(a) for a in _model_inputs(val_df, fitted))
+    val_x, val_c = (torch.from_numpy(a) for a in model_inputs(val_df, fitted))
 
     def objective(trial: optuna.Trial) -> float | Sequence[float]:
         params = space.suggest(trial)
