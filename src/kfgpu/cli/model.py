@@ -87,7 +87,7 @@ def evaluate_cmd(
     click.echo(f"gate: {verdict.summary}")
     for name in ("evaluation.json", "report.html", "verdict.json", "model_card.md"):
         click.echo(f"{name + ':':<17} {out / name}")
-    if fail_on_block and not verdict.extra["blessed"]:
+    if fail_on_block and not verdict.output.blessed:
         raise SystemExit(3)
 
 
@@ -152,6 +152,7 @@ def model_register(
     allow_signature_change: bool,
 ) -> None:
     """Register BUNDLE as a new version of --name (alias challenger)."""
+    from kfgpu.evaluation.records import read_evaluation, read_verdict
     from kfgpu.registry import models
 
     uri = registry_uri(tracking_uri, workdir)
@@ -165,8 +166,8 @@ def model_register(
         local_uri(bundle),
         name=name,
         tracking_uri=uri,
-        evaluation=json.loads(Path(evaluation_path).read_text()) if evaluation_path else None,
-        verdict=json.loads(Path(verdict_path).read_text()) if verdict_path else None,
+        evaluation=read_evaluation(evaluation_path) if evaluation_path else None,
+        verdict=read_verdict(verdict_path) if verdict_path else None,
         card=Path(card_path).read_text() if card_path else "",
     )
     click.echo(f"registered {name} v{info['version']} ({info['model_uri']}) as challenger")

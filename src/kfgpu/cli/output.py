@@ -93,10 +93,11 @@ def run_summary(result: Any) -> list[str]:
         model = result.output_path(name)
         shown.add(name)
         lines.append(f"model bundle:  {model}")
-        lineage = read_description(model).get("lineage", {})
-        if lineage.get("mlflow_run_id"):
+        desc = read_description(model)
+        if desc.lineage_value("mlflow_run_id"):
             lines.append(
-                f"MLflow run:    {lineage['mlflow_run_id']} in {lineage['mlflow_tracking_uri']}"
+                f"MLflow run:    {desc.lineage_value('mlflow_run_id')} in "
+                f"{desc.lineage_value('mlflow_tracking_uri')}"
             )
     # What the run changed outside itself, in the order it happened.
     for event in result.events:

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from kfgpu.description import BundleDescription
-
     from kfgpu.evaluation.streaming import (
         ClassificationStream,
         RegressionStream,
@@ -268,9 +267,7 @@ def _stream_predictions(
             seed=seed,
         )
     else:
-        stream = RegressionStream(
-            train_mean=desc.target_mean, settings=settings, seed=seed
-        )
+        stream = RegressionStream(train_mean=desc.target_mean, settings=settings, seed=seed)
     for frame in shards.iter_frames(read, batch_rows=settings.batch_rows):
         raw = bundle.predict_raw(frame[inputs])
         stream.update(frame[target].to_numpy(), raw, frame[kept])

@@ -255,8 +255,8 @@ def test_step_streams_the_split_and_matches_the_in_memory_evaluation(
     bundle = load_bundle(fraud_bundle)
     test = pd.read_parquet(split)
     raw = bundle.predict_raw(test.drop(columns=["is_fraud"]))
-    labels = bundle.description["labels"]
-    dist = labels["train_distribution"]
+    desc = bundle.description
+    dist = desc.train_distribution
     cols = got["settings"]["slice_columns"]
     assert cols == ["channel"]
     sl = slice_labels(test, [*cols, "country"])
@@ -264,7 +264,7 @@ def test_step_streams_the_split_and_matches_the_in_memory_evaluation(
         test["is_fraud"].to_numpy(),
         raw,
         bundle.classes,
-        positive_class=bundle.decision.get("positive_class", labels.get("positive_class")),
+        positive_class=bundle.decision.get("positive_class", desc.positive_class),
         prior=np.asarray([dist[str(c)] for c in bundle.classes], dtype=np.float64),
         decision=bundle.decision,
         slices={c: sl[c] for c in cols},
@@ -330,7 +330,7 @@ def test_step_regression_streams_to_the_in_memory_numbers(tmp_path: Path) -> Non
     want = evaluate_regression(
         test["y"].to_numpy(),
         bundle.predict_raw(test),
-        train_mean=bundle.description["target_scaling"]["mean"],
+        train_mean=bundle.description.target_mean,
         slices=slice_labels(test, ["c"]),
         bootstrap=10,
     ).to_dict()
