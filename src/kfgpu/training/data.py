@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from kfgpu.training.epochs import EpochPosition
 from kfgpu.training.streaming import ShardedSplit
 
 __all__ = ["EpochBatches", "InMemoryBatches", "make_batches"]
@@ -88,7 +89,7 @@ def make_batches(
     )
 
 
-class InMemoryBatches:
+class InMemoryBatches(EpochPosition):
     """An iterable of ``(numeric, codes, target)`` batches over tensors held in memory.
 
     Args:
@@ -138,38 +139,15 @@ class InMemoryBatches:
         self.rank = rank
         self.world_size = world_size
         self.pin_memory = pin_memory
-        self.epoch = 0
-        self._iter_epoch = 0
-        self._served = 0
-        self._resume: tuple[int, int] | None = None
+        self.init_position()
         self._per_rank = n // world_size if world_size > 1 else n
 
     def __len__(self) -> int:
         return (self._per_rank + self.batch_size - 1) // self.batch_size
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch``'s order on the next iteration (the trainer's current epoch)."""
-        self.epoch = int(epoch)
-        if self._resume is None:
-            # Not iterated yet: a checkpoint now records the start of that epoch.
-            self._iter_epoch, self._served = self.epoch, 0
-
-    def state_dict(self) -> dict[str, int]:
-        """Where the current iteration stands: its epoch and the batches served so far."""
-        return {"epoch": self._iter_epoch, "served": self._served}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume: the next iteration continues ``state``'s epoch after its served batches."""
-        epoch, served = int(state["epoch"]), int(state["served"])
-        if served >= len(self):
-            # That epoch was wholly served: the next iteration is the next epoch, from its start.
-            self.epoch, self._resume = epoch + 1, None
-        else:
-            self.epoch, self._resume = epoch, (epoch, served)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.tensors[0])
-        epoch = self.epoch
+        epoch, skip = self.begin_epoch()
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + epoch)
             if self.weights is not None:
@@ -178,12 +156,6 @@ class InMemoryBatches:
                 index = torch.randperm(n, generator=g)
         else:
             index = torch.arange(n)
-        skip = 0
-        if self._resume is not None and self._resume[0] == epoch:
-            skip = self._resume[1]
-        self._resume = None
-        self._iter_epoch, self._served = epoch, skip
-        self.epoch = epoch + 1
         if self.world_size > 1:
             index = index[: self._per_rank * self.world_size][self.rank :: self.world_size]
         for start in range(skip * self.batch_size, len(index), self.batch_size):

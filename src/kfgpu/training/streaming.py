@@ -45,6 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from kfgpu.errors import ConfigError, DataFormatError, TrainingError
+from kfgpu.training.epochs import EpochPosition
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,7 +121,7 @@ def _rng(*key: int) -> np.random.Generator:
 Slice = tuple["RowGroup", int, int]
 
 
-class StreamingBatches:
+class StreamingBatches(EpochPosition):
     """An iterable of batches (tuples of tensors) streamed from Parquet row groups.
 
     Args:
@@ -187,10 +188,7 @@ class StreamingBatches:
         self.pin_memory = pin_memory
         self.device = device
         self.batch_transform = batch_transform
-        self.epoch = 0
-        self._iter_epoch = 0
-        self._served = 0
-        self._resume: tuple[int, int] | None = None
+        self.init_position()
         self._lo = rank * n // world_size
         self._hi = (rank + 1) * n // world_size
         most = -(-n // world_size)  # the rows of the largest share
@@ -208,24 +206,6 @@ class StreamingBatches:
     def rows(self) -> int:
         """This rank's rows per epoch."""
         return self._hi - self._lo
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch``'s order on the next iteration (the trainer's current epoch)."""
-        self.epoch = int(epoch)
-        if self._resume is None:
-            self._iter_epoch, self._served = self.epoch, 0
-
-    def state_dict(self) -> dict[str, int]:
-        """Where the current iteration stands: its epoch and the batches served so far."""
-        return {"epoch": self._iter_epoch, "served": self._served}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        """Resume: the next iteration continues ``state``'s epoch after its served batches."""
-        epoch, served = int(state["epoch"]), int(state["served"])
-        if served >= len(self):
-            self.epoch, self._resume = epoch + 1, None
-        else:
-            self.epoch, self._resume = epoch, (epoch, served)
 
     # ---- the plan of an epoch: pure functions of (seed, epoch, row-group sizes) ----------
     def batch_sizes(self) -> list[int]:
@@ -289,13 +269,7 @@ class StreamingBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         # A generator: the epoch is read at the first batch, after the trainer's
         # on_train_epoch_start has called set_epoch (Lightning calls iter() before it).
-        epoch = self.epoch
-        skip = 0
-        if self._resume is not None and self._resume[0] == epoch:
-            skip = self._resume[1]
-        self._resume = None
-        self._iter_epoch, self._served = epoch, skip
-        self.epoch = epoch + 1
+        epoch, skip = self.begin_epoch()
         yield from self._generate(epoch, skip)
 
     def _generate(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, ...]]:
