@@ -301,6 +301,10 @@ def trigger_retraining_step(
     )
 
 
+#: The most rows of a batch validate_batch checks (a seeded uniform sample above that).
+BATCH_SAMPLE_ROWS = 262_144
+
+
 @step("validate_batch")
 def validate_batch_step(
     *,
@@ -314,16 +318,23 @@ def validate_batch_step(
 
     Missing input columns fail the step (after the report is written); data-quality issues
     and drift against the bundle's training profile are reported as warnings, and the
-    batch goes on (as fingerprinted Parquet) to batch_predict.
+    batch goes on (as fingerprinted Parquet shards) to batch_predict.
+
+    The batch is streamed (any table ``kfgpu run --data`` reads): its rows are copied to
+    the shards chunk by chunk and counted exactly, while the quality and drift checks run
+    on a seeded uniform sample of at most ``BATCH_SAMPLE_ROWS`` rows (the whole batch when
+    it is no larger), so memory stays bounded whatever the batch's size.
 
     Raises:
         SchemaError: input columns the bundle needs are missing.
         DataError: the batch cannot be read or is empty.
     """
+    import pyarrow as pa
+
     from kfgpu.bundle import load_reference, read_description
-    from kfgpu.data import read_table
-    from kfgpu.data.io import artifact_metadata, write_parquet
-    from kfgpu.errors import EmptyDataError, SchemaError
+    from kfgpu.data.shards import ShardWriter
+    from kfgpu.data.stream import RowSample, open_table_stream
+    from kfgpu.errors import DataError, EmptyDataError, SchemaError
     from kfgpu.monitoring.drift_check import ModelView, check_frame
     from kfgpu.monitoring.monitor import MonitorPolicy, quality_issues
     from kfgpu.validation.drift import DriftConfig
@@ -332,20 +343,40 @@ def validate_batch_step(
     description = read_description(bundle_path)
     reference = load_reference(bundle_path)
     features = description.input_names
-    df = read_table(data_uri)
-    lines = [f"# Batch check: {data_uri}", "", f"- rows: {len(df)}"]
-    missing = [c for c in features if c not in df.columns]
-    if missing or df.empty:
-        reason = (
-            f"the batch lacks input column(s) {missing} the model needs; it has "
-            f"{list(df.columns)[:20]}"
-            if missing
-            else f"the batch {data_uri!r} has no rows"
+    lines = [f"# Batch check: {data_uri}", ""]
+
+    def fail(error: DataError) -> DataError:
+        body = [*lines, "", f"**FAILED**: {error}", ""]
+        atomic_write_text(report_path, "\n".join(body))
+        return error
+
+    try:
+        columns, frames = open_table_stream(data_uri)
+    except DataError as e:
+        raise fail(e) from e
+    missing = [c for c in features if c not in columns]
+    if missing:
+        raise fail(
+            SchemaError(
+                f"the batch lacks input column(s) {missing} the model needs; it has {columns[:20]}"
+            )
         )
-        atomic_write_text(report_path, "\n".join([*lines, "", f"**FAILED**: {reason}", ""]))
-        if missing:
-            raise SchemaError(reason)
-        raise EmptyDataError(reason)
+    sample = RowSample(BATCH_SAMPLE_ROWS, seed=0)
+    try:
+        with ShardWriter(dataset_path, metadata={"source_uri": data_uri}) as writer:
+            for df in frames(columns):
+                sample.add(df)
+                writer.write(pa.Table.from_pandas(df, preserve_index=False))
+            if sample.rows == 0:
+                raise EmptyDataError(f"the batch {data_uri!r} has no rows")
+    except DataError as e:
+        raise fail(e) from e
+    manifest = writer.manifest
+    assert manifest is not None  # the block completed
+    rows, df = sample.rows, sample.frame()
+    lines.append(f"- rows: {rows}")
+    if len(df) < rows:
+        lines.append(f"- checks on a uniform sample of {len(df)} rows")
     issues = quality_issues(df, reference, features, rules)
     drift = check_frame(
         reference,
@@ -363,17 +394,24 @@ def validate_batch_step(
     ]
     lines += [f"- data-quality warnings: {len(issues)}", ""]
     lines += [f"  - {q['message']}" for q in issues]
-    write_parquet(df, dataset_path)
     atomic_write_text(report_path, "\n".join(lines) + "\n")
     return StepResult(
         metrics={
-            "rows": float(len(df)),
+            "rows": float(rows),
             "quality_warnings": float(len(issues)),
             "drift_share": float(drift.drift_share),
             "dataset_drift": float(drift.dataset_drift),
         },
-        metadata={"dataset": artifact_metadata(df), "drift": {"status": drift.status}},
-        summary=f"{len(df)} rows; {len(issues)} data-quality warning(s); {drift.summary()}",
+        metadata={
+            "dataset": {
+                "source_uri": data_uri,
+                "fingerprint": manifest.fingerprint,
+                "rows": manifest.rows,
+                "files": len(manifest.files),
+            },
+            "drift": {"status": drift.status},
+        },
+        summary=f"{rows} rows; {len(issues)} data-quality warning(s); {drift.summary()}",
     )
 
 

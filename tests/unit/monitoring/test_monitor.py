@@ -178,6 +178,48 @@ def test_validate_batch_reports_the_model_aware_verdict(
     assert "drifted column amount: wasserstein" in report
 
 
+def test_validate_batch_streams_a_csv_and_checks_a_bounded_sample(
+    unused_column_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch larger than the sample: every row is copied and counted, the checks run on
+    the sample, and a batch that breaks leaves no dataset that looks complete."""
+    from kfgpu.data import fraud
+    from kfgpu.errors import DataError
+    from kfgpu.monitoring import step as monitoring_step
+
+    from .conftest import with_unused
+
+    monkeypatch.setattr(monitoring_step, "BATCH_SAMPLE_ROWS", 500)
+    batch = with_unused(fraud(3000, seed=61), seed=61).drop(columns=["is_fraud"])
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    out = tmp_path / "out"
+    result = monitoring_step.validate_batch_step(
+        data_uri=str(tmp_path / "batch.csv"),
+        bundle_path=str(unused_column_bundle),
+        dataset_path=str(out),
+        report_path=str(tmp_path / "report.md"),
+    )
+    assert result.metrics["rows"] == 3000
+    assert "checks on a uniform sample of 500 rows" in (tmp_path / "report.md").read_text()
+    copied = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(copied, batch, check_dtype=False)
+    assert result.metadata["dataset"]["rows"] == 3000
+
+    # A CSV that breaks in a later chunk: the step fails, its report says why, no output.
+    text = (tmp_path / "batch.csv").read_text().splitlines()
+    text[2500] = '"unterminated'
+    (tmp_path / "broken.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(DataError):
+        monitoring_step.validate_batch_step(
+            data_uri=str(tmp_path / "broken.csv"),
+            bundle_path=str(unused_column_bundle),
+            dataset_path=str(tmp_path / "out2"),
+            report_path=str(tmp_path / "report2.md"),
+        )
+    assert not (tmp_path / "out2").exists()
+    assert "**FAILED**" in (tmp_path / "report2.md").read_text()
+
+
 def test_trigger_starts_nothing_on_a_verdict_without_retrain(
     tmp_path: Path, webhook: tuple[str, list[dict]]
 ) -> None:

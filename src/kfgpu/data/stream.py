@@ -1,0 +1,216 @@
+"""Stream any table ``kfgpu run --data`` reads, chunk by chunk.
+
+Parquet files and folders (local or fsspec), CSV/TSV and JSON lines (optionally compressed)
+stream in bounded chunks; a JSON array, a compressed Parquet file and ``kfgpu://`` data
+sets are read whole first, then chunked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from kfgpu.errors import ConfigError, DataFormatError, SchemaError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RowSample", "open_table_stream"]
+
+
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
+_CSV = {".csv": ",", ".tsv": "\t"}
+_JSON_LINES = (".jsonl", ".ndjson")
+
+
+def _suffixes(uri: str) -> tuple[str, str | None]:
+    """``(format suffix, compression or None)`` of a URI, lower-cased."""
+    import posixpath
+
+    name = posixpath.basename(uri.split("?", 1)[0].rstrip("/")).lower()
+    compression = None
+    for suffix, codec in _COMPRESSION.items():
+        if name.endswith(suffix):
+            compression, name = codec, name[: -len(suffix)]
+            break
+    return posixpath.splitext(name)[1], compression
+
+
+def _parsed(frames: Iterator[pd.DataFrame], uri: str, kind: str) -> Iterator[pd.DataFrame]:
+    """``frames``, with a parser failure mid-way named as the file's format error."""
+    import pandas as pd
+
+    from kfgpu.errors import DataError
+
+    try:
+        yield from frames
+    except DataError:
+        raise
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, ValueError) as e:
+        raise DataFormatError(
+            f"data file {uri!r} cannot be parsed as {kind} ({e}); fix the file, or pass it "
+            "as Parquet",
+            check="parse",
+        ) from e
+
+
+def open_table_stream(
+    uri: str, *, chunk_rows: int = 65_536
+) -> tuple[list[str], Callable[[list[str]], Iterator[pd.DataFrame]]]:
+    """The columns of a table and a function that streams chosen columns in chunks.
+
+    Reads every source :func:`kfgpu.data.read_table` reads; Parquet, CSV/TSV and JSON
+    lines stream in chunks of ``chunk_rows`` rows, anything else is read whole first.
+
+    Returns:
+        ``(columns, frames)``: ``frames(columns)`` yields DataFrames of those columns,
+        in row order, each of at most ``chunk_rows`` rows.
+
+    Raises:
+        DataNotFoundError: nothing exists at ``uri``.
+        DataFormatError: the source is not a table kfgpu reads.
+    """
+    import fsspec
+    import pandas as pd
+
+    from kfgpu.data import read_table
+    from kfgpu.data.io import open_filesystem
+    from kfgpu.data.shards import open_shards
+
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ConfigError(f"chunk_rows={chunk_rows!r} is invalid; use an integer >= 1")
+
+    def whole() -> tuple[list[str], Callable[[list[str]], Iterator[pd.DataFrame]]]:
+        df = read_table(uri)
+
+        def frames(cols: list[str]) -> Iterator[pd.DataFrame]:
+            for start in range(0, len(df), chunk_rows):
+                yield df.iloc[start : start + chunk_rows][cols].reset_index(drop=True)
+
+        return [str(c) for c in df.columns], frames
+
+    if uri.startswith("kfgpu://"):
+        return whole()
+    suffix, compression = _suffixes(uri)
+    fs, path = open_filesystem(uri)
+    if not fs.exists(path):
+        return whole()  # read_table's DataNotFoundError names it
+    is_dir = fs.isdir(path)
+    if is_dir or (suffix in (".parquet", ".pq") and compression is None):
+        shards = open_shards(uri)
+
+        def parquet(cols: list[str]) -> Iterator[pd.DataFrame]:
+            yield from shards.iter_frames(cols, batch_rows=chunk_rows)
+
+        return shards.columns, parquet
+    if suffix in _CSV:
+        sep = _CSV[suffix]
+        try:
+            with fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f:
+                names = [str(c) for c in pd.read_csv(f, sep=sep, nrows=0).columns]
+        except (ValueError, UnicodeDecodeError, OSError, EOFError):
+            return whole()  # read_table names what is wrong with the file
+
+        def csv_chunks(cols: list[str]) -> Iterator[pd.DataFrame]:
+            with (
+                fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f,
+                pd.read_csv(f, sep=sep, usecols=cols, chunksize=chunk_rows, low_memory=False) as r,
+            ):
+                for chunk in r:
+                    yield chunk[cols].reset_index(drop=True)
+
+        return names, lambda cols: _parsed(csv_chunks(cols), uri, "CSV")
+    if suffix in _JSON_LINES:
+
+        def jsonl_chunks(cols: list[str]) -> Iterator[pd.DataFrame]:
+            with (
+                fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f,
+                pd.read_json(f, lines=True, chunksize=chunk_rows) as r,
+            ):
+                for chunk in r:
+                    missing = [c for c in cols if c not in chunk.columns]
+                    if missing:
+                        raise SchemaError(
+                            f"{uri!r}: rows {chunk.index[0]}.. lack column(s) {missing}; every "
+                            "JSON line needs every input column"
+                        )
+                    yield chunk[cols].reset_index(drop=True)
+
+        try:
+            with fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f:
+                names = [str(c) for c in pd.read_json(f, lines=True, nrows=1).columns]
+        except (ValueError, UnicodeDecodeError, OSError, EOFError):
+            return whole()  # read_table names what is wrong with the file
+        return names, lambda cols: _parsed(jsonl_chunks(cols), uri, "JSON lines")
+    if suffix in (".json", ".parquet", ".pq"):
+        return whole()
+    # No suffix kfgpu knows (a KFP artifact path): Parquet, or a clear error.
+    try:
+        shards = open_shards(uri)
+    except DataFormatError as e:
+        raise DataFormatError(
+            f"data {uri!r} has no known suffix and is not Parquet ({e}); name it .csv, .tsv, "
+            ".parquet, .jsonl or .json (optionally compressed), or pass a Parquet directory",
+            check="unsupported_format",
+        ) from e
+
+    def artifact(cols: list[str]) -> Iterator[pd.DataFrame]:
+        yield from shards.iter_frames(cols, batch_rows=chunk_rows)
+
+    return shards.columns, artifact
+
+
+class RowSample:
+    """A seeded uniform sample of at most ``size`` rows of a streamed table, in row order.
+
+    Bottom-k of a random key per row: every row is equally likely to be kept, whatever
+    the chunk sizes; while no more than ``size`` rows arrived it holds every row. Memory
+    stays under about ``2 * size`` rows.
+    """
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        import numpy as np
+
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"sample size={size!r} is invalid; use an integer >= 1")
+        self.size = size
+        self.rows = 0
+        self._rng = np.random.default_rng([seed, 0x5A3F])
+        self._limit = 1.0  # keys >= this cannot enter: `size` smaller keys are held
+        self._frames: list[pd.DataFrame] = []
+        self._keys: list[np.ndarray] = []
+        self._held = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Offer the next chunk's rows."""
+        import numpy as np
+
+        keys = self._rng.random(len(frame))
+        self.rows += len(frame)
+        take = np.flatnonzero(keys < self._limit)
+        if len(take):
+            self._frames.append(frame.iloc[take].reset_index(drop=True))
+            self._keys.append(keys[take])
+            self._held += len(take)
+        if self._held > 2 * self.size:
+            self._compact()
+
+    def _compact(self) -> None:
+        import numpy as np
+        import pandas as pd
+
+        frame = pd.concat(self._frames, ignore_index=True)
+        keys = np.concatenate(self._keys)
+        if len(keys) > self.size:
+            keep = np.argpartition(keys, self.size - 1)[: self.size]
+            self._limit = float(keys[keep].max())
+            keep.sort()  # row order: the frames were concatenated in row order
+            frame, keys = frame.iloc[keep].reset_index(drop=True), keys[keep]
+        self._frames, self._keys, self._held = [frame], [keys], len(keys)
+
+    def frame(self) -> pd.DataFrame:
+        """The sampled rows, in the order they arrived."""
+        if not self._frames:
+            raise ValueError("no rows were offered to the sample")
+        self._compact()
+        return self._frames[0]
