@@ -59,7 +59,7 @@ def test_horovod_streams_a_sharded_split(tmp_path: Path) -> None:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    desc = load_bundle(tmp_path / "bundle").description
+    desc = load_bundle(tmp_path / "bundle").description.to_dict()
     training = desc["training"]
     rows = len(encoded) - 1
     assert training["train_rows"] == rows
