@@ -75,6 +75,7 @@ def _bundle(root: Path, hidden: tuple[int, ...]) -> Path:
         transform=fitted,
         description={
             "task": "classification",
+            "target": "is_fraud",
             "model": {"family": "tabular_mlp", "config": cfg},
             "labels": {"classes": [0, 1]},
         },
