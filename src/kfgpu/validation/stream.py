@@ -525,9 +525,8 @@ def validate_source(
         DataError: the data set cannot be read.
     """
     from kfgpu.data.shards import ShardSet, open_shards
-    from kfgpu.validation.checks import DEFAULT_CHECKS, validate
+    from kfgpu.validation.checks import DEFAULT_CHECKS, check_target_and_task, validate
     from kfgpu.validation.checks.base import (
-        TASK_OPTIONS,
         CheckContext,
         StreamedCounts,
         ValidationOptions,
@@ -552,10 +551,7 @@ def validate_source(
         df = pa.Table.from_batches(batches, schema=shards.schema).to_pandas()
         result = validate(df, target, **options)  # type: ignore[arg-type]
         return SourceValidation(result=result, sample=df, rows=len(df), streamed=False)
-    if not isinstance(target, str) or not target:
-        raise ConfigError(f"target is {target!r}; pass --target with the name of a column")
-    if task not in TASK_OPTIONS:
-        raise ConfigError(f"task is {task!r}; set task to one of {', '.join(TASK_OPTIONS)}")
+    check_target_and_task(target, task)
     opts = ValidationOptions(
         max_null_fraction=max_null_fraction,
         max_unseen_fraction=max_unseen_fraction,

@@ -116,6 +116,7 @@ __all__ = [
     "check_schema_columns",
     "check_schema_kinds",
     "check_schema_ranges",
+    "check_target_and_task",
     "check_target_kind",
     "check_target_nulls",
     "check_target_present",
@@ -147,6 +148,19 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
     check_schema_ranges,
     check_label_leakage,
 )
+
+
+def check_target_and_task(target: object, task: object) -> None:
+    """Refuse an unusable ``target`` or ``task`` option, naming it and the fix.
+
+    Raises:
+        ConfigError: ``target`` is not a non-empty string, or ``task`` is not one of
+            ``TASK_OPTIONS``.
+    """
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"target is {target!r}; pass --target with the name of a column")
+    if task not in TASK_OPTIONS:
+        raise ConfigError(f"task is {task!r}; set task to one of {', '.join(TASK_OPTIONS)}")
 
 
 def validate(
@@ -190,10 +204,7 @@ def validate(
         ConfigError: ``target``, ``task`` or a threshold has an unusable value; the message
             names the option.
     """
-    if not isinstance(target, str) or not target:
-        raise ConfigError(f"target is {target!r}; pass --target with the name of a column")
-    if task not in TASK_OPTIONS:
-        raise ConfigError(f"task is {task!r}; set task to one of {', '.join(TASK_OPTIONS)}")
+    check_target_and_task(target, task)
     options = ValidationOptions(
         max_null_fraction=max_null_fraction,
         max_unseen_fraction=max_unseen_fraction,
