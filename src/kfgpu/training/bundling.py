@@ -91,10 +91,11 @@ def bundle_description(
 
 
 #: Validation rows whose outputs are kept for the headline metric (ROC AUC) and the
-#: decision threshold: every row up to this many (exact), else a seeded uniform sample of
-#: this many (:class:`~kfgpu.data.stream.RowSample`). Loss, accuracy and R² are exact sums
-#: over every row whatever the size. 1,000,000 rows of a binary model's outputs and labels
-#: hold about 20 MB.
+#: decision threshold by default (``TrainConfig.val_sample_rows``): every row up to this
+#: many (exact), else a seeded uniform sample of this many
+#: (:class:`~kfgpu.data.stream.RowSample`). Loss, accuracy and R² are exact sums over every
+#: row whatever the size. 1,000,000 rows of a binary model's outputs and labels hold 16 MB;
+#: scoring them (scikit-learn's curves) takes ~100 bytes a row at its peak.
 SCORED_ROWS = 1_000_000
 #: Rows per forward pass when scoring.
 _SCORE_BATCH = 65_536
@@ -230,7 +231,9 @@ def score_best_weights(
         TrainingError: the loss is not finite (training diverged).
     """
     network.load_state_dict(state)
-    outputs = validation_outputs(network, val, task=task, seed=config.seed)
+    outputs = validation_outputs(
+        network, val, task=task, sample_rows=config.val_sample_rows, seed=config.seed
+    )
     return _checked(_validation_metrics(outputs, task=task), config)
 
 
@@ -247,7 +250,7 @@ def _validation_metrics(outputs: ValidationOutputs, *, task: str) -> dict[str, f
     """Validation loss, accuracy and the gate's headline metric (ROC AUC, R²).
 
     Loss, accuracy and R² are exact over every row; ROC AUC is computed on the kept
-    outputs (every row up to :data:`SCORED_ROWS`, else a uniform sample). The headline is
+    outputs (every row up to ``val_sample_rows``, else a uniform sample). The headline is
     the one :mod:`kfgpu.evaluation` reports on the test rows, so tuning can compare trials
     on what the gate will judge.
     """
@@ -316,11 +319,13 @@ def validation_decision(
     config: TrainConfig,
 ) -> dict[str, Any] | None:
     """The decision rule of ``config.threshold_policy``, chosen on the validation rows
-    (every row up to :data:`SCORED_ROWS`, else a seeded uniform sample of that many) with
+    (every row up to ``config.val_sample_rows``, else a seeded uniform sample of that many) with
     the weights ``network`` holds (the bundle's); ``None`` for regression."""
     if task != "classification":
         return None
-    outputs = validation_outputs(network, val, task=task, seed=config.seed)
+    outputs = validation_outputs(
+        network, val, task=task, sample_rows=config.val_sample_rows, seed=config.seed
+    )
     return _decision(outputs, task=task, labels=labels, config=config)
 
 
@@ -354,7 +359,9 @@ def score_model(
         TrainingError: the loss is not finite (training diverged).
     """
     network.load_state_dict(state)
-    outputs = validation_outputs(network, val, task=setup.task, seed=config.seed)
+    outputs = validation_outputs(
+        network, val, task=setup.task, sample_rows=config.val_sample_rows, seed=config.seed
+    )
     metrics = _checked(_validation_metrics(outputs, task=setup.task), config)
     decision = _decision(outputs, task=setup.task, labels=setup.labels, config=config)
     return ModelScore(metrics=metrics, decision=decision, scoring=outputs.scoring())
