@@ -105,7 +105,13 @@ class TrainConfig:
             dense features + 8 x embedding columns + 8) bytes) exceeds this many megabytes
             is streamed per rank from its row groups (:mod:`kfgpu.training.streaming`:
             bounded memory, each rank reads only its share); at or below it, it is read
-            into memory, which is faster. 0 streams every Parquet split.
+            into memory, which is faster. 0 streams every Parquet split. The validation
+            split follows the same rule on its own size.
+        val_sample_rows: the best weights' ``val_roc_auc`` and decision threshold are
+            computed on the outputs of every validation row up to this many, else on a
+            seeded uniform sample of this many (``val_loss``, ``val_accuracy`` and
+            ``val_r2`` are exact over every row either way); the bundle's
+            ``training.validation_scoring`` says which.
     """
 
     model_family: str = "tabular_mlp"
@@ -133,6 +139,7 @@ class TrainConfig:
     class_weight: str = "none"
     sampler: str = "shuffle"
     stream_threshold_mb: float = 1024.0
+    val_sample_rows: int = 1_000_000
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> ConfigError:
@@ -223,6 +230,12 @@ class TrainConfig:
             raise bad(
                 "stream_threshold_mb", "use 0 (always stream) or a size in megabytes such as 1024"
             )
+        if (
+            isinstance(self.val_sample_rows, bool)
+            or not isinstance(self.val_sample_rows, int)
+            or self.val_sample_rows < 1000
+        ):
+            raise bad("val_sample_rows", "use an integer of at least 1000, such as 1000000")
         if self.sampler == "balanced" and self.stream_threshold_mb == 0:
             raise bad(
                 "sampler",

@@ -70,10 +70,9 @@ def train_distributed(
     """Train on this process's share; rank 0 uploads the bundle to ``bundle_uri``."""
     import shutil
 
-    from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
-    from kfgpu.training.streaming import open_training_split
+    from kfgpu.training.streaming import open_splits
     from kfgpu.training.trainer import train_tabular
 
     cfg = TrainConfig.from_dict(config)
@@ -86,16 +85,15 @@ def train_distributed(
             if profile
             else {}
         )
-        val = read_parquet(val_uri)
-        # Above cfg.stream_threshold_mb each process streams only its share of the split.
-        train = open_training_split(
+        # Above cfg.stream_threshold_mb each process streams only its share of a split.
+        train, val = open_splits(
             train_uri,
+            val_uri,
             transform=transform,
             target=target,
             task=task,
             transformed=True,
             threshold_mb=cfg.stream_threshold_mb,
-            others=[val[target]] if target in val.columns else [],
         )
         outcome = train_tabular(
             train,

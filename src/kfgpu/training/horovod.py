@@ -120,7 +120,6 @@ def train_horovod(
     import torch
     from torch.nn import functional as F
 
-    from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.bundling import package_model, score_model
     from kfgpu.training.data import make_batches
@@ -129,7 +128,7 @@ def train_horovod(
     from kfgpu.training.prepare import prepare_training, resolve_accelerator
     from kfgpu.training.report import StepClock, local_step_seconds
     from kfgpu.training.resume import ResumePlan
-    from kfgpu.training.streaming import open_training_split
+    from kfgpu.training.streaming import ShardedSplit, open_splits
 
     hvd.init()
     rank, world_size = int(hvd.rank()), int(hvd.size())
@@ -152,16 +151,15 @@ def train_horovod(
             print(message, flush=True)
 
     transform = FittedTransform.load(transform_path)
-    val_df = read_parquet(val_path)
-    # Above config.stream_threshold_mb each worker streams only its share of the split.
-    train_df = open_training_split(
+    # Above config.stream_threshold_mb each worker streams only its share of a split.
+    train_df, val_df = open_splits(
         train_path,
+        val_path,
         transform=transform,
         target=target,
         task=task,
         transformed=transformed,
         threshold_mb=config.stream_threshold_mb,
-        others=[val_df[target]] if target in val_df.columns else [],
     )
     setup = prepare_training(
         train_df,
@@ -190,8 +188,25 @@ def train_horovod(
         device=device,
     )
     class_weight = None if setup.class_weight is None else setup.class_weight.to(device)
-    # Validation: each worker scores every world_size-th row; sums are allreduced.
-    val_shard = tuple(t[rank::world_size].to(device, non_blocking=pin) for t in val_t)
+    # Validation: each worker scores its share of the rows (every world_size-th row in
+    # memory; a contiguous range of a streamed split, no row twice); sums are allreduced.
+    val_batches: Any
+    if isinstance(val_t, ShardedSplit):
+        val_batches = make_batches(
+            val_t,
+            batch_size=max(batch_size, 65536),
+            shuffle=False,
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+            device=device,
+        )
+    else:
+        val_shard = tuple(t[rank::world_size].to(device, non_blocking=pin) for t in val_t)
+        val_batches = [
+            tuple(t[start : start + 65536] for t in val_shard)
+            for start in range(0, len(val_shard[-1]), 65536)
+        ]
 
     network_config = setup.network_config
     network = build_network(config.model_family, network_config).to(device)
@@ -231,14 +246,15 @@ def train_horovod(
         return out
 
     def validation_loss() -> float:
-        numeric, codes, y = val_shard
         network.eval()
+        rows = 0
         with torch.inference_mode():
             total = torch.zeros((), dtype=torch.float64, device=device)
-            for start in range(0, len(y), 65536):
-                sl = slice(start, start + 65536)
-                total += loss_of(forward(numeric[sl], codes[sl]), y[sl], "sum").double()
-        sums = torch.stack([total.cpu(), torch.tensor(float(len(y)), dtype=torch.float64)])
+            for numeric, codes, y in val_batches:
+                numeric, codes, y = (t.to(device) for t in (numeric, codes, y))
+                total += loss_of(forward(numeric, codes), y, "sum").double()
+                rows += len(y)
+        sums = torch.stack([total.cpu(), torch.tensor(float(rows), dtype=torch.float64)])
         sums = hvd.allreduce(sums, op=hvd.Sum, name="val_loss")
         return float(sums[0] / sums[1])
 
@@ -338,8 +354,9 @@ def train_horovod(
         "seconds": round(seconds, 3),
     }
     if rank == 0:
-        # Scored on the whole validation split in fp32, as train_tabular does.
-        val_all = tuple(t.to(device) for t in val_t)
+        # Scored on the whole validation split in fp32, as train_tabular does (streamed
+        # when the split is).
+        val_all = val_t if isinstance(val_t, ShardedSplit) else tuple(t.to(device) for t in val_t)
         score = score_model(network, best_state, val_all, setup=setup, config=config)
         extras = (
             {"reference": lambda d: shutil.copytree(profile_path, d, dirs_exist_ok=True)}

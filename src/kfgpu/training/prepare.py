@@ -198,7 +198,8 @@ class TrainingSetup:
         train: ``(numeric, codes, y)`` tensors of the training split, or the split left
             on storage (a :class:`~kfgpu.training.streaming.ShardedSplit`, above
             ``config.stream_threshold_mb``), which each rank streams its share of.
-        val: the same of the validation split.
+        val: the same of the validation split (streamed above the same threshold,
+            encoded with the training split's labels).
         train_rows: rows in the training split.
         val_rows: rows in the validation split.
         batch_size: the batch size to train with (per worker under Horovod), after
@@ -212,7 +213,7 @@ class TrainingSetup:
     target: str
     labels: dict[str, Any]
     train: tuple[torch.Tensor, ...] | ShardedSplit
-    val: tuple[torch.Tensor, ...]
+    val: tuple[torch.Tensor, ...] | ShardedSplit
     train_rows: int
     val_rows: int
     batch_size: int
@@ -223,7 +224,7 @@ class TrainingSetup:
 
 def prepare_training(
     train_df: pd.DataFrame | ShardedSplit,
-    val_df: pd.DataFrame,
+    val_df: pd.DataFrame | ShardedSplit,
     *,
     transform: FittedTransform,
     target: str,
@@ -240,7 +241,8 @@ def prepare_training(
             else raw rows the transform is applied to; or a
             :class:`~kfgpu.training.streaming.ShardedSplit` of either, streamed per rank
             (:func:`~kfgpu.training.streaming.open_training_split` picks by size).
-        val_df: the validation split, alike.
+        val_df: the validation split, alike (:func:`~kfgpu.training.streaming.open_splits`
+            opens both); a streamed one is encoded with the training split's labels.
         transform: the fitted feature transform.
         target: the target column.
         task: ``classification`` or ``regression``.
@@ -268,14 +270,28 @@ def prepare_training(
         if not isinstance(df, ShardedSplit) and target not in df.columns:
             raise TrainingError(f"the {name} split has no target column {target!r}")
     train_t: tuple[torch.Tensor, ...] | ShardedSplit
+    val_targets = [] if isinstance(val_df, ShardedSplit) else [val_df[target]]
     if isinstance(train_df, ShardedSplit):
         # Labels from the streamed target column; the rows stay on storage.
         labels, encode = train_df.labels, label_encoder(train_df.labels, task=task)
         train_t = train_df
     else:
-        labels, encode = encode_labels(train_df[target], [val_df[target]], task=task)
+        labels, encode = encode_labels(train_df[target], val_targets, task=task)
         train_t = split_tensors(train_df, transform, target, encode, transformed=transformed)
-    val_t = split_tensors(val_df, transform, target, encode, transformed=transformed)
+    val_t: tuple[torch.Tensor, ...] | ShardedSplit
+    if isinstance(val_df, ShardedSplit):
+        # Streamed like the training split (open_splits checked its classes); encoded with
+        # the training split's labels, whatever it was opened with.
+        if config.datamodule:
+            raise ConfigError(
+                f"datamodule={config.datamodule!r} receives the splits as in-memory tensors, "
+                "and this validation split is streamed (above stream_threshold_mb="
+                f"{config.stream_threshold_mb}); raise stream_threshold_mb or drop the "
+                "datamodule"
+            )
+        val_t = val_df if val_df.labels == labels else val_df.with_labels(labels)
+    else:
+        val_t = split_tensors(val_df, transform, target, encode, transformed=transformed)
     rows, where = len(train_df), "training rows"
     if workers is not None:
         rows, where = len(train_df) // workers, "training rows per worker"

@@ -87,12 +87,13 @@ def run_identity(
     network_config: Mapping[str, Any],
     labels: Mapping[str, Any],
     train: Sequence[torch.Tensor] | ShardedSplit,
-    val: Sequence[torch.Tensor],
+    val: Sequence[torch.Tensor] | ShardedSplit,
 ) -> dict[str, Any]:
     """What makes a checkpoint this run's: the data trained on and the configuration.
 
-    A streamed ``train`` split is identified by its shards' fingerprint (file names,
-    sizes and row counts, or the manifest's content hashes) and labels, not its bytes.
+    A streamed split (training or validation) is identified by its shards' fingerprint
+    (file names, sizes and row counts, or the manifest's content hashes) and labels, not
+    its bytes.
     """
     settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IDENTITY}
     configuration = {
@@ -104,15 +105,18 @@ def run_identity(
     }
     from kfgpu.training.streaming import ShardedSplit
 
-    if isinstance(train, ShardedSplit):
-        digest = _digest([train.fingerprint(), _digest_tensors(val)])
-        train_rows = len(train)
+    if isinstance(train, ShardedSplit) or isinstance(val, ShardedSplit):
+        parts = [
+            split.fingerprint() if isinstance(split, ShardedSplit) else _digest_tensors(split)
+            for split in (train, val)
+        ]
+        digest = _digest(parts)
     else:
-        digest, train_rows = _digest_tensors([*train, *val]), len(train[-1])
+        digest = _digest_tensors([*train, *val])
     data = {
         "digest": digest,
-        "train_rows": train_rows,
-        "val_rows": len(val[-1]),
+        "train_rows": len(train) if isinstance(train, ShardedSplit) else len(train[-1]),
+        "val_rows": len(val) if isinstance(val, ShardedSplit) else len(val[-1]),
     }
     config_digest = _digest(configuration)
     return {

@@ -89,11 +89,10 @@ def train_model_step(
     import os
     import shutil
 
-    from kfgpu.data import read_parquet
     from kfgpu.features.transform import FittedTransform
     from kfgpu.registry import tracking
     from kfgpu.training.config import TrainConfig
-    from kfgpu.training.streaming import open_training_split
+    from kfgpu.training.streaming import open_splits
     from kfgpu.training.trainer import train_tabular
 
     cfg = TrainConfig.from_dict({**config, **parse_overrides(overrides)})
@@ -106,17 +105,16 @@ def train_model_step(
             + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())),
             flush=True,
         )
-    val_df = read_parquet(val_path)
     fitted = FittedTransform.load(transform_path)
-    # Above cfg.stream_threshold_mb the training split stays on storage, streamed per rank.
-    train_df = open_training_split(
+    # Above cfg.stream_threshold_mb a split stays on storage, streamed per rank.
+    train_df, val_df = open_splits(
         train_path,
+        val_path,
         transform=fitted,
         target=target,
         task=task,
         transformed=True,
         threshold_mb=cfg.stream_threshold_mb,
-        others=[val_df[target]] if target in val_df.columns else [],
     )
     uri = tracking.resolve_tracking_uri(mlflow_tracking_uri)
     run_id = ""

@@ -63,6 +63,7 @@ __all__ = [
     "class_weights_from_counts",
     "decoded_row_bytes",
     "label_encoder",
+    "open_splits",
     "open_training_split",
     "read_row_group",
     "split_labels",
@@ -482,17 +483,19 @@ def streamed_imbalance_settings(
 
 
 class ShardedSplit:
-    """A training split left on storage, streamed per rank (:meth:`batches`).
+    """A training or validation split left on storage, streamed per rank (:meth:`batches`).
 
     Args:
         shards: the split's Parquet shards.
         transform: the fitted transform.
         target: the target column.
-        labels: the label mapping (:func:`split_labels`).
+        labels: the label mapping of the training split (:func:`split_labels`): a
+            validation split is encoded with the training split's classes or scaling.
         task: ``classification`` or ``regression``.
         transformed: the shards hold the transform's output columns (engineer_features'
             output); else raw input columns, transformed while streaming.
         buffer_rows, prefetch, workers: see :class:`StreamingBatches`.
+        role: ``training`` or ``validation``: which split, in error messages.
     """
 
     def __init__(
@@ -507,8 +510,10 @@ class ShardedSplit:
         buffer_rows: int = DEFAULT_BUFFER_ROWS,
         prefetch: int = 2,
         workers: int = 1,
+        role: str = "training",
     ) -> None:
         self.shards = shards
+        self.role = role
         self.transform = transform
         self.target = target
         self.labels = dict(labels)
@@ -527,13 +532,28 @@ class ShardedSplit:
         if missing:
             what = "transformed feature" if transformed else "input"
             raise TrainingError(
-                f"the training split {shards.uri!r} lacks {what} column(s) {missing[:5]}; it "
+                f"the {role} split {shards.uri!r} lacks {what} column(s) {missing[:5]}; it "
                 "must be engineer_features' output for this transform"
             )
         self.columns = (*dict.fromkeys(inputs), target)
 
     def __len__(self) -> int:
         return self.shards.rows
+
+    def with_labels(self, labels: Mapping[str, Any]) -> ShardedSplit:
+        """The same split encoded with ``labels`` (the training split's)."""
+        return ShardedSplit(
+            self.shards,
+            transform=self.transform,
+            target=self.target,
+            labels=labels,
+            task=self.task,
+            transformed=self.transformed,
+            buffer_rows=self.buffer_rows,
+            prefetch=self.prefetch,
+            workers=self.workers,
+            role=self.role,
+        )
 
     def fingerprint(self) -> str:
         """What identifies the data for a resumed run: layout and labels."""
@@ -657,4 +677,97 @@ def open_training_split(
         labels=labels,
         task=task,
         transformed=transformed,
+    )
+
+
+def _target_values(shards: ShardSet, target: str) -> pd.Series:
+    """The distinct values of a streamed target column, one row group at a time."""
+    import pandas as pd
+
+    seen: set[Any] = set()
+    for u in shards.row_groups():
+        seen.update(read_row_group(shards, u, [target]).column(target).to_pandas().unique())
+    return pd.Series(sorted(seen, key=lambda v: (str(type(v)), v)), dtype=object)
+
+
+def open_splits(
+    train_uri: str,
+    val_uri: str,
+    *,
+    transform: FittedTransform,
+    target: str,
+    task: str,
+    transformed: bool,
+    threshold_mb: float,
+) -> tuple[pd.DataFrame | ShardedSplit, pd.DataFrame | ShardedSplit]:
+    """The training and validation splits, each a frame at most ``threshold_mb`` megabytes
+    decoded (or not Parquet), else a :class:`ShardedSplit` streamed per rank.
+
+    Every trainer opens its splits here (``train_model``, :mod:`kfgpu.training.distributed`,
+    the Horovod trainer). A streamed validation split is encoded with the training split's
+    labels (:func:`split_labels`, or :func:`~kfgpu.training.prepare.encode_labels` of an
+    in-memory training split); its classes are checked against the training split's from
+    its target column, streamed.
+
+    Raises:
+        ConfigError: a negative threshold.
+        TrainingError: a split lacks the target column or a feature column, or the
+            validation split holds a class the training split lacks.
+    """
+    from kfgpu.data import read_parquet, read_table
+    from kfgpu.data.shards import open_shards
+
+    if threshold_mb < 0:
+        raise ConfigError(
+            f"stream_threshold_mb={threshold_mb!r} is invalid: use 0 (always stream) or a "
+            "size in megabytes"
+        )
+    val: pd.DataFrame | ShardSet
+    try:
+        shards = open_shards(val_uri)
+    except DataFormatError:
+        val = read_table(val_uri)
+    else:
+        big = shards.rows * decoded_row_bytes(transform) > threshold_mb * 1e6
+        val = shards if big else read_parquet(val_uri)
+    import pandas as pd
+
+    others: list[pd.Series] = []
+    if isinstance(val, pd.DataFrame):
+        others = [val[target]] if target in val.columns else []
+    else:
+        if target not in val.columns:
+            raise TrainingError(
+                f"the validation split {val.uri!r} has no target column {target!r}; its "
+                f"columns are {list(val.columns)[:10]}"
+            )
+        if task == "classification":
+            others = [_target_values(val, target)]
+    train = open_training_split(
+        train_uri,
+        transform=transform,
+        target=target,
+        task=task,
+        transformed=transformed,
+        threshold_mb=threshold_mb,
+        others=others,
+    )
+    if isinstance(val, pd.DataFrame):
+        return train, val
+    if isinstance(train, ShardedSplit):
+        labels = train.labels
+    else:
+        from kfgpu.training.prepare import encode_labels
+
+        if target not in train.columns:
+            raise TrainingError(f"the training split has no target column {target!r}")
+        labels, _ = encode_labels(train[target], others, task=task)
+    return train, ShardedSplit(
+        val,
+        transform=transform,
+        target=target,
+        labels=labels,
+        task=task,
+        transformed=transformed,
+        role="validation",
     )

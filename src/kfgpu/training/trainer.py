@@ -163,7 +163,7 @@ def build_module(
 def build_datamodule(
     config: TrainConfig,
     train: tuple[torch.Tensor, ...] | ShardedSplit,
-    val: tuple[torch.Tensor, ...],
+    val: tuple[torch.Tensor, ...] | ShardedSplit,
     *,
     batch_size: int,
     pin_memory: bool,
@@ -225,7 +225,7 @@ def lightning_strategy(config: TrainConfig) -> Any:
 
 def train_tabular(
     train_df: pd.DataFrame | ShardedSplit,
-    val_df: pd.DataFrame,
+    val_df: pd.DataFrame | ShardedSplit,
     *,
     transform: FittedTransform,
     target: str,
@@ -247,7 +247,9 @@ def train_tabular(
     ``callbacks`` are added to the Lightning trainer's own. ``train_df`` may be a
     :class:`~kfgpu.training.streaming.ShardedSplit` (a split above
     ``config.stream_threshold_mb``, see :func:`~kfgpu.training.streaming.open_training_split`):
-    each rank then streams its share of the row groups instead of holding the split.
+    each rank then streams its share of the row groups instead of holding the split;
+    ``val_df`` too (:func:`~kfgpu.training.streaming.open_splits` opens both), and the
+    best weights are then scored on it streamed (:func:`~kfgpu.training.bundling.score_model`).
 
     Raises:
         ConfigError: the settings cannot run on this machine.

@@ -314,6 +314,10 @@ def test_threshold_setting_is_validated() -> None:
     for bad in (-1, float("nan"), "big", True):
         with pytest.raises(ConfigError, match="stream_threshold_mb="):
             TrainConfig(stream_threshold_mb=bad)  # type: ignore[arg-type]
+    for bad in (0, 999, 1.5e6, True):
+        with pytest.raises(ConfigError, match="val_sample_rows="):
+            TrainConfig(val_sample_rows=bad)  # type: ignore[arg-type]
+    assert TrainConfig().val_sample_rows == 1_000_000
     with pytest.raises(ConfigError, match=r"sampler='balanced'.*stream_threshold_mb=0"):
         TrainConfig(stream_threshold_mb=0, sampler="balanced")
 
