@@ -41,7 +41,10 @@ def _suffixes(uri: str) -> tuple[str, str | None]:
 
 
 def _parsed(frames: Iterator[pd.DataFrame], uri: str, kind: str) -> Iterator[pd.DataFrame]:
-    """``frames``, with a parser failure mid-way named as the file's format error."""
+    """``frames``, with a parser failure mid-way named as :func:`kfgpu.data.read_table`
+    names it (check ``parse`` with the line when known, or ``encoding``)."""
+    import re
+
     import pandas as pd
 
     from kfgpu.errors import DataError
@@ -50,10 +53,27 @@ def _parsed(frames: Iterator[pd.DataFrame], uri: str, kind: str) -> Iterator[pd.
         yield from frames
     except DataError:
         raise
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, ValueError) as e:
+    except UnicodeDecodeError as e:
         raise DataFormatError(
-            f"data file {uri!r} cannot be parsed as {kind} ({e}); fix the file, or pass it "
-            "as Parquet",
+            f"data file {uri!r} is not a table kfgpu can read (it is not UTF-8 text: {e}); "
+            "re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT (use the encoding "
+            "it was written in)",
+            check="encoding",
+        ) from e
+    except (pd.errors.ParserError, EOFError, ValueError) as e:
+        text = " ".join(str(e).split())
+        where = ""
+        if m := re.search(r"\b(line|row) (\d+)", text):
+            where = f" at line {int(m.group(2)) + (1 if m.group(1) == 'row' else 0)}"
+        fix = (
+            f"fix the file{where}: every row needs the header's number of fields and every "
+            "opening quote a closing one"
+            if kind == "CSV"
+            else f"fix the file{where} so each line is valid JSON"
+        )
+        raise DataFormatError(
+            f"data file {uri!r} cannot be parsed as {kind} (the parser failed{where}: "
+            f"{text}); {fix}",
             check="parse",
         ) from e
 
@@ -130,7 +150,14 @@ def open_table_stream(
         def csv_chunks(cols: list[str]) -> Iterator[pd.DataFrame]:
             with (
                 fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f,
-                pd.read_csv(f, sep=sep, usecols=cols, chunksize=chunk_rows, low_memory=False) as r,
+                pd.read_csv(
+                    f,
+                    sep=sep,
+                    # usecols would let a row with extra fields through: only when needed.
+                    usecols=None if cols == names else cols,
+                    chunksize=chunk_rows,
+                    low_memory=False,
+                ) as r,
             ):
                 for chunk in r:
                     yield chunk[cols].reset_index(drop=True)
@@ -292,6 +319,8 @@ def stream_to_shards(
         unified: pa.Schema | None = None
         rows = 0
         for df in frames(columns):
+            if not len(df):
+                continue
             if on_frame is not None:
                 on_frame(df)
             try:
