@@ -1,21 +1,25 @@
 """Stream any table ``kfgpu run --data`` reads, chunk by chunk.
 
-Parquet files and folders (local or fsspec), CSV/TSV and JSON lines (optionally compressed)
-stream in bounded chunks; a JSON array, a compressed Parquet file and ``kfgpu://`` data
-sets are read whole first, then chunked.
+Parquet files and folders (local or fsspec), CSV/TSV and JSON lines (``.jsonl``,
+``.ndjson``, or ``.json`` holding one object a line; optionally compressed) stream in
+bounded chunks; a JSON array, a compressed Parquet file and ``kfgpu://`` data sets are
+read whole first, then chunked. :func:`stream_to_shards` copies any of them into Parquet
+shards chunk by chunk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from kfgpu.errors import ConfigError, DataFormatError, SchemaError
+from kfgpu.errors import ConfigError, DataFormatError, EmptyDataError, SchemaError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RowSample", "open_table_stream"]
+    from kfgpu.data.shards import Manifest
+
+__all__ = ["MixedTypesError", "RowSample", "open_table_stream", "stream_to_shards"]
 
 
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
@@ -37,7 +41,10 @@ def _suffixes(uri: str) -> tuple[str, str | None]:
 
 
 def _parsed(frames: Iterator[pd.DataFrame], uri: str, kind: str) -> Iterator[pd.DataFrame]:
-    """``frames``, with a parser failure mid-way named as the file's format error."""
+    """``frames``, with a parser failure mid-way named as :func:`kfgpu.data.read_table`
+    names it (check ``parse`` with the line when known, or ``encoding``)."""
+    import re
+
     import pandas as pd
 
     from kfgpu.errors import DataError
@@ -46,12 +53,41 @@ def _parsed(frames: Iterator[pd.DataFrame], uri: str, kind: str) -> Iterator[pd.
         yield from frames
     except DataError:
         raise
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, ValueError) as e:
+    except UnicodeDecodeError as e:
         raise DataFormatError(
-            f"data file {uri!r} cannot be parsed as {kind} ({e}); fix the file, or pass it "
-            "as Parquet",
+            f"data file {uri!r} is not a table kfgpu can read (it is not UTF-8 text: {e}); "
+            "re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT (use the encoding "
+            "it was written in)",
+            check="encoding",
+        ) from e
+    except (pd.errors.ParserError, EOFError, ValueError) as e:
+        text = " ".join(str(e).split())
+        where = ""
+        if m := re.search(r"\b(line|row) (\d+)", text):
+            where = f" at line {int(m.group(2)) + (1 if m.group(1) == 'row' else 0)}"
+        fix = (
+            f"fix the file{where}: every row needs the header's number of fields and every "
+            "opening quote a closing one"
+            if kind == "CSV"
+            else f"fix the file{where} so each line is valid JSON"
+        )
+        raise DataFormatError(
+            f"data file {uri!r} cannot be parsed as {kind} (the parser failed{where}: "
+            f"{text}); {fix}",
             check="parse",
         ) from e
+
+
+def _starts_with_object(uri: str, compression: str | None) -> bool:
+    """Whether a ``.json`` file holds JSON lines (its first non-blank character is ``{``)."""
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "rb", compression=compression) as f:
+            head = f.read(4096)
+    except (OSError, EOFError, ValueError):
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
 def open_table_stream(
@@ -114,18 +150,27 @@ def open_table_stream(
         def csv_chunks(cols: list[str]) -> Iterator[pd.DataFrame]:
             with (
                 fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f,
-                pd.read_csv(f, sep=sep, usecols=cols, chunksize=chunk_rows, low_memory=False) as r,
+                pd.read_csv(
+                    f,
+                    sep=sep,
+                    # usecols would let a row with extra fields through: only when needed.
+                    usecols=None if cols == names else cols,
+                    chunksize=chunk_rows,
+                    low_memory=False,
+                ) as r,
             ):
                 for chunk in r:
                     yield chunk[cols].reset_index(drop=True)
 
         return names, lambda cols: _parsed(csv_chunks(cols), uri, "CSV")
-    if suffix in _JSON_LINES:
+    if suffix in _JSON_LINES or (suffix == ".json" and _starts_with_object(uri, compression)):
 
         def jsonl_chunks(cols: list[str]) -> Iterator[pd.DataFrame]:
             with (
                 fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f,
-                pd.read_json(f, lines=True, chunksize=chunk_rows) as r,
+                pd.read_json(
+                    f, lines=True, chunksize=chunk_rows, dtype=False, convert_dates=False
+                ) as r,
             ):
                 for chunk in r:
                     missing = [c for c in cols if c not in chunk.columns]
@@ -138,7 +183,8 @@ def open_table_stream(
 
         try:
             with fsspec.open(uri, "rt", compression=compression, encoding="utf-8") as f:
-                names = [str(c) for c in pd.read_json(f, lines=True, nrows=1).columns]
+                first = pd.read_json(f, lines=True, nrows=1, dtype=False, convert_dates=False)
+                names = [str(c) for c in first.columns]
         except (ValueError, UnicodeDecodeError, OSError, EOFError):
             return whole()  # read_table names what is wrong with the file
         return names, lambda cols: _parsed(jsonl_chunks(cols), uri, "JSON lines")
@@ -214,3 +260,112 @@ class RowSample:
             raise ValueError("no rows were offered to the sample")
         self._compact()
         return self._frames[0]
+
+
+class MixedTypesError(SchemaError):
+    """A column holds numbers in some chunks and text (or mixed values) in others, which
+    one Parquet column cannot hold; read the table whole instead."""
+
+
+def stream_to_shards(
+    uri: str,
+    dest: str,
+    *,
+    chunk_rows: int = 65_536,
+    metadata: dict[str, Any] | None = None,
+    on_frame: Callable[[pd.DataFrame], None] | None = None,
+) -> Manifest:
+    """Copy any table :func:`open_table_stream` reads into Parquet shards, chunk by chunk.
+
+    Memory stays at a few chunks whatever the table's size. Each column gets the type that
+    reading the whole file would give it: a column parsed as integers in some chunks and
+    as floats (or with missing values) in others is written as float64, and a chunk where
+    a column is all missing takes the other chunks' type. The chunks go to a staging
+    folder beside ``dest`` first; ``dest`` is written (atomically, with a manifest) only
+    once the whole table was parsed, so a file that fails mid-way leaves nothing there.
+
+    Args:
+        uri: the table.
+        dest: the output folder (see :class:`kfgpu.data.shards.ShardWriter`).
+        chunk_rows: rows parsed at a time.
+        metadata: recorded in the manifest.
+        on_frame: called with each parsed chunk, in row order.
+
+    Raises:
+        DataError: the table cannot be read or parsed (nothing is written).
+        EmptyDataError: the table has no rows.
+        MixedTypesError: a column mixes numbers and text across the file.
+    """
+    import os
+    import shutil
+    import tempfile
+    import uuid
+
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kfgpu.data.io import open_filesystem
+    from kfgpu.data.shards import ShardWriter
+
+    columns, frames = open_table_stream(uri, chunk_rows=chunk_rows)
+    fs, dest_path = open_filesystem(dest)
+    local = "file" in ((fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol))
+    parent = os.path.dirname(os.path.abspath(dest_path)) if local else None
+    if parent is not None:
+        os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".kfgpu-chunks-{uuid.uuid4().hex[:8]}-", dir=parent)
+    try:
+        paths: list[tuple[str, int]] = []
+        unified: pa.Schema | None = None
+        rows = 0
+        for df in frames(columns):
+            if not len(df):
+                continue
+            if on_frame is not None:
+                on_frame(df)
+            try:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+                raise MixedTypesError(
+                    f"{uri!r}: rows {rows}.. hold a column of mixed values ({e}); read the "
+                    "table whole"
+                ) from e
+            table = table.replace_schema_metadata(None)
+            try:
+                unified = (
+                    table.schema
+                    if unified is None
+                    else pa.unify_schemas([unified, table.schema], promote_options="permissive")
+                )
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+                raise MixedTypesError(
+                    f"{uri!r}: a column changes type mid-file ({e}); read the table whole"
+                ) from e
+            path = os.path.join(staging, f"chunk-{len(paths):06d}.parquet")
+            # Dictionaries for text and booleans only (as ShardWriter): far faster on floats.
+            text = [
+                f.name
+                for f in table.schema
+                if pa.types.is_string(f.type)
+                or pa.types.is_large_string(f.type)
+                or pa.types.is_boolean(f.type)
+            ]
+            pq.write_table(table, path, row_group_size=max(table.num_rows, 1), use_dictionary=text)
+            paths.append((path, table.num_rows))
+            rows += table.num_rows
+        if unified is None:
+            raise EmptyDataError(f"the table {uri!r} has no rows; pass a table with data")
+        local_fs = fsspec.filesystem("file")
+        with ShardWriter(dest, schema=unified, metadata=metadata) as writer:
+            for path, n in paths:
+                if pq.read_schema(path).remove_metadata() == unified:
+                    writer.add_file(local_fs, path, n, [n])  # byte copy
+                else:  # a column's type was widened by a later chunk
+                    table = pq.read_table(path).select(unified.names).cast(unified)
+                    writer.write(table)
+                os.remove(path)  # the disk holds one copy and a chunk
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    assert writer.manifest is not None
+    return writer.manifest

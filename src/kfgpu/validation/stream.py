@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kfgpu.errors import ConfigError, SchemaError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -56,6 +58,8 @@ MAX_EXACT_VALUES = 10_000
 """Distinct values of a text column counted exactly; beyond, the domain is of those seen."""
 MAX_ROW_HASHES = 4_000_000
 """Row hashes kept for the duplicate count (32 MB); beyond, a fraction of the hash space."""
+
+T = TypeVar("T")
 
 _U64 = 1 << 64
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -205,12 +209,17 @@ def _kind(t: pa.DataType) -> str:
     return "categorical"
 
 
-def _bits(arr: pa.Array, kind: str) -> np.ndarray:
-    """64-bit words per row: equal values give equal words; nulls a fixed word."""
+def _bits(
+    arr: pa.Array, kind: str
+) -> tuple[np.ndarray, np.ndarray | None, tuple[list[Any], np.ndarray] | None]:
+    """64-bit words per row (equal values give equal words; nulls a fixed word), with the
+    words of the distinct non-null values when they come cheaply (else None), and for a
+    text column its value counts ``(values, counts)`` (else None)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.types as pat
 
     if kind == "numeric":
         x = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
@@ -219,22 +228,32 @@ def _bits(arr: pa.Array, kind: str) -> np.ndarray:
         if arr.null_count or not np.isfinite(total):
             # Slow path: one NaN bit pattern, and -0.0 == 0.0.
             x = np.where(np.isnan(x), np.float64("nan"), x + 0.0)
-        return x.view(np.uint64)
+        return x.view(np.uint64), None, None
     if kind == "datetime":
         ints = pc.fill_null(arr.cast(pa.int64()), -(1 << 63))
-        return ints.to_numpy(zero_copy_only=False).view(np.uint64)
+        return ints.to_numpy(zero_copy_only=False).view(np.uint64), None, None
     if kind == "boolean":
-        codes = pc.fill_null(arr.cast(pa.int8()), 2)
-        return codes.to_numpy(zero_copy_only=False).astype(np.uint64)
+        codes = pc.fill_null(arr.cast(pa.int8()), 2).to_numpy(zero_copy_only=False)
+        seen = np.flatnonzero(np.bincount(codes, minlength=3)[:2]).astype(np.uint64)
+        return codes.astype(np.uint64), seen, None
     enc = pc.dictionary_encode(arr)
     values = enc.dictionary.to_pandas()
     try:
         dict_h = pd.util.hash_array(values.to_numpy(dtype=object), categorize=False)
     except TypeError:
         dict_h = pd.util.hash_array(values.astype(str).to_numpy(dtype=object))
+    dict_h = dict_h.astype(np.uint64, copy=False)
     idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
-    out = np.where(idx >= 0, dict_h[np.maximum(idx, 0)], np.uint64(0x5555))
-    return out.astype(np.uint64, copy=False)
+    if arr.null_count:
+        out = np.where(idx >= 0, dict_h[np.maximum(idx, 0)], np.uint64(0x5555))
+        valid_idx = idx[idx >= 0]
+    else:
+        out = dict_h[idx]
+        valid_idx = idx
+    if pat.is_dictionary(arr.type):  # the dictionary may hold values no row uses
+        return out.astype(np.uint64, copy=False), None, None
+    counts = np.bincount(valid_idx, minlength=len(dict_h))
+    return out.astype(np.uint64, copy=False), dict_h, (enc.dictionary.to_pylist(), counts)
 
 
 class _Accumulator:
@@ -256,7 +275,6 @@ class _Accumulator:
 
     def add(self, batch: pa.RecordBatch) -> None:
         import numpy as np
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         n = batch.num_rows
@@ -267,7 +285,7 @@ class _Accumulator:
             arr = batch.column(j)
             c.rows += n
             nulls = arr.null_count
-            bits = _bits(arr, c.kind)
+            bits, distinct, value_counts = _bits(arr, c.kind)
             if c.kind == "numeric":
                 x = bits.view(np.float64)
                 c.moments.add(x)
@@ -276,19 +294,23 @@ class _Accumulator:
                     c.non_integer = bool(len(fin)) and bool((np.mod(fin, 1.0) != 0).any())
             else:
                 c.nulls += nulls
-                valid = bits if not nulls else bits[arr.is_valid().to_numpy(zero_copy_only=False)]
-                c.distinct.add(_mix(valid))
+                if distinct is None:
+                    distinct = (
+                        bits if not nulls else bits[arr.is_valid().to_numpy(zero_copy_only=False)]
+                    )
+                c.distinct.add(_mix(distinct))
             if c.counts is not None and not c.overflow:
-                vc = pc.value_counts(arr)
-                for value, count in zip(
-                    vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-                ):
-                    if value is None:
+                if value_counts is None:
+                    vc = pc.value_counts(arr)
+                    value_counts = (vc.field("values").to_pylist(), vc.field("counts").to_numpy())
+                for value, count in zip(value_counts[0], value_counts[1].tolist(), strict=True):
+                    if value is None or not count:
                         continue
                     c.counts[value] = c.counts.get(value, 0) + count
                 if len(c.counts) > MAX_EXACT_VALUES:
                     c.overflow = True
-            row_h = (row_h ^ bits) * np.uint64(_GOLDEN + 2 * j)
+            np.bitwise_xor(row_h, bits, out=row_h)
+            np.multiply(row_h, np.uint64(_GOLDEN + 2 * j), out=row_h)
         row_h = _mix(row_h)
         kept = row_h[row_h <= np.uint64(self.hash_threshold)]
         self.row_hashes.append(kept)
@@ -302,7 +324,8 @@ class _Accumulator:
         pos = np.arange(self.rows, self.rows + n, dtype=np.uint64)
         pick = np.flatnonzero(_mix(pos ^ self.seed) <= self.sample_threshold)
         if len(pick):
-            self.samples.append(batch.take(pa.array(pick)))
+            # A NumPy index: pa.array(pick) costs 15 ms a batch here.
+            self.samples.append(batch.take(pick))
         self.rows += n
 
     def duplicates(self) -> tuple[int, bool]:
@@ -316,13 +339,58 @@ class _Accumulator:
         return (within if exact else round(within / p)), exact
 
 
-def _n_distinct(values: np.ndarray) -> int:
-    import numpy as np
+def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead (its error is
+    raised here, in order); leaving the loop early stops the thread."""
+    import queue
+    import threading
 
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            put(("error", e))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        put(("done", None))
+
+    thread = threading.Thread(target=produce, name="kfgpu-validate-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _n_distinct_sorted(values: np.ndarray) -> int:
+    """Distinct values of a sorted float array without NaN (``-0.0`` equals ``0.0``)."""
     if not len(values):
         return 0
-    v = np.sort(values + 0.0)
-    return int(1 + (v[1:] != v[:-1]).sum())
+    return int(1 + (values[1:] != values[:-1]).sum())
 
 
 def _label_key(value: object) -> str:
@@ -377,8 +445,9 @@ def _schema(acc: _Accumulator, sample: pd.DataFrame, empty: pd.DataFrame) -> Sch
             values = sample[c.name].to_numpy(dtype=float, na_value=np.nan)
             # Distinct values: 1 when min == max, else those in the sample plus +-inf (a
             # lower bound of the table's count).
-            seen = values[~np.isnan(values)]
-            n_unique = _n_distinct(seen) if mo.min != mo.max else 1
+            # Sorted once: the distinct count and the quantiles both read it.
+            seen = np.sort(values[~np.isnan(values)])
+            n_unique = _n_distinct_sorted(seen) if mo.min != mo.max else 1
             n_unique += int(mo.pos_inf > 0 and not np.isposinf(seen).any())
             n_unique += int(mo.neg_inf > 0 and not np.isneginf(seen).any())
             if mo.count == 0:
@@ -478,7 +547,8 @@ def stream_statistics(
         )
     p = min(1.0, sample_rows / max(shards.rows, 1))
     acc = _Accumulator(shards.schema, target, p, seed)
-    for batch in shards.iter_batches(batch_rows=batch_rows):
+    # Decoding (pyarrow, GIL released) runs in a thread ahead of the statistics.
+    for batch in _prefetched(shards.iter_batches(batch_rows=batch_rows)):
         acc.add(batch)
     empty = shards.schema.empty_table().to_pandas()
     sample_table = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,59 @@ def test_validate_data_step_copies_parquet_shards_with_a_manifest(tmp_path: Path
     # Byte-for-byte copies: the same file hashes, so the same fingerprint.
     assert [f.sha256 for f in copied.files] == [f.sha256 for f in original.files]
     assert copied.fingerprint == original.fingerprint
+
+
+def test_streamed_statistics_do_not_depend_on_the_shard_layout_and_stay_exact(
+    tmp_path: Path,
+) -> None:
+    """The per-batch fast path (dictionary hashes, prefetching reader): the same statistics
+    whatever the files, row groups and batches, exact where documented as exact."""
+    from kfgpu.validation.stream import stream_statistics
+
+    rng = np.random.default_rng(5)
+    n = 6_000
+    df = fraud(n, seed=5)
+    df.loc[df.index[:30], "amount"] = np.inf
+    df.loc[df.index[30:37], "amount"] = -np.inf
+    df.loc[df.index[37:60], "amount"] = np.nan
+    df["text"] = pd.Series(rng.choice(["a", "b", "c"], n), dtype=object)
+    df.loc[rng.random(n) < 0.1, "text"] = None
+    df["flag"] = pd.array(np.where(rng.random(n) < 0.5, True, False), dtype="boolean")
+    df.loc[rng.random(n) < 0.05, "flag"] = pd.NA
+    df["ids"] = [f"id{i % 4_500}" for i in range(n)]  # past the distinct-count sketch
+    df["zeros"] = np.where(rng.random(n) < 0.5, -0.0, 0.0)
+    df = pd.concat([df, df.iloc[200:260]], ignore_index=True)  # 60 duplicate rows
+    found = []
+    for i, (file_rows, group_rows, batch_rows) in enumerate(
+        [(2_000, 700, 256), (5_000, 2_500, 4_096), (10_000, 10_000, 65_536)]
+    ):
+        src = str(tmp_path / f"d{i}")
+        write_shards(df, src, file_rows=file_rows, row_group_rows=group_rows)
+        found.append(
+            stream_statistics(
+                open_shards(src), LABEL_COLUMN, sample_rows=1_000, batch_rows=batch_rows
+            )
+        )
+    first = found[0]
+    for other in found[1:]:
+        for a, b in zip(other.schema.columns, first.schema.columns, strict=True):
+            # Means and deviations merge per batch: equal up to rounding.
+            assert replace(a, mean=None, std=None) == replace(b, mean=None, std=None)
+            if b.mean is not None:
+                assert (a.mean, a.std) == pytest.approx((b.mean, b.std), rel=1e-12)
+        assert other.schema.label_distribution == first.schema.label_distribution
+        assert (other.duplicate_rows, other.infinite) == (first.duplicate_rows, first.infinite)
+    assert first.duplicates_exact and first.duplicate_rows == int(df.duplicated().sum()) == 60
+    assert first.infinite == {"amount": (30, 7)}
+    whole = validate(df, LABEL_COLUMN).statistics
+    for got, want in zip(first.schema.columns, whole.columns, strict=True):
+        assert got.null_fraction == pytest.approx(want.null_fraction, abs=1e-12), got.name
+        if want.kind == "numeric" and want.min is not None:
+            assert (got.min, got.max) == (want.min, want.max), got.name
+            assert got.mean == pytest.approx(want.mean, rel=1e-9), got.name
+            assert got.std == pytest.approx(want.std, rel=1e-9), got.name
+        elif got.name in ("text", "merchant_category", "country"):
+            assert (got.domain, got.n_unique) == (want.domain, want.n_unique), got.name
+    ids = next(c for c in first.schema.columns if c.name == "ids")
+    assert abs(ids.n_unique - 4_500) < 0.05 * 4_500  # estimated past 4096 distinct values
+    assert first.schema.label_distribution == whole.label_distribution
