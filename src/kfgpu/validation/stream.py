@@ -223,7 +223,10 @@ def _bits(
             total = x.sum()
         if arr.null_count or not np.isfinite(total):
             # Slow path: one NaN bit pattern, and -0.0 == 0.0.
-            x = np.where(np.isnan(x), np.float64("nan"), x + 0.0)
+            x = x + 0.0
+            nan = np.isnan(x)
+            if nan.any():
+                x[nan] = np.float64("nan")
         return x.view(np.uint64), None, None
     if kind == "datetime":
         ints = pc.fill_null(arr.cast(pa.int64()), -(1 << 63))
