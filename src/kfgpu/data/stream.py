@@ -10,7 +10,7 @@ shards chunk by chunk.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kfgpu.errors import ConfigError, DataFormatError, EmptyDataError, SchemaError
 
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
     from kfgpu.data.shards import Manifest
 
-__all__ = ["MixedTypesError", "RowSample", "open_table_stream", "stream_to_shards"]
+__all__ = ["MixedTypesError", "RowSample", "open_table_stream", "prefetch", "stream_to_shards"]
+
+T = TypeVar("T")
 
 
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
@@ -206,6 +208,53 @@ def open_table_stream(
     return shards.columns, artifact
 
 
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead (its error is
+    raised here, in order); leaving the loop early stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            put(("error", e))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        put(("done", None))
+
+    thread = threading.Thread(target=produce, name="kfgpu-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 class RowSample:
     """A seeded uniform sample of at most ``size`` rows of a streamed table, in row order.
 
@@ -319,7 +368,8 @@ def stream_to_shards(
         paths: list[tuple[str, int]] = []
         unified: pa.Schema | None = None
         rows = 0
-        for df in frames(columns):
+        # Parsing (pandas' tokenizer releases the GIL) runs a chunk or two ahead.
+        for df in prefetch(frames(columns)):
             if not len(df):
                 continue
             if on_frame is not None:

@@ -329,11 +329,8 @@ def validate_batch_step(
         SchemaError: input columns the bundle needs are missing.
         DataError: the batch cannot be read or is empty.
     """
-    import pyarrow as pa
-
     from kfgpu.bundle import load_reference, read_description
-    from kfgpu.data.shards import ShardWriter
-    from kfgpu.data.stream import RowSample, open_table_stream
+    from kfgpu.data.stream import RowSample, open_table_stream, stream_to_shards
     from kfgpu.errors import DataError, EmptyDataError, SchemaError
     from kfgpu.monitoring.drift_check import ModelView, check_frame
     from kfgpu.monitoring.monitor import MonitorPolicy, quality_issues
@@ -351,7 +348,7 @@ def validate_batch_step(
         return error
 
     try:
-        columns, frames = open_table_stream(data_uri)
+        columns, _ = open_table_stream(data_uri)
     except DataError as e:
         raise fail(e) from e
     missing = [c for c in features if c not in columns]
@@ -363,16 +360,13 @@ def validate_batch_step(
         )
     sample = RowSample(BATCH_SAMPLE_ROWS, seed=0)
     try:
-        with ShardWriter(dataset_path, metadata={"source_uri": data_uri}) as writer:
-            for df in frames(columns):
-                sample.add(df)
-                writer.write(pa.Table.from_pandas(df, preserve_index=False))
-            if sample.rows == 0:
-                raise EmptyDataError(f"the batch {data_uri!r} has no rows")
+        manifest = stream_to_shards(
+            data_uri, dataset_path, metadata={"source_uri": data_uri}, on_frame=sample.add
+        )
+    except EmptyDataError as e:
+        raise fail(EmptyDataError(f"the batch {data_uri!r} has no rows")) from e
     except DataError as e:
         raise fail(e) from e
-    manifest = writer.manifest
-    assert manifest is not None  # the block completed
     rows, df = sample.rows, sample.frame()
     lines.append(f"- rows: {rows}")
     if len(df) < rows:

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from kfgpu.errors import ConfigError, SchemaError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -58,8 +56,6 @@ MAX_EXACT_VALUES = 10_000
 """Distinct values of a text column counted exactly; beyond, the domain is of those seen."""
 MAX_ROW_HASHES = 4_000_000
 """Row hashes kept for the duplicate count (32 MB); beyond, a fraction of the hash space."""
-
-T = TypeVar("T")
 
 _U64 = 1 << 64
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -227,7 +223,10 @@ def _bits(
             total = x.sum()
         if arr.null_count or not np.isfinite(total):
             # Slow path: one NaN bit pattern, and -0.0 == 0.0.
-            x = np.where(np.isnan(x), np.float64("nan"), x + 0.0)
+            x = x + 0.0
+            nan = np.isnan(x)
+            if nan.any():
+                x[nan] = np.float64("nan")
         return x.view(np.uint64), None, None
     if kind == "datetime":
         ints = pc.fill_null(arr.cast(pa.int64()), -(1 << 63))
@@ -337,53 +336,6 @@ class _Accumulator:
         p = (self.hash_threshold + 1) / _U64
         exact = self.hash_threshold == _U64 - 1
         return (within if exact else round(within / p)), exact
-
-
-def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """``items``, produced by a background thread up to ``depth`` ahead (its error is
-    raised here, in order); leaving the loop early stops the thread."""
-    import queue
-    import threading
-
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-        except BaseException as e:  # handed to the consumer, raised there
-            put(("error", e))
-            return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-        put(("done", None))
-
-    thread = threading.Thread(target=produce, name="kfgpu-validate-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _n_distinct_sorted(values: np.ndarray) -> int:
@@ -539,6 +491,8 @@ def stream_statistics(
     """
     import pyarrow as pa
 
+    from kfgpu.data.stream import prefetch
+
     names = list(shards.schema.names)
     if target is not None and target not in names:
         raise SchemaError(
@@ -548,7 +502,7 @@ def stream_statistics(
     p = min(1.0, sample_rows / max(shards.rows, 1))
     acc = _Accumulator(shards.schema, target, p, seed)
     # Decoding (pyarrow, GIL released) runs in a thread ahead of the statistics.
-    for batch in _prefetched(shards.iter_batches(batch_rows=batch_rows)):
+    for batch in prefetch(shards.iter_batches(batch_rows=batch_rows)):
         acc.add(batch)
     empty = shards.schema.empty_table().to_pandas()
     sample_table = (
