@@ -28,8 +28,13 @@ its ``loader_figures()`` are added (``loader.*``).
 
 Settings (environment): ``KFGPU_BENCH_ROWS`` (default 20000000), ``KFGPU_BENCH_STEPS``
 (comma-separated subset of ``validate,split,fit,features,train,evaluate,predict``;
-default all), ``KFGPU_BENCH_DIR`` (work folder, kept, and its table reused when it has the
-requested rows; default a temporary one, deleted after).
+default all; a step whose input an earlier step writes needs that step run before, in
+this run or an earlier one on the same ``KFGPU_BENCH_DIR``), ``KFGPU_BENCH_DIR`` (work
+folder, kept, and its table reused when it has the requested rows; default a temporary
+one, deleted after), ``KFGPU_BENCH_TRAIN_CONFIG`` (JSON merged into the ``train`` step's
+config: one epoch on the CPU in batches of 4,096; e.g. ``{"stream_threshold_mb": 0}``
+streams a training split that would fit in memory, as a 20M-row one is streamed).
+``loader.*`` figures are added only when ``train`` is among the steps.
 """
 
 from __future__ import annotations
@@ -52,6 +57,15 @@ STEPS = ("validate", "split", "fit", "features", "train", "evaluate", "predict")
 # did before it streamed, beside the streamed validation of the same file.
 BASELINE = ("file_inmemory", "file_streamed")
 EXTRA_COLUMNS = 17  # row_id + 12 fraud columns + 17 = 30
+# What each step reads that an earlier step writes (all of them: the validated dataset).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "split": ("dataset",),
+    "fit": ("split/train",),
+    "features": ("dataset",),
+    "train": ("features/train", "features/val", "features/transform"),
+    "evaluate": ("model", "features/test"),
+    "predict": ("model", "features/test"),
+}
 
 
 def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
@@ -114,8 +128,12 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
         )
         done = {"rows": rows}
     elif step == "train":
+        import shutil
+
         from kfgpu.data.shards import open_shards
         from kfgpu.training.step import train_model_step
+
+        shutil.rmtree(work / "model", ignore_errors=True)  # a kept folder's last bundle
 
         train_model_step(
             train_path=feat["train"],
@@ -124,7 +142,7 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
             target=TARGET,
             task="classification",
             bundle_path=str(work / "model"),
-            config={"max_epochs": 1, "accelerator": "cpu", "devices": 1},
+            config=_train_config(),
             mlflow_tracking_uri="",
         )
         done = {"rows": open_shards(feat["train"]).rows}
@@ -153,6 +171,21 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown step {step!r}")
     return done
+
+
+def _train_config() -> dict[str, Any]:
+    """One epoch on the CPU in batches of 4,096 (the data path's cost, not the optimiser's
+    per-step overhead), merged with ``KFGPU_BENCH_TRAIN_CONFIG`` (JSON) when set."""
+    config: dict[str, Any] = {
+        "max_epochs": 1,
+        "accelerator": "cpu",
+        "devices": 1,
+        "batch_size": 4096,
+    }
+    extra = os.environ.get("KFGPU_BENCH_TRAIN_CONFIG", "")
+    if extra:
+        config.update(json.loads(extra))
+    return config
 
 
 def _run_child(step: str, work: Path, rows: int) -> dict[str, Any] | None:
@@ -222,6 +255,14 @@ def data_scale() -> dict[str, float]:
             steps = [*BASELINE, *steps]
         for step in steps:
             progress(f"data_scale: {step}")
+            absent = [n for n in NEEDS.get(step, ()) if not (work / n).exists()]
+            if absent:  # the earlier step that writes it failed or was never run here
+                progress(
+                    f"data_scale: step {step} needs {absent} in {work}; add the steps that "
+                    f"write them (before it in {','.join(STEPS)}) to KFGPU_BENCH_STEPS"
+                )
+                figures[f"{step}.failed"] = 1.0
+                continue
             res = _run_child(step, work, rows)
             if res is None:
                 figures[f"{step}.failed"] = 1.0
@@ -245,7 +286,7 @@ def data_scale() -> dict[str, float]:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    if importlib.util.find_spec("bench._loader") is not None:
+    if "train" in wanted and importlib.util.find_spec("bench._loader") is not None:
         from bench import _loader  # written by the streaming-loader work
 
         for k, v in _loader.loader_figures().items():
