@@ -812,6 +812,10 @@ class ShardWriter:
     def add_file(self, fs: Any, path: str, rows: int, row_groups: Sequence[int]) -> None:
         """Append an existing Parquet file (same schema) byte for byte, after the rows
         written so far."""
+        if self._queue is not None:  # the thread writes what is queued; inline from here on
+            self._stop_thread()
+            self._queue = None
+            self._raise_error()
         while self._pending_rows:
             self._flush_group(min(self._pending_rows, self._next_group_rows()))
         self._close_file()

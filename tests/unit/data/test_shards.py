@@ -252,3 +252,24 @@ def test_prefetched_keeps_order_raises_in_place_and_stops_early() -> None:
     assert [next(gen) for _ in range(3)] == [0, 1, 2]
     gen.close()  # the thread ends and the source generator is closed
     assert closed == [True]
+
+
+def test_background_writer_appends_a_file_after_what_was_queued(tmp_path: Path) -> None:
+    import fsspec
+
+    extra = tmp_path / "extra.parquet"
+    pq.write_table(pa.Table.from_pandas(_frame(50, 1_000), preserve_index=False), extra)
+    fs = fsspec.filesystem("file")
+    fingerprints = []
+    for background in (False, True):
+        out = tmp_path / f"bg-{background}"
+        with ShardWriter(str(out), row_group_rows=64, background=background) as w:
+            for start in range(0, 300, 30):
+                w.write(_frame(30, start))
+            w.add_file(fs, str(extra), 50, (50,))
+            w.write(_frame(10, 2_000))
+        assert w.manifest is not None
+        fingerprints.append(w.manifest.fingerprint)
+        ids = pd.read_parquet(out)["row_id"].tolist()
+        assert ids == [*range(300), *range(1_000, 1_050), *range(2_000, 2_010)]
+    assert fingerprints[0] == fingerprints[1]
