@@ -7,6 +7,9 @@ runs each step in its own child process and reads that child's peak RSS
 
 * ``validate``: ``validate_data_step`` on the shards (streamed checks + byte copy);
 * ``split``: ``split_source`` of the validated data into train/validation/test shards;
+  before it, as its baseline, ``split_serial``: the same split with ``overlap=False``
+  (no read-ahead or writer threads; its output is deleted), and the ratio
+  ``split_over_serial`` of their rows/s;
 * ``fit``: ``fit_source`` of a feature transform on the training shards;
 * ``features``: ``engineer_features_step`` (split + fit + transform, written as shards);
 * ``train``: ``train_model_step``, one epoch; ``evaluate``: ``evaluate_model_step``;
@@ -42,6 +45,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +64,7 @@ EXTRA_COLUMNS = 17  # row_id + 12 fraud columns + 17 = 30
 # What each step reads that an earlier step writes (all of them: the validated dataset).
 NEEDS: dict[str, tuple[str, ...]] = {
     "split": ("dataset",),
+    "split_serial": ("dataset",),
     "fit": ("split/train",),
     "features": ("dataset",),
     "train": ("features/train", "features/val", "features/transform"),
@@ -101,12 +106,16 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
             report_path=str(work / "validation.md"),
         )
         done = {"rows": rows}
-    elif step == "split":
+    elif step in ("split", "split_serial"):
         from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
 
-        outs = {n: str(work / "split" / n) for n in SPLIT_NAMES}
-        result = split_source(data, outs, SplitConfig(TARGET, "classification"))
+        folder = "split" if step == "split" else "split_serial"
+        outs = {n: str(work / folder / n) for n in SPLIT_NAMES}
+        config = SplitConfig(TARGET, "classification")
+        result = split_source(data, outs, config, overlap=step == "split")
         done = {"rows": rows, **{f"{k}_rows": v for k, v in result.rows.items()}}
+        if step == "split_serial":  # the same files, written without threads
+            shutil.rmtree(work / folder, ignore_errors=True)
     elif step == "fit":
         from kfgpu.data.shards import open_shards
         from kfgpu.features import fit_source
@@ -128,8 +137,6 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
         )
         done = {"rows": rows}
     elif step == "train":
-        import shutil
-
         from kfgpu.data.shards import open_shards
         from kfgpu.training.step import train_model_step
 
@@ -253,6 +260,8 @@ def data_scale() -> dict[str, float]:
         steps = [s for s in STEPS if s in wanted]
         if "validate" in wanted:
             steps = [*BASELINE, *steps]
+        if "split" in wanted:  # its baseline: the same split without the threads
+            steps.insert(steps.index("split"), "split_serial")
         for step in steps:
             progress(f"data_scale: {step}")
             absent = [n for n in NEEDS.get(step, ()) if not (work / n).exists()]
@@ -278,6 +287,10 @@ def data_scale() -> dict[str, float]:
             progress(
                 f"data_scale: {step} {n / res['step_s']:,.0f} rows/s, "
                 f"peak RSS {res['peak_rss_mb']:.0f} MB"
+            )
+        if "split_serial.rows_per_s" in figures and "split.rows_per_s" in figures:
+            figures["split_over_serial"] = (
+                figures["split.rows_per_s"] / figures["split_serial.rows_per_s"]
             )
         if "file_inmemory.rows_per_s" in figures and "file_streamed.rows_per_s" in figures:
             figures["file_streamed_over_inmemory"] = (

@@ -567,7 +567,7 @@ class SplitPlan:
         return {names[g]: n for g, n in self._plan.counts.items()}
 
     def iter_splits(
-        self, columns: Sequence[str] | None = None
+        self, columns: Sequence[str] | None = None, *, prefetch: bool = True
     ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
         """Yield ``(batch, split)`` in data order: ``split[i]`` is the index in
         :data:`SPLIT_NAMES` of row ``i`` of the batch (``-1``: dropped).
@@ -575,6 +575,7 @@ class SplitPlan:
         Args:
             columns: the columns the batches carry (the plan's own columns are read too
                 and dropped again); None reads all.
+            prefetch: decode the next batches in a background thread.
         """
         from kfgpu.data.shards import prefetched
 
@@ -582,8 +583,8 @@ class SplitPlan:
         cols = None if columns is None else list(dict.fromkeys([*columns, *needed]))
         assign = self._plan.assigner()
         # The next batches decode in a thread while this one is assigned and written.
-        batches = prefetched(self.shards.iter_batches(cols, batch_rows=self.batch_rows))
-        for batch in batches:
+        batches = self.shards.iter_batches(cols, batch_rows=self.batch_rows)
+        for batch in prefetched(batches) if prefetch else batches:
             which = assign(_needed_frame(batch, needed))
             yield (batch if columns is None else batch.select(list(columns))), which
 
@@ -596,6 +597,7 @@ def split_source(
     batch_rows: int = 65_536,
     file_rows: int | None = None,
     row_group_rows: int | None = None,
+    overlap: bool = True,
 ) -> SplitResult:
     """Split a Parquet data set into sharded Parquet outputs without loading it.
 
@@ -610,6 +612,8 @@ def split_source(
         batch_rows: rows per record batch read (does not change the split).
         file_rows: the most rows per output file (default: the shard writer's).
         row_group_rows: the most rows per output row group (default: the shard writer's).
+        overlap: read ahead in one thread and write each output in a thread of its own
+            (the same files; False does it all in the calling thread).
 
     Returns:
         Rows per split, their manifests, rows dropped for a missing target.
@@ -640,13 +644,13 @@ def split_source(
             outputs[name],
             schema=shards.schema,
             metadata={**meta, "split": name},
-            background=True,
+            background=overlap,
             **sizes,
         )
         for name in SPLIT_NAMES
     }
     try:
-        for batch, which in plan.iter_splits():
+        for batch, which in plan.iter_splits(prefetch=overlap):
             for i, name in enumerate(SPLIT_NAMES):
                 idx = _indices(which, i)
                 if len(idx):
