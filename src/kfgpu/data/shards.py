@@ -75,6 +75,7 @@ DEFAULT_BATCH_ROWS = 65_536
 
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _TMP_MARK = ".kfgpu-tmp-"
+_SINK_BUFFER = 8 << 20
 
 
 # --------------------------------------------------------------------------- records
@@ -673,6 +674,7 @@ class ShardWriter:
         self._files: list[ShardFile] = []
         self._writer: Any = None
         self._sink: _HashingSink | None = None
+        self._stream: Any = None
         self._file_groups: list[int] = []
         self._closed = False
         self.rows = 0
@@ -796,8 +798,13 @@ class ShardWriter:
             name = f"part-{len(self._files):06d}.parquet"
             handle = self._fs.open(posixpath.join(self._tmp, name), "wb")
             self._sink = _HashingSink(handle)
+            # Buffered in C++: the Python sink (hashing) is called once per 8 MiB, not once
+            # per page, so a writer thread seldom waits for the GIL.
+            self._stream = pa.BufferedOutputStream(
+                pa.PythonFile(self._sink, mode="w"), buffer_size=_SINK_BUFFER
+            )
             self._writer = pq.ParquetWriter(
-                self._sink,
+                self._stream,
                 self.schema,
                 compression=self.compression,
                 use_dictionary=self._dictionary(),
@@ -860,7 +867,8 @@ class ShardWriter:
         if self._writer is None:
             return
         self._writer.close()
-        assert self._sink is not None
+        assert self._sink is not None and self._stream is not None
+        self._stream.close()  # flushes the buffer into the sink
         self._sink.close()
         name = f"part-{len(self._files):06d}.parquet"
         self._files.append(
@@ -874,6 +882,7 @@ class ShardWriter:
             )
         )
         self._writer = None
+        self._stream = None
         self._sink = None
         self._file_groups = []
 
@@ -960,6 +969,8 @@ class ShardWriter:
         if self._writer is not None:
             try:
                 self._writer.close()
+                if self._stream is not None:
+                    self._stream.close()
                 if self._sink is not None:
                     self._sink.close()
             except Exception:  # the files are deleted next anyway
