@@ -7,6 +7,9 @@ runs each step in its own child process and reads that child's peak RSS
 
 * ``validate``: ``validate_data_step`` on the shards (streamed checks + byte copy);
 * ``split``: ``split_source`` of the validated data into train/validation/test shards;
+  before it, as its baseline, ``split_serial``: the same split with ``overlap=False``
+  (no read-ahead or writer threads; its output is deleted), and the ratio
+  ``split_over_serial`` of their rows/s;
 * ``fit``: ``fit_source`` of a feature transform on the training shards;
 * ``features``: ``engineer_features_step`` (split + fit + transform, written as shards);
 * ``train``: ``train_model_step``, one epoch; ``evaluate``: ``evaluate_model_step``;
@@ -28,8 +31,13 @@ its ``loader_figures()`` are added (``loader.*``).
 
 Settings (environment): ``KFGPU_BENCH_ROWS`` (default 20000000), ``KFGPU_BENCH_STEPS``
 (comma-separated subset of ``validate,split,fit,features,train,evaluate,predict``;
-default all), ``KFGPU_BENCH_DIR`` (work folder, kept, and its table reused when it has the
-requested rows; default a temporary one, deleted after).
+default all; a step whose input an earlier step writes needs that step run before, in
+this run or an earlier one on the same ``KFGPU_BENCH_DIR``), ``KFGPU_BENCH_DIR`` (work
+folder, kept, and its table reused when it has the requested rows; default a temporary
+one, deleted after), ``KFGPU_BENCH_TRAIN_CONFIG`` (JSON merged into the ``train`` step's
+config: one epoch on the CPU in batches of 4,096; e.g. ``{"stream_threshold_mb": 0}``
+streams a training split that would fit in memory, as a 20M-row one is streamed).
+``loader.*`` figures are added only when ``train`` is among the steps.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +61,16 @@ STEPS = ("validate", "split", "fit", "features", "train", "evaluate", "predict")
 # did before it streamed, beside the streamed validation of the same file.
 BASELINE = ("file_inmemory", "file_streamed")
 EXTRA_COLUMNS = 17  # row_id + 12 fraud columns + 17 = 30
+# What each step reads that an earlier step writes (all of them: the validated dataset).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "split": ("dataset",),
+    "split_serial": ("dataset",),
+    "fit": ("split/train",),
+    "features": ("dataset",),
+    "train": ("features/train", "features/val", "features/transform"),
+    "evaluate": ("model", "features/test"),
+    "predict": ("model", "features/test"),
+}
 
 
 def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
@@ -87,12 +106,16 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
             report_path=str(work / "validation.md"),
         )
         done = {"rows": rows}
-    elif step == "split":
+    elif step in ("split", "split_serial"):
         from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
 
-        outs = {n: str(work / "split" / n) for n in SPLIT_NAMES}
-        result = split_source(data, outs, SplitConfig(TARGET, "classification"))
+        folder = "split" if step == "split" else "split_serial"
+        outs = {n: str(work / folder / n) for n in SPLIT_NAMES}
+        config = SplitConfig(TARGET, "classification")
+        result = split_source(data, outs, config, overlap=step == "split")
         done = {"rows": rows, **{f"{k}_rows": v for k, v in result.rows.items()}}
+        if step == "split_serial":  # the same files, written without threads
+            shutil.rmtree(work / folder, ignore_errors=True)
     elif step == "fit":
         from kfgpu.data.shards import open_shards
         from kfgpu.features import fit_source
@@ -117,6 +140,8 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
         from kfgpu.data.shards import open_shards
         from kfgpu.training.step import train_model_step
 
+        shutil.rmtree(work / "model", ignore_errors=True)  # a kept folder's last bundle
+
         train_model_step(
             train_path=feat["train"],
             val_path=feat["val"],
@@ -124,7 +149,7 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
             target=TARGET,
             task="classification",
             bundle_path=str(work / "model"),
-            config={"max_epochs": 1, "accelerator": "cpu", "devices": 1},
+            config=_train_config(),
             mlflow_tracking_uri="",
         )
         done = {"rows": open_shards(feat["train"]).rows}
@@ -153,6 +178,21 @@ def _child(step: str, work: Path, rows: int) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown step {step!r}")
     return done
+
+
+def _train_config() -> dict[str, Any]:
+    """One epoch on the CPU in batches of 4,096 (the data path's cost, not the optimiser's
+    per-step overhead), merged with ``KFGPU_BENCH_TRAIN_CONFIG`` (JSON) when set."""
+    config: dict[str, Any] = {
+        "max_epochs": 1,
+        "accelerator": "cpu",
+        "devices": 1,
+        "batch_size": 4096,
+    }
+    extra = os.environ.get("KFGPU_BENCH_TRAIN_CONFIG", "")
+    if extra:
+        config.update(json.loads(extra))
+    return config
 
 
 def _run_child(step: str, work: Path, rows: int) -> dict[str, Any] | None:
@@ -220,8 +260,18 @@ def data_scale() -> dict[str, float]:
         steps = [s for s in STEPS if s in wanted]
         if "validate" in wanted:
             steps = [*BASELINE, *steps]
+        if "split" in wanted:  # its baseline: the same split without the threads
+            steps.insert(steps.index("split"), "split_serial")
         for step in steps:
             progress(f"data_scale: {step}")
+            absent = [n for n in NEEDS.get(step, ()) if not (work / n).exists()]
+            if absent:  # the earlier step that writes it failed or was never run here
+                progress(
+                    f"data_scale: step {step} needs {absent} in {work}; add the steps that "
+                    f"write them (before it in {','.join(STEPS)}) to KFGPU_BENCH_STEPS"
+                )
+                figures[f"{step}.failed"] = 1.0
+                continue
             res = _run_child(step, work, rows)
             if res is None:
                 figures[f"{step}.failed"] = 1.0
@@ -238,6 +288,10 @@ def data_scale() -> dict[str, float]:
                 f"data_scale: {step} {n / res['step_s']:,.0f} rows/s, "
                 f"peak RSS {res['peak_rss_mb']:.0f} MB"
             )
+        if "split_serial.rows_per_s" in figures and "split.rows_per_s" in figures:
+            figures["split_over_serial"] = (
+                figures["split.rows_per_s"] / figures["split_serial.rows_per_s"]
+            )
         if "file_inmemory.rows_per_s" in figures and "file_streamed.rows_per_s" in figures:
             figures["file_streamed_over_inmemory"] = (
                 figures["file_streamed.rows_per_s"] / figures["file_inmemory.rows_per_s"]
@@ -245,7 +299,7 @@ def data_scale() -> dict[str, float]:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    if importlib.util.find_spec("bench._loader") is not None:
+    if "train" in wanted and importlib.util.find_spec("bench._loader") is not None:
         from bench import _loader  # written by the streaming-loader work
 
         for k, v in _loader.loader_figures().items():

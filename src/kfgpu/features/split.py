@@ -53,6 +53,7 @@ __all__ = [
 SPLIT_NAMES = ("train", "validation", "test")
 
 _BUCKETS = 4096
+_TOP_SHIFT = 64 - (_BUCKETS.bit_length() - 1)  # value >> it: its bucket of the full range
 _COLLECT_MAX = 2_000_000  # values collected at once when a cut's bucket is small enough
 _U64_MAX = (1 << 64) - 1
 _SIGN = 1 << 63
@@ -290,6 +291,11 @@ class _Plan:
         lo: dict[int, int] = {}
         hi: dict[int, int] = {}
         counts = np.zeros(0, dtype=np.int64)
+        # Per group, a histogram of the values' top bits (4,096 buckets over the whole
+        # 64-bit range): hashed values spread evenly, so the bucket of each cut is found in
+        # this first pass and the next pass collects only the few values inside it.
+        top = np.zeros(0, dtype=np.int64)
+        shift = np.uint64(_TOP_SHIFT)
         for groups, values in self._scan():
             keep = groups >= 0
             self.dropped += int((~keep).sum())
@@ -300,6 +306,11 @@ class _Plan:
             if len(bc) > len(counts):
                 counts = np.concatenate([counts, np.zeros(len(bc) - len(counts), np.int64)])
             counts[: len(bc)] += bc
+            th = np.bincount(g * _BUCKETS + (v >> shift).astype(np.int64))
+            if len(th) > len(top):
+                size = -(-len(th) // _BUCKETS) * _BUCKETS
+                top = np.concatenate([top, np.zeros(size - len(top), np.int64)])
+            top[: len(th)] += th
             for found in np.flatnonzero(bc).tolist():
                 sel = v[g == found]
                 lo[found] = min(lo.get(found, _U64_MAX), int(sel.min()))
@@ -330,8 +341,22 @@ class _Plan:
                 n_test, n_val = 1, 1
             first: int = n - n_val - n_test if c.time_column else n_test
             second: int = n - n_test if c.time_column else n_test + n_val
+            hist = top[gid * _BUCKETS : (gid + 1) * _BUCKETS]
+            cum = np.cumsum(hist)
             for k in (first, second):
-                self.cuts.append(_Cut(gid, k, lo=lo[gid], hi=hi[gid], inside=n))
+                b = min(int(np.searchsorted(cum, k, side="right")), _BUCKETS - 1)
+                start = b << _TOP_SHIFT
+                end = start + (1 << _TOP_SHIFT) - 1
+                self.cuts.append(
+                    _Cut(
+                        gid,
+                        k,
+                        lo=max(lo[gid], start),
+                        hi=min(hi[gid], end),
+                        below=int(cum[b - 1]) if b else 0,
+                        inside=int(hist[b]),
+                    )
+                )
         self._narrow()
         return self
 
@@ -380,14 +405,14 @@ class _Plan:
                 sel = values[(groups == cut.group) & (values >= np.uint64(cut.lo))]
                 found[i].append(sel[sel <= np.uint64(cut.hi)])
         for cut, parts in zip(cuts, found, strict=True):
-            vals = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+            vals = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
             rank = cut.k - cut.below
             if rank >= len(vals):  # every row of the group is below the cut
                 cut.value, cut.ties = _U64_MAX, 1 << 62
             else:
-                v = vals[rank]
+                v = np.partition(vals, rank)[rank]  # the rank-th smallest, no full sort
                 cut.value = int(v)
-                equal_before = rank - int(np.searchsorted(vals, v, side="left"))
+                equal_before = rank - int(np.count_nonzero(vals < v))
                 # A random split keeps rows of one key together; a time split is stable.
                 cut.ties = equal_before if self.config.time_column else 0
             cut.done = True
@@ -542,7 +567,7 @@ class SplitPlan:
         return {names[g]: n for g, n in self._plan.counts.items()}
 
     def iter_splits(
-        self, columns: Sequence[str] | None = None
+        self, columns: Sequence[str] | None = None, *, prefetch: bool = True
     ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
         """Yield ``(batch, split)`` in data order: ``split[i]`` is the index in
         :data:`SPLIT_NAMES` of row ``i`` of the batch (``-1``: dropped).
@@ -550,11 +575,16 @@ class SplitPlan:
         Args:
             columns: the columns the batches carry (the plan's own columns are read too
                 and dropped again); None reads all.
+            prefetch: decode the next batches in a background thread.
         """
+        from kfgpu.data.shards import prefetched
+
         needed = self._plan.rows.columns
         cols = None if columns is None else list(dict.fromkeys([*columns, *needed]))
         assign = self._plan.assigner()
-        for batch in self.shards.iter_batches(cols, batch_rows=self.batch_rows):
+        # The next batches decode in a thread while this one is assigned and written.
+        batches = self.shards.iter_batches(cols, batch_rows=self.batch_rows)
+        for batch in prefetched(batches) if prefetch else batches:
             which = assign(_needed_frame(batch, needed))
             yield (batch if columns is None else batch.select(list(columns))), which
 
@@ -567,6 +597,7 @@ def split_source(
     batch_rows: int = 65_536,
     file_rows: int | None = None,
     row_group_rows: int | None = None,
+    overlap: bool = True,
 ) -> SplitResult:
     """Split a Parquet data set into sharded Parquet outputs without loading it.
 
@@ -581,6 +612,8 @@ def split_source(
         batch_rows: rows per record batch read (does not change the split).
         file_rows: the most rows per output file (default: the shard writer's).
         row_group_rows: the most rows per output row group (default: the shard writer's).
+        overlap: read ahead in one thread and write each output in a thread of its own
+            (the same files; False does it all in the calling thread).
 
     Returns:
         Rows per split, their manifests, rows dropped for a missing target.
@@ -604,14 +637,20 @@ def split_source(
     if row_group_rows is not None:
         sizes["row_group_rows"] = row_group_rows
     meta = {"split_by": config.by, "seed": config.seed, "source": shards.fingerprint}
+    # One writer thread per output: encoding, compressing and hashing three outputs
+    # overlap with reading and assigning the next batches.
     writers = {
         name: ShardWriter(
-            outputs[name], schema=shards.schema, metadata={**meta, "split": name}, **sizes
+            outputs[name],
+            schema=shards.schema,
+            metadata={**meta, "split": name},
+            background=overlap,
+            **sizes,
         )
         for name in SPLIT_NAMES
     }
     try:
-        for batch, which in plan.iter_splits():
+        for batch, which in plan.iter_splits(prefetch=overlap):
             for i, name in enumerate(SPLIT_NAMES):
                 idx = _indices(which, i)
                 if len(idx):

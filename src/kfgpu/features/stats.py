@@ -18,6 +18,8 @@ stats of their concatenation (vocabularies too, unless a column exceeded its cap
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -90,11 +92,18 @@ class FeatureStats:
             ``self``, for chaining.
         """
         require_columns(df, list(self.spec.columns))
-        for name, sketch in self.numeric.items():
-            x = numeric_values(df, name)
-            sketch.add(x.astype("float64"))
-            if name in self.log1p:
-                self.log1p[name].add(signed_log1p(x).astype("float64"))
+        names = list(self.numeric)
+        if len(df) >= _PARALLEL_ROWS and len(names) > 1:
+            # Columns are independent: their sketches (NumPy, which releases the GIL on
+            # arrays this long) are filled by threads; the first error in column order is
+            # raised, as the loop below would.
+            cols = {name: df[name] for name in names}
+            futures = [_pool().submit(self._add_numeric, cols, name) for name in names]
+            for f in futures:
+                f.result()
+        else:
+            for name in names:
+                self._add_numeric(df, name)
         for name, counts in self.categorical.items():
             # value_counts on the column itself, keys stringified after: the same strings
             # category_strings gives row by row, at the cost of the distinct values only.
@@ -107,6 +116,12 @@ class FeatureStats:
                 )
         self.rows += len(df)
         return self
+
+    def _add_numeric(self, df: Any, name: str) -> None:
+        x = numeric_values(df, name)
+        self.numeric[name].add(x.astype("float64"))
+        if name in self.log1p:
+            self.log1p[name].add(signed_log1p(x).astype("float64"))
 
     def merge(self, other: FeatureStats) -> FeatureStats:
         """Add another worker's stats (of the same spec) into these.
@@ -186,6 +201,23 @@ class FeatureStats:
 
     def __repr__(self) -> str:
         return f"FeatureStats(rows={self.rows}, columns={list(self.spec.columns)})"
+
+
+_PARALLEL_ROWS = 16_384
+"""Chunks of at least this many rows fill their numeric sketches in threads."""
+_POOL: list[Any] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> Any:
+    """One small thread pool for the process (created on first use)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _POOL_LOCK:
+        if not _POOL:
+            workers = max(2, min(4, os.cpu_count() or 2))
+            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="kfgpu-fit"))
+        return _POOL[0]
 
 
 def needs_quantiles(spec: NumericSpec) -> bool:

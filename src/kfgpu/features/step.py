@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import pandas as pd
+    import pyarrow as pa
 
     from kfgpu.features.spec import FeatureSpec
     from kfgpu.features.transform import FittedTransform
@@ -59,6 +60,20 @@ def transformed_frame(fitted: FittedTransform, df: pd.DataFrame, target: str) ->
         out[name] = emb[:, j]
     out[target] = df[target].to_numpy()
     return out
+
+
+def _transformed_table(fitted: FittedTransform, df: pd.DataFrame, target: str) -> pa.Table:
+    """:func:`transformed_frame` as an Arrow table, built from the arrays without a pandas
+    frame in between (the same columns, types and values)."""
+    import numpy as np
+    import pyarrow as pa
+
+    dense, emb = fitted.transform(df)
+    names = [*fitted.dense_names, *fitted.emb_names, target]
+    cols: list[Any] = [pa.array(c, from_pandas=True) for c in np.ascontiguousarray(dense.T)]
+    cols += [pa.array(c, from_pandas=True) for c in np.ascontiguousarray(emb.T)]
+    cols.append(pa.array(df[target].to_numpy(), from_pandas=True))
+    return pa.Table.from_arrays(cols, names=[str(n) for n in names])
 
 
 def _report(fitted: FittedTransform, sizes: dict[str, int], time_column: str) -> str:
@@ -201,10 +216,18 @@ def engineer_features_step(
     profiled = [c for c in profiled if c not in datetime_inputs]
     source = shards.fingerprint
     base = {"source_fingerprint": source, "split_by": config.by, "seed": seed}
+    # One writer thread per output: encoding and hashing overlap the next batch's transform.
     writers = {
-        "train": ShardWriter(train_path, metadata={**base, "split": "train"}),
-        "validation": ShardWriter(val_path, metadata={**base, "split": "validation"}),
-        "test": ShardWriter(test_path, schema=shards.schema, metadata={**base, "split": "test"}),
+        "train": ShardWriter(train_path, metadata={**base, "split": "train"}, background=True),
+        "validation": ShardWriter(
+            val_path, metadata={**base, "split": "validation"}, background=True
+        ),
+        "test": ShardWriter(
+            test_path,
+            schema=shards.schema,
+            metadata={**base, "split": "test"},
+            background=True,
+        ),
     }
 
     def write_all() -> Iterator[pd.DataFrame]:
@@ -215,11 +238,11 @@ def engineer_features_step(
             val_idx = split_indices(which, 1)
             if len(val_idx):
                 val = batch.take(val_idx).to_pandas()
-                writers["validation"].write(transformed_frame(fitted, val, target))
+                writers["validation"].write(_transformed_table(fitted, val, target))
             train_idx = split_indices(which, 0)
             if len(train_idx):
                 train = batch.take(train_idx).to_pandas()
-                writers["train"].write(transformed_frame(fitted, train, target))
+                writers["train"].write(_transformed_table(fitted, train, target))
                 yield train[[*profiled, target]]
 
     try:

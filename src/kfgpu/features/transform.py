@@ -647,6 +647,7 @@ def fit_source(
         ConfigError: ``chunk_rows`` is not positive, or the spec uses the target.
         DataError: the source cannot be read, has no rows or lacks a spec column.
     """
+    from kfgpu.data.shards import prefetched
     from kfgpu.features.stats import fit_stats
     from kfgpu.validation.profile import iter_source
 
@@ -656,7 +657,8 @@ def fit_source(
         raise ConfigError(
             f"the feature spec uses target {target!r} as a feature; remove it from the spec"
         )
-    chunks = iter_source(uri, chunk_rows)
+    # The next chunks are read and decoded in a thread while this one is sketched.
+    chunks = prefetched(iter_source(uri, chunk_rows), depth=1)
     head: list[pd.DataFrame] = []
     for chunk in chunks:
         head.append(chunk)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,103 @@ def test_empty_output_keeps_its_schema(tmp_path: Path) -> None:
         write_shards([], str(tmp_path / "f"))
     with pytest.raises(ConfigError, match="row_group_rows=0"):
         ShardWriter(str(tmp_path / "g"), row_group_rows=0)
+
+
+def test_background_writer_writes_the_same_bytes_as_the_inline_one(tmp_path: Path) -> None:
+    frames = [_frame(n, start) for start, n in ((0, 37), (37, 250), (287, 1), (288, 500))]
+    manifests = {}
+    for background in (False, True):
+        out = tmp_path / f"bg-{background}"
+        with ShardWriter(
+            str(out), file_rows=300, row_group_rows=64, background=background, queue_batches=1
+        ) as w:
+            for f in frames:
+                w.write(pa.Table.from_pandas(f, preserve_index=False))
+        manifests[background] = read_manifest(str(out))
+    inline, threaded = manifests[False], manifests[True]
+    assert inline is not None and threaded is not None
+    assert threaded.fingerprint == inline.fingerprint
+    assert [f.row_groups for f in threaded.files] == [f.row_groups for f in inline.files]
+    assert open_shards(str(tmp_path / "bg-True")).rows == 788
+
+
+def test_background_writer_error_reaches_the_caller_and_keeps_the_old_output(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    write_shards(_frame(10), str(out))
+    before = read_manifest(str(out))
+    w = ShardWriter(str(out), row_group_rows=8, file_rows=8, background=True)
+    # The disk fails under the thread: its temporary folder is replaced by a file, so
+    # opening the next part fails there; the error surfaces at a later write or close.
+    (tmp_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith(".kfgpu-tmp-")]
+    tmp_dir.rmdir()
+    tmp_dir.write_text("not a folder")
+    with pytest.raises(OSError):
+        for start in range(0, 400, 8):
+            w.write(_frame(8, start))
+        w.close()
+    w.abort()
+    assert read_manifest(str(out)) == before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".kfgpu-tmp-")]
+
+
+def test_background_writer_checks_the_schema_at_write(tmp_path: Path) -> None:
+    w = ShardWriter(str(tmp_path / "out"), background=True)
+    w.write(_frame(5))
+    with pytest.raises(SchemaError, match="same columns"):
+        w.write(pd.DataFrame({"other": ["x"]}))
+    w.abort()
+
+
+def test_prefetched_keeps_order_raises_in_place_and_stops_early() -> None:
+    from kfgpu.data.shards import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("broken shard")
+
+    got = []
+    with pytest.raises(ValueError, match="broken shard"):
+        for x in prefetched(failing()):
+            got.append(x)
+    assert got == [1]
+
+    closed = []
+
+    def endless() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    gen = prefetched(endless(), depth=2)
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    gen.close()  # the thread ends and the source generator is closed
+    assert closed == [True]
+
+
+def test_background_writer_appends_a_file_after_what_was_queued(tmp_path: Path) -> None:
+    import fsspec
+
+    extra = tmp_path / "extra.parquet"
+    pq.write_table(pa.Table.from_pandas(_frame(50, 1_000), preserve_index=False), extra)
+    fs = fsspec.filesystem("file")
+    fingerprints = []
+    for background in (False, True):
+        out = tmp_path / f"bg-{background}"
+        with ShardWriter(str(out), row_group_rows=64, background=background) as w:
+            for start in range(0, 300, 30):
+                w.write(_frame(30, start))
+            w.add_file(fs, str(extra), 50, (50,))
+            w.write(_frame(10, 2_000))
+        assert w.manifest is not None
+        fingerprints.append(w.manifest.fingerprint)
+        ids = pd.read_parquet(out)["row_id"].tolist()
+        assert ids == [*range(300), *range(1_000, 1_050), *range(2_000, 2_010)]
+    assert fingerprints[0] == fingerprints[1]

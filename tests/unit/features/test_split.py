@@ -257,3 +257,20 @@ def test_streamed_split_errors_name_the_column(tmp_path) -> None:  # type: ignor
         SplitConfig("y", "classification", time_column="x", key_column="x")
     # Nothing half-written is left behind by a failed split.
     assert not any((tmp_path / n).exists() for n in SPLIT_NAMES)
+
+
+def test_threads_change_nothing_in_the_written_split(tmp_path, keyed: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
+
+    src = _sharded(tmp_path, keyed, "src", file_rows=1_000, row_group_rows=250)
+    config = SplitConfig(LABEL_COLUMN, "classification", seed=4)
+    results = []
+    for overlap in (False, True):
+        outs = {n: str(tmp_path / f"out-{overlap}" / n) for n in SPLIT_NAMES}
+        results.append(
+            split_source(src, outs, config, batch_rows=128, row_group_rows=100, overlap=overlap)
+        )
+    serial, threaded = results
+    assert threaded.rows == serial.rows and sum(serial.rows.values()) == len(keyed)
+    for name in SPLIT_NAMES:  # byte-identical files
+        assert threaded.manifests[name].fingerprint == serial.manifests[name].fingerprint

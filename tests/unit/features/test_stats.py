@@ -148,3 +148,36 @@ def test_quantiles_are_kept_only_where_the_spec_needs_them() -> None:
     )
     stats = fit_stats(df, spec)
     assert [stats.numeric[k].quantiles for k in "abc"] == [False, True, True]
+
+
+def test_large_chunks_fill_numeric_sketches_in_threads_with_the_same_result() -> None:
+    from kfgpu.validation.sketch import NumericSketch
+
+    rng = np.random.default_rng(3)
+    n = 40_000  # above the size whose numeric columns are sketched by threads
+    names = [f"n{i}" for i in range(6)]
+    df = pd.DataFrame({name: rng.normal(i, 1 + i, n) for i, name in enumerate(names)})
+    df.loc[::9, "n2"] = np.nan
+    spec = FeatureSpec(columns={name: NumericSpec(impute="median") for name in names})
+    st = fit_stats([df.iloc[:20_000], df.iloc[20_000:]], spec)
+    for name in names:
+        # numeric_values' float32 rounding, then the same two chunks added in order.
+        want = NumericSketch(quantiles=True)
+        for part in (df[name].iloc[:20_000], df[name].iloc[20_000:]):
+            want.add(part.to_numpy(np.float64).astype(np.float32).astype(np.float64))
+        assert st.numeric[name].to_dict() == want.to_dict(), name
+    assert st.rows == n
+
+
+def test_threaded_sketching_raises_the_first_bad_column_in_spec_order() -> None:
+    n = 20_000
+    df = pd.DataFrame(
+        {
+            "a": np.arange(n, dtype=float),
+            "b": ["1"] * (n - 1) + ["oops-b"],
+            "c": ["oops-c"] * n,
+        }
+    )
+    spec = FeatureSpec(columns={k: NumericSpec() for k in ("a", "b", "c")})
+    with pytest.raises(SchemaError, match="column 'b' must be numeric but holds 'oops-b'"):
+        fit_stats([df], spec)
