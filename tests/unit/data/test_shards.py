@@ -273,3 +273,30 @@ def test_background_writer_appends_a_file_after_what_was_queued(tmp_path: Path) 
         ids = pd.read_parquet(out)["row_id"].tolist()
         assert ids == [*range(300), *range(1_000, 1_050), *range(2_000, 2_010)]
     assert fingerprints[0] == fingerprints[1]
+
+
+def test_add_file_records_the_copied_bytes_whether_the_kernel_or_python_copies(
+    tmp_path: Path,
+) -> None:
+    """Local to local is a kernel copy hashed afterwards; any other source streams through
+    the hashing sink. Both must record the source's exact bytes, size and SHA-256."""
+    import fsspec
+
+    source = tmp_path / "source.parquet"
+    pq.write_table(pa.Table.from_pandas(_frame(70, 500), preserve_index=False), source)
+    data = source.read_bytes()
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/add-file-test/source.parquet", data)
+    for label, fs, path in (
+        ("local", fsspec.filesystem("file"), str(source)),
+        ("memory", memory, "/add-file-test/source.parquet"),
+    ):
+        out = tmp_path / f"copied-{label}"
+        with ShardWriter(str(out), schema=pq.read_schema(source)) as w:
+            w.add_file(fs, path, 70, (70,))
+        assert w.manifest is not None
+        (shard,) = w.manifest.files
+        copied = (out / shard.path).read_bytes()
+        assert copied == data, label
+        assert (shard.bytes, shard.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+        assert open_shards(str(out)).rows == 70
