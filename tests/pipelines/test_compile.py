@@ -96,10 +96,7 @@ def test_the_lock_pins_the_kfp_that_compiled_the_checked_in_files() -> None:
     # The README's two commands and CI install through the lock.
     readme = (ROOT / "README.md").read_text()
     torch = pins["torch"]
-    assert (
-        f"pip install torch=={torch} && pip install -c requirements.lock -e . && kfgpu run"
-        in readme
-    )
+    assert f"pip install torch=={torch} && pip install -c requirements.lock -e . && kfgpu run" in readme
     test_cmd = f"pip install torch=={torch} && pip install -c requirements.lock -e '.[dev]' && scripts/check"
     assert test_cmd in readme
     assert test_cmd in (ROOT / ".ci" / "run").read_text()

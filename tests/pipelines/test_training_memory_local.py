@@ -42,11 +42,11 @@ Then the big table's split outputs go through the train step alone with
 streamed train step on the small table exceeds the bound, which shows the test can fail.
 
 Figures: SMALL = 300,000 and BIG = 1,500,000 rows x 16 float64 features + an int64 label
-(41 and 204 MB decoded; bound 51 MB). Measured (2 cores, load average 3-5 from other
-sessions; the file took 160 s, the two pipeline runs in parallel): growth validate_data
-+28 MB, engineer_features +33, train_model +12, check_gate and register_model 0,
-evaluate_model +980; the train step in memory +187 MB. Across five runs validate_data and
-engineer_features varied by +-15 MB.
+(41 and 204 MB decoded; bound 51 MB). Measured on 2 cores, the two pipeline runs in
+parallel: the file took 68 s at load average 1.2-1.7 (160 s at 3-5 with other sessions'
+work). Growth validate_data +8 / +28 MB (two runs), engineer_features +41 / +33 (the
+closest to the bound), train_model +11 / +12, check_gate and register_model 0,
+evaluate_model +978 / +980; the train step in memory +183 / +187 MB.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipelines' real annotations.

@@ -704,10 +704,11 @@ def open_splits(
     decoded (or not Parquet), else a :class:`ShardedSplit` streamed per rank.
 
     Every trainer opens its splits here (``train_model``, :mod:`kfgpu.training.distributed`,
-    the Horovod trainer). A streamed validation split is encoded with the training split's
-    labels (:func:`split_labels`, or :func:`~kfgpu.training.prepare.encode_labels` of an
-    in-memory training split); its classes are checked against the training split's from
-    its target column, streamed.
+    the Horovod trainer). A streamed validation split is encoded with a streamed training
+    split's labels (:func:`split_labels`); its classes are checked against the training
+    split's from its target column, streamed. With an in-memory training split its labels
+    are provisional: :func:`~kfgpu.training.prepare.prepare_training` re-encodes it with
+    the labels it computes from the training rows.
 
     Raises:
         ConfigError: a negative threshold.
@@ -754,14 +755,15 @@ def open_splits(
     )
     if isinstance(val, pd.DataFrame):
         return train, val
+    labels: Mapping[str, Any]
     if isinstance(train, ShardedSplit):
         labels = train.labels
+    elif task == "classification":
+        # Provisional: prepare_training re-encodes the split with the labels it computes
+        # from the in-memory training rows (the classes were checked above).
+        labels = {"classes": others[0].tolist()}
     else:
-        from kfgpu.training.prepare import encode_labels
-
-        if target not in train.columns:
-            raise TrainingError(f"the training split has no target column {target!r}")
-        labels, _ = encode_labels(train[target], others, task=task)
+        labels = {"target_mean": 0.0, "target_scale": 1.0}
     return train, ShardedSplit(
         val,
         transform=transform,
