@@ -620,8 +620,14 @@ def _resample_weights(n: int, b: int, rng: np.random.Generator) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
+BOOTSTRAP_CHUNK_CELLS = 2_000_000
+"""Resample x row cells of one bootstrap chunk. The (resamples, rows) weight matrix and each
+product of it are then 16 MB (float64); evaluate_model's peak stays far under 1 GB at any
+sample size (20M cells held about 1.4 GB at 225k rows, issue 19)."""
+
+
 def _chunks(n: int, total: int) -> list[int]:
-    per = max(1, 20_000_000 // max(n, 1))
+    per = max(1, BOOTSTRAP_CHUNK_CELLS // max(n, 1))
     return [min(per, total - s) for s in range(0, total, per)]
 
 
@@ -636,17 +642,31 @@ def _interval(values: np.ndarray, confidence: float) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def _weighted_rank_metrics(
-    w: np.ndarray, y_pos: np.ndarray, score: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """ROC AUC and average precision of every resample (rows of ``w``) at once."""
+def _rank_order(y_pos: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rows by descending score, the start of each run of tied scores, and the targets in
+    that order: what :func:`_weighted_rank_metrics` needs, sorted once for every chunk."""
     import numpy as np
 
     order = np.argsort(-score, kind="stable")
     s = score[order]
     starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    return order, starts, y_pos[order].astype(np.float64)
+
+
+def _weighted_rank_metrics(
+    w: np.ndarray,
+    y_pos: np.ndarray,
+    score: np.ndarray,
+    ranked: tuple[np.ndarray, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC and average precision of every resample (rows of ``w``) at once.
+
+    ``ranked``: :func:`_rank_order` of ``y_pos`` and ``score``, when already computed.
+    """
+    import numpy as np
+
+    order, starts, yo = ranked if ranked is not None else _rank_order(y_pos, score)
     wo = w[:, order]
-    yo = y_pos[order].astype(np.float64)
     pos_u = np.add.reduceat(wo * yo, starts, axis=1)
     neg_u = np.add.reduceat(wo * (1.0 - yo), starts, axis=1)
     p_tot, n_tot = pos_u.sum(axis=1), neg_u.sum(axis=1)
@@ -689,6 +709,8 @@ def _bootstrap_classification(
         cal_t, cal_p = (proba.argmax(axis=1) == y).astype(np.float64), proba.max(axis=1)
     bins = np.eye(ece_bins)[calibration_bins(cal_p, ece_bins)]
     gap = bins * (cal_t - cal_p)[:, None]
+    classes = [pos] if k == 2 else list(range(k))
+    ranked = {c: _rank_order(y == c, proba[:, c]) for c in classes}
     out: dict[str, list[np.ndarray]] = {}
 
     def add(name: str, value: np.ndarray) -> None:
@@ -713,12 +735,12 @@ def _bootstrap_classification(
             add("recall", rec_c[:, pos])
             add("f1", f1_c[:, pos])
             add("brier", (w @ (proba[:, pos] - (y == pos)) ** 2) / rows)
-            auc, ap = _weighted_rank_metrics(w, y == pos, proba[:, pos])
+            auc, ap = _weighted_rank_metrics(w, y == pos, proba[:, pos], ranked[pos])
         else:
             add("precision", prec_c.mean(axis=1))
             add("recall", rec_c.mean(axis=1))
             add("f1", f1_c.mean(axis=1))
-            per = [_weighted_rank_metrics(w, y == c, proba[:, c]) for c in range(k)]
+            per = [_weighted_rank_metrics(w, y == c, proba[:, c], ranked[c]) for c in range(k)]
             auc = np.mean([a for a, _ in per], axis=0)  # NaN when a class is absent
             ap = np.mean([p for _, p in per], axis=0)
         add("roc_auc", auc)

@@ -244,3 +244,34 @@ def test_permutation_importance_finds_the_signal() -> None:
     assert [r["feature"] for r in imp] == ["signal", "noise"]
     assert imp[0]["importance"] > 1.5 and imp[1]["importance"] == 0.0
     assert calls == [1000, 4000]  # the base rows, then every shuffled copy in one batch
+
+
+def test_bootstrap_memory_is_bounded_by_the_chunk_not_the_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bootstrap works through (resamples x rows) cells a chunk at a time. A chunk of
+    20M cells held about 1.4 GB at 225k rows (issue 19: evaluate_model above 1 GB); the
+    chunk is now 2M cells. Chunking must not change the intervals (the same random stream)."""
+    import tracemalloc
+
+    from kfgpu.evaluation import metrics
+
+    y, proba = _case(60_000, 2, seed=5, rate=0.3)
+    pred = proba.argmax(axis=1)
+
+    def run() -> tuple[dict[str, list[float]], float]:
+        tracemalloc.start()
+        try:
+            out = metrics._bootstrap_classification(
+                y, proba, pred, 2, 1, 10, n=200, confidence=0.95, seed=0
+            )
+            return out, tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
+
+    chunked, peak_mb = run()
+    monkeypatch.setattr(metrics, "BOOTSTRAP_CHUNK_CELLS", 60_000 * 200)  # one chunk
+    whole, whole_peak_mb = run()
+    assert chunked == whole
+    # Measured: 150 MB chunked, 839 MB in one chunk of the old 20M-cell size.
+    assert peak_mb < 250 < whole_peak_mb
