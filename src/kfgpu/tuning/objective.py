@@ -70,7 +70,11 @@ def _n_params(network: Any) -> int:
     return int(sum(p.numel() for p in network.parameters()))
 
 
-def _latency_ms(network: Any, numeric: Any, codes: Any, rows: int = 1024) -> float:
+LATENCY_ROWS = 1024
+"""Validation rows of one timed forward pass (the latency objective)."""
+
+
+def _latency_ms(network: Any, numeric: Any, codes: Any, rows: int = LATENCY_ROWS) -> float:
     """Median milliseconds of one forward pass over ``rows`` validation rows."""
     import torch
 
@@ -97,15 +101,23 @@ def tabular_objective(
     task: str,
     base_config: dict[str, Any] | None = None,
 ) -> Callable[[optuna.Trial], float | Sequence[float]]:
-    """An objective training on engineer_features' splits, read once per worker."""
+    """An objective training on engineer_features' splits, opened once per worker.
+
+    The splits are opened as every trainer opens them
+    (:func:`~kfgpu.training.streaming.open_splits`): read into memory up to the base
+    configuration's ``stream_threshold_mb``, else streamed by each trial, so a worker's
+    memory does not grow with the table.
+    """
     import optuna
+    import pandas as pd
     import torch
 
-    from kfgpu.data import read_parquet
+    from kfgpu.data.shards import open_shards
     from kfgpu.features.transform import FittedTransform
     from kfgpu.training.config import TrainConfig
     from kfgpu.training.families import build_network
     from kfgpu.training.prepare import model_inputs
+    from kfgpu.training.streaming import open_splits
     from kfgpu.training.trainer import train_tabular
     from kfgpu.tuning.config import LEFT_TO_TRAINING
     from kfgpu.tuning.report import CONFIG_ATTR
@@ -113,11 +125,24 @@ def tabular_objective(
     check_tunable(space)
     base = dict(base_config or {})
     known = {f.name for f in fields(TrainConfig)}
-    TrainConfig.from_dict(base)  # bad base settings fail before any trial
-    train_df = read_parquet(train_path)
-    val_df = read_parquet(val_path)
+    base_cfg = TrainConfig.from_dict(base)  # bad base settings fail before any trial
     fitted = FittedTransform.load(transform_path)
-    val_x, val_c = (torch.from_numpy(a) for a in model_inputs(val_df, fitted))
+    train_df, val_df = open_splits(
+        train_path,
+        val_path,
+        transform=fitted,
+        target=target,
+        task=task,
+        transformed=True,
+        threshold_mb=base_cfg.stream_threshold_mb,
+    )
+    # The latency objective times 1,024 validation rows: the first ones, read alone.
+    head = (
+        val_df.head(LATENCY_ROWS)
+        if isinstance(val_df, pd.DataFrame)
+        else next(open_shards(val_path).iter_frames(batch_rows=LATENCY_ROWS))
+    )
+    val_x, val_c = (torch.from_numpy(a) for a in model_inputs(head, fitted))
 
     def objective(trial: optuna.Trial) -> float | Sequence[float]:
         params = space.suggest(trial)

@@ -225,3 +225,33 @@ def test_empty_space_skips_tuning_with_no_overrides(tmp_path: Path) -> None:
     )
     assert result.output.best_params == {}
     assert json.loads((tmp_path / "best.json").read_text()) == {}
+
+
+def test_trials_stream_splits_above_the_threshold(
+    splits: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``stream_threshold_mb=0`` in the base settings, the objective opens the splits as
+    the trainers do and every trial streams them: reading a split whole fails the test
+    (the tuning objective used to ``read_parquet`` both splits in every worker)."""
+    import kfgpu.data
+
+    def whole_read(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a split was read whole: {args}")
+
+    monkeypatch.setattr(kfgpu.data, "read_parquet", whole_read)
+    result = tune_hyperparameters_step(
+        train_path=splits["train"],
+        val_path=splits["val"],
+        transform_path=splits["transform"],
+        target="is_fraud",
+        task="classification",
+        search_space=SPACE,
+        config={"n_trials": 2, "pruner": "none", "objectives": "val_loss,latency_ms"},
+        base_config={**BASE, "max_epochs": 1, "stream_threshold_mb": 0},
+        best_params_path=str(tmp_path / "best.json"),
+        summary_path=str(tmp_path / "summary.json"),
+        report_path=str(tmp_path / "report.html"),
+    )
+    trials = result.output.summary["trials"]
+    assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(len(t["values"]) == 2 and t["values"][1] > 0 for t in trials)
