@@ -309,7 +309,7 @@ def test_threshold_picks_the_path(tmp_path: Path, fitted_and_frame) -> None:
 def test_threshold_setting_is_validated() -> None:
     from kfgpu.training.config import TrainConfig
 
-    assert TrainConfig().stream_threshold_mb == 1024
+    assert TrainConfig().stream_threshold_mb == 64
     assert TrainConfig.from_dict({"stream_threshold_mb": 0}).stream_threshold_mb == 0
     for bad in (-1, float("nan"), "big", True):
         with pytest.raises(ConfigError, match="stream_threshold_mb="):
