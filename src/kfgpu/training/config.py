@@ -100,7 +100,8 @@ class TrainConfig:
             weighs ``rows / (classes * rows_c)``) or a mapping ``"fraud=20,ok=1"`` / JSON
             ``{"1": 20}`` (classes left out weigh 1).
         sampler: ``shuffle`` (every row once an epoch) or ``balanced`` (classification:
-            rows drawn with replacement, each class equally often; kfgpu's datamodule only).
+            rows drawn with replacement, each class equally often; kfgpu's datamodule only;
+            a streamed split draws within each shuffle window).
         stream_threshold_mb: a Parquet training split whose decoded size (rows x (4 x
             dense features + 8 x embedding columns + 8) bytes) exceeds this many megabytes
             is streamed per rank from its row groups (:mod:`kfgpu.training.streaming`:
@@ -240,13 +241,6 @@ class TrainConfig:
             or self.val_sample_rows < 1000
         ):
             raise bad("val_sample_rows", "use an integer of at least 1000, such as 1000000")
-        if self.sampler == "balanced" and self.stream_threshold_mb == 0:
-            raise bad(
-                "sampler",
-                "a balanced sampler draws rows from the whole split in memory; with "
-                "stream_threshold_mb=0 use sampler='shuffle' (class_weight='balanced' "
-                "weighs the loss instead)",
-            )
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise bad("hidden_sizes", "give positive layer widths such as (256, 256)")
 

@@ -318,6 +318,8 @@ def prepare_training(
         if streamed
         else imbalance_settings(config, labels, train_t[-1], task=task)  # type: ignore[index]
     )
+    if isinstance(train_t, ShardedSplit) and config.sampler == "balanced":
+        train_t = train_t.with_balanced_sampler()  # drawn by class in each shuffle window
     return TrainingSetup(
         task=task,
         target=target,

@@ -142,6 +142,13 @@ class StreamingBatches(EpochPosition):
         device: move each batch there (before ``batch_transform``); ``None`` leaves it.
         batch_transform: applied to each batch on ``device`` (e.g. the fitted transform's
             torch module, :func:`transform_on_device`).
+        class_weights: a balanced sampler's draw weight of each class (the inverse of its
+            rows in the whole split; ``decode``'s last array is the class index). Each
+            window then draws as many rows as it holds, with replacement, each row with a
+            probability proportional to its class's weight, instead of permuting them: the
+            batches, their sizes and the resume rule are unchanged, and every class is
+            about equally frequent (as :class:`InMemoryBatches` with ``weights``, drawn
+            within a window rather than the whole split). Needs ``shuffle``.
 
     See the module docstring for how rows are shared, shuffled and resumed.
 
@@ -167,9 +174,12 @@ class StreamingBatches(EpochPosition):
         device: torch.device | str | None = None,
         batch_transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
         | None = None,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         if batch_size < 1 or buffer_rows < 1 or prefetch < 1 or workers < 1:
             raise ValueError("batch_size, buffer_rows, prefetch and workers must be positive")
+        if class_weights is not None and not shuffle:
+            raise ValueError("a balanced sampler (class_weights) needs shuffle=True")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank={rank} is outside world_size={world_size}")
         n = shards.rows
@@ -189,6 +199,7 @@ class StreamingBatches(EpochPosition):
         self.pin_memory = pin_memory
         self.device = device
         self.batch_transform = batch_transform
+        self.class_weights = None if class_weights is None else tuple(class_weights)
         self.init_position()
         self._lo = rank * n // world_size
         self._hi = (rank + 1) * n // world_size
@@ -251,11 +262,15 @@ class StreamingBatches(EpochPosition):
         del tables
         arrays = list(self.decode(table))
         del table
-        perm = (
-            _rng(self.seed, epoch, self.rank, index).permutation(len(arrays[0]))
-            if self.shuffle
-            else None
-        )
+        perm = None
+        if self.shuffle:
+            rng = _rng(self.seed, epoch, self.rank, index)
+            n = len(arrays[0])
+            if self.class_weights is None:
+                perm = rng.permutation(n)
+            else:  # a balanced sampler: n draws with replacement, by class weight
+                p = np.asarray(self.class_weights, dtype=np.float64)[arrays[-1].astype(np.int64)]
+                perm = rng.choice(n, size=n, replace=True, p=p / p.sum())
         out = []
         while arrays:  # one array at a time: each original is freed once it is permuted
             a = arrays.pop(0)
@@ -449,18 +464,13 @@ def streamed_imbalance_settings(
     config: TrainConfig, labels: Mapping[str, Any], *, task: str
 ) -> tuple[torch.Tensor | None, None]:
     """:func:`~kfgpu.training.prepare.imbalance_settings` for a streamed split: the loss's
-    class weights from the class counts; no row weights.
+    class weights from the class counts; no row weights (a balanced sampler draws by class
+    in the loader instead: :meth:`ShardedSplit.with_balanced_sampler`).
 
     Raises:
-        ConfigError: a balanced sampler or a user's datamodule (both need the split's rows
-            in memory), or class weights on a regression task.
+        ConfigError: a user's datamodule (it needs the split's rows in memory), or class
+            weights on a regression task.
     """
-    if config.sampler == "balanced":
-        raise ConfigError(
-            "sampler='balanced' draws rows from the whole split in memory, and this training "
-            f"split is streamed (above stream_threshold_mb={config.stream_threshold_mb}); "
-            "use class_weight='balanced' with sampler='shuffle', or raise stream_threshold_mb"
-        )
     if config.datamodule:
         raise ConfigError(
             f"datamodule={config.datamodule!r} receives the splits as in-memory tensors, and "
@@ -468,11 +478,12 @@ def streamed_imbalance_settings(
             f"{config.stream_threshold_mb}); raise stream_threshold_mb or drop the datamodule"
         )
     if task != "classification":
-        if config.class_weight != "none":
-            raise ConfigError(
-                f"class_weight={config.class_weight!r} applies to classification; this task "
-                f"is {task}: set class_weight='none'"
-            )
+        for name, off in (("class_weight", "none"), ("sampler", "shuffle")):
+            if getattr(config, name) != off:
+                raise ConfigError(
+                    f"{name}={getattr(config, name)!r} applies to classification; this task "
+                    f"is {task}: set {name}={off!r}"
+                )
         return None, None
     return (
         class_weights_from_counts(
@@ -496,6 +507,8 @@ class ShardedSplit:
             output); else raw input columns, transformed while streaming.
         buffer_rows, prefetch, workers: see :class:`StreamingBatches`.
         role: ``training`` or ``validation``: which split, in error messages.
+        sampler_weights: a balanced sampler's class weights, used by the shuffled
+            (training) batches (:meth:`with_balanced_sampler`).
     """
 
     def __init__(
@@ -511,9 +524,11 @@ class ShardedSplit:
         prefetch: int = 2,
         workers: int = 1,
         role: str = "training",
+        sampler_weights: Sequence[float] | None = None,
     ) -> None:
         self.shards = shards
         self.role = role
+        self.sampler_weights = None if sampler_weights is None else tuple(sampler_weights)
         self.transform = transform
         self.target = target
         self.labels = dict(labels)
@@ -553,7 +568,20 @@ class ShardedSplit:
             prefetch=self.prefetch,
             workers=self.workers,
             role=self.role,
+            sampler_weights=self.sampler_weights,
         )
+
+    def with_balanced_sampler(self) -> ShardedSplit:
+        """The same split whose shuffled batches draw every class about equally often:
+        each class weighs the inverse of its rows in the split (``train_distribution``,
+        the in-memory sampler's weights, :func:`~kfgpu.training.imbalance.sample_weights`).
+        """
+        counts = self.labels["train_distribution"]
+        split = self.with_labels(self.labels)
+        split.sampler_weights = tuple(
+            1.0 / max(int(counts[str(c)]), 1) for c in self.labels["classes"]
+        )
+        return split
 
     def fingerprint(self) -> str:
         """What identifies the data for a resumed run: layout and labels."""
@@ -615,6 +643,7 @@ class ShardedSplit:
             pin_memory=pin_memory,
             device=device if on_gpu else None,
             batch_transform=transform_on_device(self.transform, device) if on_gpu else None,
+            class_weights=self.sampler_weights if shuffle else None,
         )
 
 

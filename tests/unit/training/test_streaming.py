@@ -318,8 +318,8 @@ def test_threshold_setting_is_validated() -> None:
         with pytest.raises(ConfigError, match="val_sample_rows="):
             TrainConfig(val_sample_rows=bad)  # type: ignore[arg-type]
     assert TrainConfig().val_sample_rows == 1_000_000
-    with pytest.raises(ConfigError, match=r"sampler='balanced'.*stream_threshold_mb=0"):
-        TrainConfig(stream_threshold_mb=0, sampler="balanced")
+    # A balanced sampler streams too (drawn within each shuffle window).
+    assert TrainConfig(stream_threshold_mb=0, sampler="balanced").sampler == "balanced"
 
 
 def test_streamed_split_refuses_what_needs_the_rows_in_memory(fitted_and_frame) -> None:
@@ -327,11 +327,85 @@ def test_streamed_split_refuses_what_needs_the_rows_in_memory(fitted_and_frame) 
     from kfgpu.training.streaming import streamed_imbalance_settings
 
     labels = {"classes": ["no", "yes"], "train_distribution": {"no": 30, "yes": 10}}
-    with pytest.raises(ConfigError, match="sampler='balanced' draws rows"):
-        streamed_imbalance_settings(TrainConfig(sampler="balanced"), labels, task="classification")
+    with pytest.raises(ConfigError, match="sampler='balanced' applies to classification"):
+        streamed_imbalance_settings(TrainConfig(sampler="balanced"), {}, task="regression")
     with pytest.raises(ConfigError, match=r"datamodule='a\.b:C' receives"):
         streamed_imbalance_settings(TrainConfig(datamodule="a.b:C"), labels, task="classification")
     weights, rows = streamed_imbalance_settings(
         TrainConfig(class_weight="balanced"), labels, task="classification"
     )
     assert rows is None and torch.allclose(weights, torch.tensor([40 / 60, 40 / 20]))  # type: ignore[arg-type]
+
+
+def _classes(root: Path, n: int, positive_every: int) -> ShardSet:
+    """``n`` rows in 100-row groups over 3 files; every ``positive_every``-th row is class 1."""
+    root.mkdir(parents=True)
+    ids = np.arange(n)
+    table = pa.table({"row_id": ids, "cls": (ids % positive_every == 0).astype(np.int64)})
+    for i, part in enumerate(np.array_split(ids, 3)):
+        pq.write_table(table.take(part), root / f"part-{i}.parquet", row_group_size=100)
+    return open_shards(str(root))
+
+
+def _ids_and_class(table: pa.Table) -> list[np.ndarray]:
+    return [table.column("row_id").to_numpy(), table.column("cls").to_numpy()]
+
+
+def test_balanced_sampler_streams_each_class_about_equally(tmp_path: Path) -> None:
+    """Class 1 is 5% of the rows; drawn by class weight (the inverse of each class's rows),
+    about half the served rows are class 1, every draw is a row of this rank's share, and the
+    batches, their sizes and the resume rule are those of the plain shuffled loader."""
+    shards = _classes(tmp_path / "s", 4000, positive_every=20)
+    weights = (1 / 3800, 1 / 200)
+
+    def loader(rank: int = 0, **kw: object) -> StreamingBatches:
+        args: dict = {"batch_size": 64, "shuffle": True, "seed": 3, "buffer_rows": 500}
+        args.update({"class_weights": weights, **kw})
+        return StreamingBatches(shards, _ids_and_class, rank=rank, world_size=2, **args)
+
+    for rank in (0, 1):
+        balanced, plain = loader(rank), list(loader(rank, class_weights=None))
+        batches = list(balanced)
+        assert [len(b[0]) for b in batches] == [len(b[0]) for b in plain]
+        ids = torch.cat([b[0] for b in batches])
+        cls = torch.cat([b[1] for b in batches])
+        assert bool((cls == (ids % 20 == 0).long()).all())  # each draw is a whole row
+        share = set(torch.cat([b[0] for b in plain]).tolist())
+        assert set(ids.tolist()) <= share  # drawn from this rank's rows only
+        assert 0.45 < float(cls.float().mean()) < 0.55  # 5% of the rows, half the draws
+        assert len(set(ids.tolist())) < len(ids)  # with replacement
+        # The same epoch again gives the same draws; a resumed one, the rest of them.
+        balanced.set_epoch(0)
+        assert torch.equal(torch.cat([b[0] for b in balanced]), ids)
+        resumed = loader(rank)
+        resumed.load_state_dict({"epoch": 0, "served": 7})
+        rest = torch.cat([b[0] for b in resumed])
+        assert torch.equal(rest, ids[sum(len(b[0]) for b in batches[:7]) :])
+    with pytest.raises(ValueError, match="needs shuffle=True"):
+        loader(shuffle=False)
+
+
+def test_prepared_streamed_split_carries_the_balanced_sampler(
+    tmp_path: Path, fitted_and_frame
+) -> None:
+    from kfgpu.training.config import TrainConfig
+    from kfgpu.training.prepare import prepare_training
+
+    fitted, df = fitted_and_frame
+    uri = _write(df, tmp_path / "train")
+    kw = {"transform": fitted, "target": "label", "task": "classification"}
+    split = open_training_split(uri, threshold_mb=0, transformed=False, **kw)  # type: ignore[arg-type]
+    counts = split.labels["train_distribution"]
+    for sampler, expected in (
+        ("shuffle", None),
+        ("balanced", tuple(1 / counts[c] for c in split.labels["classes"])),
+    ):
+        setup = prepare_training(
+            split, df, config=TrainConfig(sampler=sampler), transformed=False, **kw
+        )
+        assert isinstance(setup.train, ShardedSplit) and setup.row_weights is None
+        assert setup.train.sampler_weights == expected
+        loader = setup.train.batches(batch_size=32, shuffle=True, seed=0)
+        assert loader.class_weights == expected
+        # Validation batches are never resampled.
+        assert setup.train.batches(batch_size=32, shuffle=False, seed=0).class_weights is None
