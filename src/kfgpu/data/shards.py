@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kfgpu.errors import (
     ConfigError,
@@ -66,6 +66,8 @@ __all__ = [
 MANIFEST_NAME = "_manifest.json"
 """The manifest's file name inside a shard directory (a leading ``_``: Parquet readers skip it)."""
 MANIFEST_FORMAT = "kfgpu-shards/1"
+T = TypeVar("T")
+
 DEFAULT_ROW_GROUP_ROWS = 65_536
 """Rows per row group the writer uses: one decoded group of 30 float64 columns is ~16 MB."""
 DEFAULT_FILE_ROWS = 1_048_576
@@ -501,7 +503,7 @@ def _layout_fingerprint(files: Sequence[ShardFile], schema: pa.Schema) -> str:
     return h.hexdigest()
 
 
-def prefetched(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     """Iterate ``items`` in a background thread, up to ``depth`` items ahead.
 
     Decoding Parquet releases the GIL, so the next record batches are read while the caller

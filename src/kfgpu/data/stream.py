@@ -10,7 +10,7 @@ shards chunk by chunk.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from kfgpu.errors import ConfigError, DataFormatError, EmptyDataError, SchemaError
 
@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 
     from kfgpu.data.shards import Manifest
 
-__all__ = ["MixedTypesError", "RowSample", "open_table_stream", "prefetch", "stream_to_shards"]
-
-T = TypeVar("T")
+__all__ = ["MixedTypesError", "RowSample", "open_table_stream", "stream_to_shards"]
 
 
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz"}
@@ -208,53 +206,6 @@ def open_table_stream(
     return shards.columns, artifact
 
 
-def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """``items``, produced by a background thread up to ``depth`` ahead (its error is
-    raised here, in order); leaving the loop early stops the thread."""
-    import queue
-    import threading
-
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-        except BaseException as e:  # handed to the consumer, raised there
-            put(("error", e))
-            return
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-        put(("done", None))
-
-    thread = threading.Thread(target=produce, name="kfgpu-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join()
-
-
 class RowSample:
     """A seeded uniform sample of at most ``size`` rows of a streamed table, in row order.
 
@@ -355,7 +306,7 @@ def stream_to_shards(
     import pyarrow.parquet as pq
 
     from kfgpu.data.io import open_filesystem
-    from kfgpu.data.shards import ShardWriter
+    from kfgpu.data.shards import ShardWriter, prefetched
 
     columns, frames = open_table_stream(uri, chunk_rows=chunk_rows)
     fs, dest_path = open_filesystem(dest)
@@ -369,7 +320,7 @@ def stream_to_shards(
         unified: pa.Schema | None = None
         rows = 0
         # Parsing (pandas' tokenizer releases the GIL) runs a chunk or two ahead.
-        for df in prefetch(frames(columns)):
+        for df in prefetched(frames(columns)):
             if not len(df):
                 continue
             if on_frame is not None:

@@ -491,7 +491,7 @@ def stream_statistics(
     """
     import pyarrow as pa
 
-    from kfgpu.data.stream import prefetch
+    from kfgpu.data.shards import prefetched
 
     names = list(shards.schema.names)
     if target is not None and target not in names:
@@ -502,7 +502,7 @@ def stream_statistics(
     p = min(1.0, sample_rows / max(shards.rows, 1))
     acc = _Accumulator(shards.schema, target, p, seed)
     # Decoding (pyarrow, GIL released) runs in a thread ahead of the statistics.
-    for batch in prefetch(shards.iter_batches(batch_rows=batch_rows)):
+    for batch in prefetched(shards.iter_batches(batch_rows=batch_rows)):
         acc.add(batch)
     empty = shards.schema.empty_table().to_pandas()
     sample_table = (
