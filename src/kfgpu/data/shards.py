@@ -53,6 +53,7 @@ __all__ = [
     "Manifest",
     "RowGroup",
     "ShardFile",
+    "ShardSegment",
     "ShardSet",
     "ShardWriter",
     "copy_shards",
@@ -60,6 +61,7 @@ __all__ = [
     "open_shards",
     "prefetched",
     "read_manifest",
+    "usable_cpus",
     "write_shards",
 ]
 
@@ -503,6 +505,23 @@ def _layout_fingerprint(files: Sequence[ShardFile], schema: pa.Schema) -> str:
     return h.hexdigest()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, lowered by a cgroup CPU quota
+    (``cpu.max``, as a Kubernetes CPU limit sets it), at least 1."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     """Iterate ``items`` in a background thread, up to ``depth`` items ahead.
 
@@ -598,6 +617,147 @@ class _HashingSink:
         return self._h.hexdigest()
 
 
+class _FileRoller:
+    """Rows into Parquet files of one directory: row groups of at most ``row_group_rows``,
+    files of at most ``file_rows``, every file hashed and counted on the way to disk.
+
+    One roller is written by one thread at a time; a :class:`ShardWriter` has one for the
+    rows written in order and one per segment.
+    """
+
+    def __init__(self, owner: ShardWriter, prefix: str) -> None:
+        self.owner = owner
+        self.prefix = prefix
+        self.files: list[ShardFile] = []
+        self.rows = 0
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
+        self._writer: Any = None
+        self._sink: _HashingSink | None = None
+        self._stream: Any = None
+        self._groups: list[int] = []
+
+    def next_name(self) -> str:
+        return f"{self.prefix}{len(self.files):06d}.parquet"
+
+    def append(self, batches: Sequence[pa.RecordBatch]) -> None:
+        for b in batches:
+            self.pending.append(b)
+            self.pending_rows += b.num_rows
+        while self.pending_rows >= self._next_group_rows():
+            self._flush_group(self._next_group_rows())
+
+    def flush(self) -> None:
+        """Write what is pending and close the open file."""
+        while self.pending_rows:
+            self._flush_group(min(self.pending_rows, self._next_group_rows()))
+        self.close_file()
+
+    def _next_group_rows(self) -> int:
+        w = self.owner
+        return min(w.row_group_rows, w.file_rows - sum(self._groups))
+
+    def _flush_group(self, n: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        w = self.owner
+        table = pa.Table.from_batches(self.pending, schema=w.schema)
+        group, rest = table.slice(0, n), table.slice(n)
+        self.pending = rest.to_batches()
+        self.pending_rows = rest.num_rows
+        if self._writer is None:
+            handle = w._fs.open(posixpath.join(w._tmp, self.next_name()), "wb")
+            self._sink = _HashingSink(handle)
+            # Buffered in C++: the Python sink (hashing) is called once per 8 MiB, not once
+            # per page, so a writer thread seldom waits for the GIL.
+            self._stream = pa.BufferedOutputStream(
+                pa.PythonFile(self._sink, mode="w"), buffer_size=_SINK_BUFFER
+            )
+            self._writer = pq.ParquetWriter(
+                self._stream,
+                w.schema,
+                compression=w.compression,
+                use_dictionary=w._dictionary(),
+                write_statistics=w._statistics(),
+            )
+        self._writer.write_table(group, row_group_size=max(n, 1))
+        self._groups.append(group.num_rows)
+        self.rows += group.num_rows
+        if sum(self._groups) >= w.file_rows:
+            self.close_file()
+
+    def close_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        assert self._sink is not None and self._stream is not None
+        self._stream.close()  # flushes the buffer into the sink
+        self._sink.close()
+        name = self.next_name()
+        self.files.append(
+            ShardFile(
+                path=name,
+                name=name,
+                rows=sum(self._groups),
+                row_groups=tuple(self._groups),
+                bytes=self._sink.size,
+                sha256=self._sink.hexdigest(),
+            )
+        )
+        self._writer = self._stream = self._sink = None
+        self._groups = []
+
+    def abort(self) -> None:
+        """Close the open file quietly (it is deleted with the temporary directory)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+                if self._stream is not None:
+                    self._stream.close()
+                if self._sink is not None:
+                    self._sink.close()
+            except Exception:  # the files are deleted next anyway
+                pass
+        self._writer = self._stream = self._sink = None
+        self.pending = []
+        self.pending_rows = 0
+
+
+class ShardSegment:
+    """The rows of one segment of a :class:`ShardWriter` (see :meth:`ShardWriter.segment`).
+
+    Write it from one thread; :meth:`close` hands its files to the writer.
+    """
+
+    def __init__(self, owner: ShardWriter, index: int) -> None:
+        self._owner = owner
+        self.index = index
+        self._out = _FileRoller(owner, f"seg-{index:06d}-")
+        self._closed = False
+
+    @property
+    def rows(self) -> int:
+        """Rows written to this segment so far."""
+        return self._out.rows + self._out.pending_rows
+
+    def write(self, data: pa.RecordBatch | pa.Table | pd.DataFrame) -> None:
+        """Append rows, as :meth:`ShardWriter.write` does."""
+        if self._closed or self._owner._closed:
+            raise ConfigError(
+                f"segment {self.index} of {self._owner.uri!r} is closed; open a new writer"
+            )
+        self._out.append(self._owner._batches(data))
+
+    def close(self) -> None:
+        """Write what is pending; the segment's files join the set when the writer closes."""
+        if self._closed:
+            return
+        self._out.flush()
+        self._closed = True
+        self._owner._segment_closed(self.index, self._out.files)
+
+
 class ShardWriter:
     """Write a data set as many Parquet files of bounded row groups, atomically.
 
@@ -671,15 +831,12 @@ class ShardWriter:
         else:
             self._tmp = posixpath.join(self._dest, f"{_TMP_MARK}{token}")
         self._fs.makedirs(self._tmp, exist_ok=True)
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-        self._files: list[ShardFile] = []
-        self._writer: Any = None
-        self._sink: _HashingSink | None = None
-        self._stream: Any = None
-        self._file_groups: list[int] = []
+        self._out = _FileRoller(self, "part-")
+        self._segments: dict[int, list[ShardFile]] = {}
+        self._open_segments = 0
+        self._segment_writers: list[ShardSegment] = []
+        self._lock = threading.Lock()
         self._closed = False
-        self.rows = 0
         self.manifest: Manifest | None = None
         """The manifest, once :meth:`close` committed the set."""
         self._queue: queue.Queue[list[pa.RecordBatch] | None] | None = None
@@ -703,16 +860,90 @@ class ShardWriter:
         else:
             self.abort()
 
+    @property
+    def rows(self) -> int:
+        """Rows written so far (queued rows and rows of open segments not yet counted)."""
+        return self._out.rows + sum(f.rows for fs in self._segments.values() for f in fs)
+
     def write(self, data: pa.RecordBatch | pa.Table | pd.DataFrame) -> None:
         """Append rows (a record batch, table or pandas frame without its index).
 
         Raises:
             SchemaError: the rows' columns or types do not match the schema.
+            ConfigError: the writer is closed, or holds segments.
         """
-        import pyarrow as pa
-
         if self._closed:
             raise ConfigError(f"shard writer for {self.uri!r} is closed; open a new one")
+        self._check_sequential("write")
+        batches = self._batches(data)
+        if not batches:
+            return
+        if self._queue is None:
+            self._out.append(batches)
+            return
+        while True:  # queue, unless the thread failed meanwhile
+            self._raise_error()
+            try:
+                self._queue.put(batches, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def segment(self, index: int) -> ShardSegment:
+        """A writer for segment ``index`` of the set.
+
+        Segments let several threads write one data set at once: each writes the rows of
+        its own segment (in their order) to files of its own, and the committed set holds
+        the segments' files in index order, named ``part-000000.parquet`` ... as usual. The
+        files do not depend on which thread wrote which segment, nor when. A writer holds
+        either segments or rows given to :meth:`write`, not both; every segment must be
+        closed before :meth:`close`.
+
+        Raises:
+            ConfigError: the writer has no schema, is closed, already had rows written to
+                it, or ``index`` was opened before.
+        """
+        if self.schema is None:
+            raise ConfigError(f"segments of {self.uri!r} need the schema; pass schema=")
+        with self._lock:
+            if self._closed:
+                raise ConfigError(f"shard writer for {self.uri!r} is closed; open a new one")
+            if self._queue is not None:
+                raise ConfigError(
+                    f"shard writer for {self.uri!r} was opened with background=True, which "
+                    "writes rows in order; open it without background to write segments"
+                )
+            if self._out.rows or self._out.pending_rows or self._out.files:
+                raise ConfigError(
+                    f"shard writer for {self.uri!r} already has rows written in order; "
+                    "write a data set either with write() or with segments, not both"
+                )
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise ConfigError(f"segment index={index!r} is not a whole number >= 0")
+            if index in self._segments:
+                raise ConfigError(f"segment {index} of {self.uri!r} was opened already")
+            self._segments[index] = []
+            self._open_segments += 1
+            seg = ShardSegment(self, index)
+            self._segment_writers.append(seg)
+        return seg
+
+    def _segment_closed(self, index: int, files: list[ShardFile]) -> None:
+        with self._lock:
+            self._segments[index] = files
+            self._open_segments -= 1
+
+    def _check_sequential(self, what: str) -> None:
+        if self._segments:
+            raise ConfigError(
+                f"shard writer for {self.uri!r} holds segments; {what}() writes in order, so "
+                "write each segment's rows through its own ShardSegment"
+            )
+
+    def _batches(self, data: pa.RecordBatch | pa.Table | pd.DataFrame) -> list[pa.RecordBatch]:
+        """The rows as record batches of the set's schema (SchemaError if they cannot be)."""
+        import pyarrow as pa
+
         if not isinstance(data, (pa.RecordBatch, pa.Table)):
             try:
                 data = pa.Table.from_pandas(data, schema=self.schema, preserve_index=False)
@@ -732,26 +963,7 @@ class ShardWriter:
                     f"has {self.schema}; write the same columns with the same types"
                 ) from e
         batches = data.to_batches() if isinstance(data, pa.Table) else [data]
-        batches = [b for b in batches if b.num_rows]
-        if not batches:
-            return
-        if self._queue is None:
-            self._append(batches)
-            return
-        while True:  # queue, unless the thread failed meanwhile
-            self._raise_error()
-            try:
-                self._queue.put(batches, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def _append(self, batches: list[pa.RecordBatch]) -> None:
-        for b in batches:
-            self._pending.append(b)
-            self._pending_rows += b.num_rows
-        while self._pending_rows >= self._next_group_rows():
-            self._flush_group(self._next_group_rows())
+        return [b for b in batches if b.num_rows]
 
     def _work(self) -> None:
         """The background thread: append what is queued until ``None`` comes."""
@@ -763,7 +975,7 @@ class ShardWriter:
             if self._error is not None or self._stopping:
                 continue  # drain: the set is failed or being aborted
             try:
-                self._append(item)
+                self._out.append(item)
             except BaseException as e:  # raised in the caller's thread by write/close
                 self._error = e
 
@@ -784,51 +996,16 @@ class ShardWriter:
                 continue
         thread.join()
 
-    def _next_group_rows(self) -> int:
-        written = sum(self._file_groups)
-        return min(self.row_group_rows, self.file_rows - written)
-
-    def _flush_group(self, n: int) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
-        group, rest = table.slice(0, n), table.slice(n)
-        self._pending = rest.to_batches()
-        self._pending_rows = rest.num_rows
-        if self._writer is None:
-            name = f"part-{len(self._files):06d}.parquet"
-            handle = self._fs.open(posixpath.join(self._tmp, name), "wb")
-            self._sink = _HashingSink(handle)
-            # Buffered in C++: the Python sink (hashing) is called once per 8 MiB, not once
-            # per page, so a writer thread seldom waits for the GIL.
-            self._stream = pa.BufferedOutputStream(
-                pa.PythonFile(self._sink, mode="w"), buffer_size=_SINK_BUFFER
-            )
-            self._writer = pq.ParquetWriter(
-                self._stream,
-                self.schema,
-                compression=self.compression,
-                use_dictionary=self._dictionary(),
-                write_statistics=self._statistics(),
-            )
-        self._writer.write_table(group, row_group_size=max(n, 1))
-        self._file_groups.append(group.num_rows)
-        self.rows += group.num_rows
-        if sum(self._file_groups) >= self.file_rows:
-            self._close_file()
-
     def add_file(self, fs: Any, path: str, rows: int, row_groups: Sequence[int]) -> None:
         """Append an existing Parquet file (same schema) byte for byte, after the rows
         written so far."""
+        self._check_sequential("add_file")
         if self._queue is not None:  # the thread writes what is queued; inline from here on
             self._stop_thread()
             self._queue = None
             self._raise_error()
-        while self._pending_rows:
-            self._flush_group(min(self._pending_rows, self._next_group_rows()))
-        self._close_file()
-        name = f"part-{len(self._files):06d}.parquet"
+        self._out.flush()
+        name = self._out.next_name()
         target = posixpath.join(self._tmp, name)
         if self._local and "file" in _protocols(fs):
             # Local to local: the kernel copies (copy_file_range/sendfile, no Python buffers),
@@ -845,8 +1022,8 @@ class ShardWriter:
                 while chunk := src.read(8 << 20):
                     sink.write(chunk)
             digest, size = sink.hexdigest(), sink.size
-        self._files.append(ShardFile(name, name, rows, tuple(row_groups), size, digest))
-        self.rows += rows
+        self._out.files.append(ShardFile(name, name, rows, tuple(row_groups), size, digest))
+        self._out.rows += rows
 
     def _dictionary(self) -> list[str]:
         import pyarrow.types as pat
@@ -872,28 +1049,20 @@ class ShardWriter:
         assert self.schema is not None
         return [f.name for f in self.schema if not pat.is_floating(f.type)]
 
-    def _close_file(self) -> None:
-        if self._writer is None:
-            return
-        self._writer.close()
-        assert self._sink is not None and self._stream is not None
-        self._stream.close()  # flushes the buffer into the sink
-        self._sink.close()
-        name = f"part-{len(self._files):06d}.parquet"
-        self._files.append(
-            ShardFile(
-                path=name,
-                name=name,
-                rows=sum(self._file_groups),
-                row_groups=tuple(self._file_groups),
-                bytes=self._sink.size,
-                sha256=self._sink.hexdigest(),
+    def _join_segments(self) -> list[ShardFile]:
+        """The segments' files in index order, renamed ``part-000000.parquet`` ..."""
+        if self._open_segments:
+            raise ConfigError(
+                f"{self._open_segments} segment(s) of {self.uri!r} are still open; close "
+                "every segment before the writer"
             )
-        )
-        self._writer = None
-        self._stream = None
-        self._sink = None
-        self._file_groups = []
+        files: list[ShardFile] = []
+        for index in sorted(self._segments):
+            for f in self._segments[index]:
+                name = f"part-{len(files):06d}.parquet"
+                self._fs.mv(posixpath.join(self._tmp, f.name), posixpath.join(self._tmp, name))
+                files.append(ShardFile(name, name, f.rows, f.row_groups, f.bytes, f.sha256))
+        return files
 
     def close(self) -> Manifest:
         """Flush, write the manifest and put the data set in place.
@@ -911,10 +1080,9 @@ class ShardWriter:
         try:
             self._stop_thread()
             self._raise_error()
-            while self._pending_rows:
-                self._flush_group(min(self._pending_rows, self._next_group_rows()))
-            self._close_file()
-            if not self._files:
+            self._out.flush()
+            files = self._out.files if not self._segments else self._join_segments()
+            if not files:
                 if self.schema is None:
                     raise ConfigError(
                         f"no rows and no schema were given for {self.uri!r}; pass schema= to "
@@ -926,12 +1094,12 @@ class ShardWriter:
                 sink = _HashingSink(handle)
                 pq.ParquetWriter(sink, self.schema, compression=self.compression).close()
                 sink.close()
-                self._files.append(ShardFile(name, name, 0, (), sink.size, sink.hexdigest()))
+                files.append(ShardFile(name, name, 0, (), sink.size, sink.hexdigest()))
             assert self.schema is not None
             manifest = Manifest(
-                files=tuple(self._files),
+                files=tuple(files),
                 schema={f.name: str(f.type) for f in self.schema},
-                fingerprint=_set_fingerprint(self._files),
+                fingerprint=_set_fingerprint(files),
                 metadata=self.metadata,
             )
             self._commit(manifest)
@@ -975,17 +1143,9 @@ class ShardWriter:
                 except queue.Empty:
                     break
             self._stop_thread()
-        if self._writer is not None:
-            try:
-                self._writer.close()
-                if self._stream is not None:
-                    self._stream.close()
-                if self._sink is not None:
-                    self._sink.close()
-            except Exception:  # the files are deleted next anyway
-                pass
-        self._writer = None
-        self._pending = []
+        self._out.abort()
+        for seg in self._segment_writers:  # their threads have stopped writing by now
+            seg._out.abort()
         try:
             if self._fs.exists(self._tmp):
                 self._fs.rm(self._tmp, recursive=True)

@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from kfgpu.errors import ConfigError, DataError, SchemaError
 
 if TYPE_CHECKING:
+    from threading import Event
+
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    from kfgpu.data.shards import Manifest, ShardSet
+    from kfgpu.data.shards import Manifest, RowGroup, ShardSegment, ShardSet
 
 __all__ = [
     "SPLIT_NAMES",
@@ -139,8 +141,25 @@ class SplitResult:
 
 # --------------------------------------------------------------------------- row values
 
-# Batches are read as dicts of pandas Series (only the columns the plan needs).
-_Batches = Callable[[list[str]], Iterator["pd.DataFrame"]]
+# The plan reads only the columns it needs: Arrow record batches from shards, pandas
+# frames in memory; both give the same groups and values.
+_Frame = "pd.DataFrame | pa.RecordBatch"
+_Batches = Callable[[list[str]], Iterator[Any]]
+
+
+def _column(frame: Any, name: str) -> Any:
+    """One column of a batch: an Arrow array of a record batch, a Series of a frame."""
+    import pyarrow as pa
+
+    return frame.column(name) if isinstance(frame, pa.RecordBatch) else frame[name]
+
+
+def _series(frame: Any, name: str) -> pd.Series:
+    """One column as a pandas Series (the key and time columns are hashed through pandas)."""
+    import pyarrow as pa
+
+    col = _column(frame, name)
+    return col.to_pandas() if isinstance(col, pa.Array) else col
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -180,11 +199,17 @@ class _Rows:
         extra = [c.time_column] if c.time_column else [c.key_column] if c.key_column else []
         return [c.target, *extra]
 
-    def groups(self, target: pd.Series) -> np.ndarray:
+    def groups(self, target: pd.Series | pa.Array) -> np.ndarray:
         """Group id per row: the class (stratified) or 0; -1 where the target is missing."""
         import numpy as np
         import pandas as pd
+        import pyarrow as pa
 
+        if isinstance(target, pa.Array):
+            found = self._arrow_groups(target)
+            if found is not None:
+                return found
+            target = target.to_pandas()
         missing = target.isna().to_numpy()
         if not self.stratify:
             return np.where(missing, -1, 0).astype(np.int64)
@@ -199,7 +224,38 @@ class _Rows:
             ids[i] = self.classes.setdefault(key, len(self.classes))
         return ids[codes]
 
-    def values(self, frame: pd.DataFrame, offset: int) -> np.ndarray:
+    def _arrow_groups(self, target: pa.Array) -> np.ndarray | None:
+        """:meth:`groups` of an Arrow column without pandas (the streamed split reads the
+        target in every pass); None for types only pandas names as the frame path does.
+
+        Class ids follow first appearance and class names :func:`_label_key`, as
+        ``pd.factorize`` gives them, so the classes and the rows are those of the frame path.
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.types as pat
+
+        t = target.type
+        if pat.is_floating(t):  # NaN is missing, as pandas has it
+            target = pc.if_else(pc.is_nan(target), pa.scalar(None, t), target)
+        elif not (
+            pat.is_integer(t) or pat.is_boolean(t) or pat.is_string(t) or pat.is_large_string(t)
+        ):
+            return None
+        if not self.stratify:
+            missing = target.is_null().to_numpy(zero_copy_only=False)
+            return np.where(missing, -1, 0).astype(np.int64)
+        encoded = target.dictionary_encode()
+        uniques = encoded.dictionary.to_pylist()
+        ids = np.empty(len(uniques) + 1, dtype=np.int64)
+        ids[-1] = -1
+        for i, u in enumerate(uniques):
+            ids[i] = self.classes.setdefault(_label_key(u), len(self.classes))
+        codes = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
+        return ids[codes]
+
+    def values(self, frame: Any, offset: int) -> np.ndarray:
         """The 64-bit ordering value of each row (hash of key or position, or the time)."""
         import numpy as np
         import pandas as pd
@@ -207,9 +263,9 @@ class _Rows:
         c = self.config
         n = len(frame)
         if c.time_column:
-            return _time_values(frame[c.time_column], c.time_column)
+            return _time_values(_series(frame, c.time_column), c.time_column)
         if c.key_column:
-            col = frame[c.key_column]
+            col = _series(frame, c.key_column)
             try:
                 h = pd.util.hash_array(col.to_numpy(), categorize=False)
             except TypeError:
@@ -276,13 +332,21 @@ class _Plan:
         self.cuts: list[_Cut] = []
 
     def _scan(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        offset = 0
-        for frame in self.read(self.rows.columns):
-            n = len(frame)
-            groups = self.rows.groups(frame[self.config.target])
-            values = self.rows.values(frame, offset)
-            offset += n
-            yield groups, values
+        """Each batch's groups and values, in data order. A thread reads and computes the
+        next batches while the caller counts this one (the plan passes run before any
+        row is written, so their time is the split's alone)."""
+        from kfgpu.data.shards import prefetched
+
+        def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            offset = 0
+            for frame in self.read(self.rows.columns):
+                n = len(frame)
+                groups = self.rows.groups(_column(frame, self.config.target))
+                values = self.rows.values(frame, offset)
+                offset += n
+                yield groups, values
+
+        yield from prefetched(rows())
 
     def build(self) -> _Plan:
         import numpy as np
@@ -417,18 +481,56 @@ class _Plan:
                 cut.ties = equal_before if self.config.time_column else 0
             cut.done = True
 
-    def assigner(self) -> _Assigner:
-        return _Assigner(self)
+    def assigner(
+        self, offset: int = 0, ties_seen: Mapping[tuple[int, int], int] | None = None
+    ) -> _Assigner:
+        """An assigner starting at row ``offset`` of the data, after ``ties_seen[(cut, group)]``
+        rows equal to a cut value with ties (see :meth:`ties_before`)."""
+        return _Assigner(self, offset, ties_seen or {})
+
+    def ties_before(
+        self, starts: Sequence[int], read: _Batches
+    ) -> list[dict[tuple[int, int], int]]:
+        """For a time split whose cuts fall inside runs of equal times: how many rows equal
+        to each such cut come before each of ``starts`` (row positions, ascending), counted
+        in one more pass over ``read``; empty dicts when no cut has ties."""
+        import numpy as np
+
+        a = self.assigner()
+        keys = [(j, gid, a.value[j, gid]) for j in range(2) for gid in a.ties[j]]
+        if not keys:
+            return [{} for _ in starts]
+        running = dict.fromkeys([(j, gid) for j, gid, _ in keys], 0)
+        out: list[dict[tuple[int, int], int]] = []
+        pending = list(starts)
+        offset = 0
+        for groups, values in self._scan():
+            n = len(groups)
+            while pending and pending[0] < offset + n:
+                start = pending.pop(0)  # inside this batch: count its rows before ``start``
+                head = start - offset
+                g, v = groups[:head], values[:head]
+                out.append(
+                    {
+                        (j, gid): running[(j, gid)] + int(np.count_nonzero((g == gid) & (v == at)))
+                        for j, gid, at in keys
+                    }
+                )
+            for j, gid, v in keys:
+                running[(j, gid)] += int(np.count_nonzero((groups == gid) & (values == v)))
+            offset += n
+        out.extend(dict(running) for _ in pending)
+        return out
 
 
 class _Assigner:
     """Gives each row of each batch, in data order, its split index (-1: dropped)."""
 
-    def __init__(self, plan: _Plan) -> None:
+    def __init__(self, plan: _Plan, offset: int, ties_seen: Mapping[tuple[int, int], int]) -> None:
         import numpy as np
 
         self.plan = plan
-        self.offset = 0
+        self.offset = offset
         n_groups = max(plan.counts) + 1 if plan.counts else 0
         self.value = np.full((2, n_groups), _U64_MAX, dtype=np.uint64)
         self.ties: list[dict[int, list[int]]] = [{}, {}]  # group -> [ties allowed, seen]
@@ -439,16 +541,16 @@ class _Assigner:
             for j, cut in enumerate((a, b)):
                 self.value[j, gid] = np.uint64(cut.value)
                 if cut.ties:
-                    self.ties[j][gid] = [cut.ties, 0]
+                    self.ties[j][gid] = [cut.ties, ties_seen.get((j, gid), 0)]
         time = bool(plan.config.time_column)
         # Below both cuts, between them, above both: which split each segment is.
         self.segments = (0, 1, 2) if time else (2, 1, 0)
 
-    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+    def __call__(self, frame: Any) -> np.ndarray:
         import numpy as np
 
         rows = self.plan.rows
-        groups = rows.groups(frame[self.plan.config.target])
+        groups = rows.groups(_column(frame, self.plan.config.target))
         values = rows.values(frame, self.offset)
         self.offset += len(frame)
         keep = groups >= 0
@@ -547,9 +649,8 @@ class SplitPlan:
         self.config = config
         self.batch_rows = batch_rows
 
-        def read(columns: list[str]) -> Iterator[pd.DataFrame]:
-            for batch in shards.iter_batches(columns, batch_rows=batch_rows):
-                yield batch.to_pandas()
+        def read(columns: list[str]) -> Iterator[pa.RecordBatch]:
+            yield from shards.iter_batches(columns, batch_rows=batch_rows)
 
         self._plan = _Plan(config, read).build()
 
@@ -585,8 +686,51 @@ class SplitPlan:
         # The next batches decode in a thread while this one is assigned and written.
         batches = self.shards.iter_batches(cols, batch_rows=self.batch_rows)
         for batch in prefetched(batches) if prefetch else batches:
-            which = assign(_needed_frame(batch, needed))
+            which = assign(batch)
             yield (batch if columns is None else batch.select(list(columns))), which
+
+    def units(self, max_rows: int) -> list[list[RowGroup]]:
+        """The data set's row groups in order, cut into runs of at most ``max_rows`` rows
+        (a larger group is a run of its own): the pieces :func:`split_source` writes apart."""
+        units: list[list[RowGroup]] = []
+        rows = 0
+        for group in self.shards.row_groups():
+            if units and rows + group.rows <= max_rows:
+                units[-1].append(group)
+                rows += group.rows
+            else:
+                units.append([group])
+                rows = group.rows
+        return units
+
+    def write_unit(
+        self,
+        unit: Sequence[RowGroup],
+        segments: Sequence[ShardSegment],
+        ties_seen: Mapping[tuple[int, int], int],
+        stop: Event | None = None,
+    ) -> None:
+        """Write the rows of ``unit`` to ``segments[i]``, the segment of split ``i``."""
+
+        assign = self._plan.assigner(unit[0].offset if unit else 0, ties_seen)
+        for batch in self.shards.iter_batches(batch_rows=self.batch_rows, row_groups=unit):
+            if stop is not None and stop.is_set():
+                return
+            which = assign(batch)
+            for i, segment in enumerate(segments):
+                mask = which == i
+                if mask.all():
+                    segment.write(batch)
+                elif mask.any():
+                    segment.write(batch.filter(mask))
+        for segment in segments:
+            segment.close()
+
+    def ties_before(self, units: Sequence[Sequence[RowGroup]]) -> list[dict[tuple[int, int], int]]:
+        """Per unit, the rows equal to each tied cut before it (time splits; see
+        :meth:`_Plan.ties_before`)."""
+        starts = [u[0].offset if u else 0 for u in units]
+        return self._plan.ties_before(starts, self._plan.read)
 
 
 def split_source(
@@ -598,11 +742,16 @@ def split_source(
     file_rows: int | None = None,
     row_group_rows: int | None = None,
     overlap: bool = True,
+    workers: int | None = None,
 ) -> SplitResult:
     """Split a Parquet data set into sharded Parquet outputs without loading it.
 
-    Reads the target (and the key or time column) a few times and every column once;
-    memory holds one record batch per pass and, per class, 4,096 bucket counts.
+    Reads the target (and the key or time column) a few times and every column once.
+    The write pass cuts the data set into units of consecutive row groups (at most
+    ``file_rows`` rows each); each unit is read, assigned and encoded whole by one worker
+    thread into one segment of each output, so the workers never wait on each other and
+    the files do not depend on how many there are. Memory holds, per worker, one record
+    batch and one unfinished row group per output.
 
     Args:
         source: a Parquet file or directory (path or fsspec URI), or an opened shard set.
@@ -610,25 +759,38 @@ def split_source(
             ``validation``, ``test``; each gets a manifest with row counts and fingerprints.
         config: how to split.
         batch_rows: rows per record batch read (does not change the split).
-        file_rows: the most rows per output file (default: the shard writer's).
+        file_rows: the most rows per output file (default: the shard writer's); also the
+            most rows of a unit.
         row_group_rows: the most rows per output row group (default: the shard writer's).
-        overlap: read ahead in one thread and write each output in a thread of its own
-            (the same files; False does it all in the calling thread).
+        overlap: write units in worker threads (False: one unit after the other in the
+            calling thread; the same files).
+        workers: worker threads with ``overlap`` (default: the CPUs this process may use,
+            plus one to fill their waits, at most 8).
 
     Returns:
         Rows per split, their manifests, rows dropped for a missing target.
 
     Raises:
-        ConfigError: ``outputs`` does not name the three splits.
+        ConfigError: ``outputs`` does not name the three splits, or ``workers`` < 1.
         DataError: the source cannot be read or is too small to split.
         SchemaError: a configured column is not in the source.
     """
-    from kfgpu.data.shards import ShardSet, ShardWriter, open_shards
+    from kfgpu.data.shards import (
+        DEFAULT_FILE_ROWS,
+        ShardSet,
+        ShardWriter,
+        open_shards,
+        usable_cpus,
+    )
 
     if sorted(outputs) != sorted(SPLIT_NAMES):
         raise ConfigError(
             f"outputs names {sorted(outputs)}; give one output URI for each of {list(SPLIT_NAMES)}"
         )
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ConfigError(f"workers={workers!r} is not a positive integer; pass e.g. 2")
     shards = source if isinstance(source, ShardSet) else open_shards(source)
     plan = SplitPlan(shards, config, batch_rows=batch_rows)
     sizes: dict[str, Any] = {}
@@ -636,28 +798,23 @@ def split_source(
         sizes["file_rows"] = file_rows
     if row_group_rows is not None:
         sizes["row_group_rows"] = row_group_rows
+    units = plan.units(file_rows or DEFAULT_FILE_ROWS)
+    ties = plan.ties_before(units)
     meta = {"split_by": config.by, "seed": config.seed, "source": shards.fingerprint}
-    # One writer thread per output: encoding, compressing and hashing three outputs
-    # overlap with reading and assigning the next batches.
-    writers = {
-        name: ShardWriter(
-            outputs[name],
-            schema=shards.schema,
-            metadata={**meta, "split": name},
-            background=overlap,
-            **sizes,
-        )
+    writers = [
+        ShardWriter(outputs[name], schema=shards.schema, metadata={**meta, "split": name}, **sizes)
         for name in SPLIT_NAMES
-    }
+    ]
+    n_workers = min(len(units), workers or min(8, usable_cpus() + 1)) if overlap else 1
     try:
-        for batch, which in plan.iter_splits(prefetch=overlap):
-            for i, name in enumerate(SPLIT_NAMES):
-                idx = _indices(which, i)
-                if len(idx):
-                    writers[name].write(batch.take(idx))
-        manifests = {name: w.close() for name, w in writers.items()}
+        if n_workers <= 1:
+            for k, unit in enumerate(units):
+                plan.write_unit(unit, [w.segment(k) for w in writers], ties[k])
+        else:
+            _write_units(plan, units, ties, writers, n_workers)
+        manifests = {name: w.close() for name, w in zip(SPLIT_NAMES, writers, strict=True)}
     except BaseException:
-        for w in writers.values():
+        for w in writers:
             w.abort()
         raise
     return SplitResult(
@@ -670,8 +827,50 @@ def split_source(
     )
 
 
-def _needed_frame(batch: pa.RecordBatch, columns: list[str]) -> pd.DataFrame:
-    return batch.select(columns).to_pandas()
+def _write_units(
+    plan: SplitPlan,
+    units: Sequence[Sequence[RowGroup]],
+    ties: Sequence[Mapping[tuple[int, int], int]],
+    writers: Sequence[Any],
+    n_workers: int,
+) -> None:
+    """Write ``units`` with ``n_workers`` threads, each taking the next unit in turn; the
+    first error stops the others and is raised here."""
+    import threading
+
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    todo = iter(range(len(units)))
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                k = next(todo, None)
+            if k is None:
+                return
+            try:
+                plan.write_unit(units[k], [w.segment(k) for w in writers], ties[k], stop)
+            except BaseException as e:  # raised in the calling thread below
+                errors.append(e)
+                stop.set()
+
+    threads = [
+        threading.Thread(target=work, name=f"kfgpu-split-{i}", daemon=True)
+        for i in range(n_workers)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException:  # KeyboardInterrupt: let the workers stop before the abort
+        stop.set()
+        for t in threads:
+            t.join()
+        raise
+    if errors:
+        raise errors[0]
 
 
 def split_indices(which: np.ndarray, i: int) -> pa.Array:

@@ -18,7 +18,6 @@ stats of their concatenation (vocabularies too, unless a column exceeded its cap
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -215,7 +214,9 @@ def _pool() -> Any:
 
     with _POOL_LOCK:
         if not _POOL:
-            workers = max(2, min(4, os.cpu_count() or 2))
+            from kfgpu.data.shards import usable_cpus
+
+            workers = max(2, min(4, usable_cpus()))
             _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="kfgpu-fit"))
         return _POOL[0]
 

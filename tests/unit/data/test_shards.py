@@ -300,3 +300,89 @@ def test_add_file_records_the_copied_bytes_whether_the_kernel_or_python_copies(
         assert copied == data, label
         assert (shard.bytes, shard.sha256) == (len(data), hashlib.sha256(data).hexdigest())
         assert open_shards(str(out)).rows == 70
+
+
+def test_segments_written_out_of_order_by_threads_commit_in_index_order(tmp_path: Path) -> None:
+    """Segments let threads write one set at once; the set holds their files in index
+    order whoever wrote them when, with the sizes bounded as for ordered writes."""
+    import threading
+
+    chunks = {k: _frame(n, 1_000 * k) for k, n in enumerate((130, 0, 64, 301, 7))}
+    schema = pa.Table.from_pandas(chunks[0], preserve_index=False).schema
+    manifests = []
+    for order in ([0, 1, 2, 3, 4], [4, 3, 1, 0, 2]):
+        out = tmp_path / f"seg-{order[0]}"
+        w = ShardWriter(str(out), schema=schema, file_rows=100, row_group_rows=40)
+        segments = {k: w.segment(k) for k in order}
+
+        def write(k: int, w: ShardWriter = w, segments: dict = segments) -> None:
+            frame = chunks[k]
+            for start in range(0, len(frame), 50):  # several writes per segment
+                segments[k].write(frame.iloc[start : start + 50])
+            segments[k].close()
+
+        threads = [threading.Thread(target=write, args=(k,)) for k in order]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        manifests.append(w.close())
+        ids = pd.read_parquet(out)["row_id"].tolist()
+        assert ids == [i for k in range(5) for i in chunks[k]["row_id"]]
+        assert [f.name for f in manifests[-1].files] == [
+            f"part-{i:06d}.parquet" for i in range(len(manifests[-1].files))
+        ]
+        # A file never spans two segments; each holds at most file_rows rows.
+        assert [f.rows for f in manifests[-1].files] == [100, 30, 64, 100, 100, 100, 1, 7]
+        assert all(max(f.row_groups) <= 40 for f in manifests[-1].files)
+        assert open_shards(str(out)).rows == 502
+    assert manifests[0].fingerprint == manifests[1].fingerprint
+
+
+def test_segments_refuse_what_would_break_the_order(tmp_path: Path) -> None:
+    schema = pa.Table.from_pandas(_frame(1), preserve_index=False).schema
+    w = ShardWriter(str(tmp_path / "a"), schema=schema)
+    seg = w.segment(3)
+    with pytest.raises(ConfigError, match=r"segment 3 .* opened already"):
+        w.segment(3)
+    with pytest.raises(ConfigError, match="holds segments"):
+        w.write(_frame(5))
+    seg.write(_frame(5))
+    with pytest.raises(ConfigError, match=r"1 segment\(s\) .* still open"):
+        w.close()  # a failed close discards the set
+    assert not (tmp_path / "a").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".kfgpu-tmp-")]
+
+    w = ShardWriter(str(tmp_path / "b"), schema=schema)
+    w.write(_frame(5))
+    with pytest.raises(ConfigError, match="either with write\\(\\) or with segments"):
+        w.segment(0)
+    w.abort()
+    with pytest.raises(ConfigError, match="need the schema"):
+        ShardWriter(str(tmp_path / "c")).segment(0)
+    bg = ShardWriter(str(tmp_path / "d"), schema=schema, background=True)
+    with pytest.raises(ConfigError, match="background=True"):
+        bg.segment(0)
+    bg.abort()
+
+
+def test_aborting_a_segmented_writer_keeps_the_old_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_shards(_frame(10), str(out))
+    before = read_manifest(str(out))
+    schema = pa.Table.from_pandas(_frame(1), preserve_index=False).schema
+    w = ShardWriter(str(out), schema=schema, row_group_rows=8)
+    done, open_one = w.segment(0), w.segment(1)
+    done.write(_frame(20))
+    done.close()
+    open_one.write(_frame(20, 20))  # a file of this segment is open when the abort comes
+    w.abort()
+    assert read_manifest(str(out)) == before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".kfgpu-tmp-")]
+
+
+def test_usable_cpus_is_a_positive_count() -> None:
+    from kfgpu.data.shards import usable_cpus
+
+    n = usable_cpus()
+    assert isinstance(n, int) and 1 <= n <= (os.cpu_count() or 1)

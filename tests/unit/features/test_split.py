@@ -259,18 +259,97 @@ def test_streamed_split_errors_name_the_column(tmp_path) -> None:  # type: ignor
     assert not any((tmp_path / n).exists() for n in SPLIT_NAMES)
 
 
-def test_threads_change_nothing_in_the_written_split(tmp_path, keyed: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("by", ["position", "time", "key"])
+def test_units_written_by_workers_are_the_in_memory_split(
+    tmp_path, keyed: pd.DataFrame, by: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The write pass cuts the data into units of row groups that workers write apart. A
+    time split's cuts fall inside runs of equal times here (40 distinct times over 3,000
+    rows), so each unit must start from the ties counted before it; the rows, their
+    order and the bytes of the files must not depend on the worker count."""
+    from kfgpu.data.shards import open_shards
+    from kfgpu.features.split import SPLIT_NAMES, SplitConfig, SplitPlan, split_source
+
+    kw = {"time_column": "ts"} if by == "time" else {"key_column": "user"} if by == "key" else {}
+    expected = split_frame(keyed, LABEL_COLUMN, task="classification", seed=4, **kw)
+    src = _sharded(tmp_path, keyed, "src", file_rows=1_000, row_group_rows=120)
+    config = SplitConfig(LABEL_COLUMN, "classification", seed=4, **kw)
+    plan = SplitPlan(open_shards(src), config, batch_rows=50)
+    units = plan.units(400)
+    assert len(units) >= 7 and all(sum(g.rows for g in u) <= 400 for u in units)
+    if by == "time":  # ties at the cuts: counted before every unit, rising
+        ties = plan.ties_before(units)
+        assert ties[0] == {k: 0 for k in ties[-1]} and any(ties[-1].values())
+    fingerprints = set()
+    for overlap, workers in ((False, None), (True, 2), (True, 5)):
+        outs = {n: str(tmp_path / f"out-{overlap}-{workers}" / n) for n in SPLIT_NAMES}
+        result = split_source(
+            src,
+            outs,
+            config,
+            batch_rows=50,
+            file_rows=400,
+            row_group_rows=64,
+            overlap=overlap,
+            workers=workers,
+        )
+        for name, want in zip(SPLIT_NAMES, expected, strict=True):
+            pd.testing.assert_frame_equal(pd.read_parquet(outs[name]), want)
+            files = result.manifests[name].files
+            assert all(f.rows <= 400 and max(f.row_groups) <= 64 for f in files)
+        fingerprints.add(tuple(result.manifests[n].fingerprint for n in SPLIT_NAMES))
+    assert len(fingerprints) == 1  # byte-identical files whatever the workers
+
+
+def test_a_failing_worker_fails_the_split_and_leaves_nothing(
+    tmp_path, keyed: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from kfgpu.data.shards import ShardSegment, write_shards
     from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
 
-    src = _sharded(tmp_path, keyed, "src", file_rows=1_000, row_group_rows=250)
-    config = SplitConfig(LABEL_COLUMN, "classification", seed=4)
-    results = []
-    for overlap in (False, True):
-        outs = {n: str(tmp_path / f"out-{overlap}" / n) for n in SPLIT_NAMES}
-        results.append(
-            split_source(src, outs, config, batch_rows=128, row_group_rows=100, overlap=overlap)
-        )
-    serial, threaded = results
-    assert threaded.rows == serial.rows and sum(serial.rows.values()) == len(keyed)
-    for name in SPLIT_NAMES:  # byte-identical files
-        assert threaded.manifests[name].fingerprint == serial.manifests[name].fingerprint
+    src = _sharded(tmp_path, keyed, "src", file_rows=500, row_group_rows=100)
+    outs = {n: str(tmp_path / n) for n in SPLIT_NAMES}
+    write_shards(keyed.head(10), outs["test"])  # an older output stays as it was
+    real = ShardSegment.write
+
+    def write(self: ShardSegment, data: object) -> None:
+        if self.index == 3:
+            raise OSError(28, "No space left on device")
+        real(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ShardSegment, "write", write)
+    config = SplitConfig(LABEL_COLUMN, "classification")
+    with pytest.raises(OSError, match="No space left"):
+        split_source(src, outs, config, file_rows=500, workers=3)
+    assert not (tmp_path / "train").exists() and not (tmp_path / "validation").exists()
+    assert len(pd.read_parquet(outs["test"])) == 10
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".kfgpu-tmp-")]
+    with pytest.raises(ConfigError, match="workers=0"):
+        split_source(src, outs, config, workers=0)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        [1.0, 0.0, np.nan, 2.0] * 30,
+        [True, False, None, False] * 30,
+        pd.array([3, 1, None, 2] * 30, dtype="Int64"),  # an Arrow int64 column with nulls
+        ["b", "a", None, "c"] * 30,
+    ],
+    ids=["float-nan", "bool-none", "int-none", "text-none"],
+)
+def test_streamed_targets_name_and_group_classes_as_in_memory(tmp_path, target: object) -> None:  # type: ignore[no-untyped-def]
+    """The streamed passes group the target from Arrow, the in-memory split through pandas:
+    the same classes (names included) and rows, a missing target (None, NaN) dropped."""
+    from kfgpu.features.split import SPLIT_NAMES, SplitConfig, split_source
+
+    df = pd.DataFrame({"x": np.arange(len(target), dtype=np.float64), "y": target})
+    expected = split_frame(df, "y", task="classification")  # drops the missing too
+    src = _sharded(tmp_path, df, "src", file_rows=50, row_group_rows=20)
+    outs = {n: str(tmp_path / n) for n in SPLIT_NAMES}
+    result = split_source(src, outs, SplitConfig("y", "classification"), file_rows=40)
+    assert result.dropped == 30
+    want = {str(k).removesuffix(".0"): int(n) for k, n in df["y"].value_counts().items()}
+    assert result.classes == want
+    for name, part in zip(SPLIT_NAMES, expected, strict=True):
+        assert pd.read_parquet(outs[name])["x"].tolist() == part["x"].tolist()
