@@ -259,6 +259,7 @@ class ShardSet:
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         row_groups: Iterable[RowGroup] | None = None,
+        use_threads: bool = True,
     ) -> Iterator[pa.RecordBatch]:
         """Stream record batches, one row group at a time, in order.
 
@@ -266,6 +267,8 @@ class ShardSet:
             columns: read only these columns (in this order); None reads all.
             batch_rows: the most rows per batch (a batch never spans two row groups).
             row_groups: read only these groups, in the order given; None reads all.
+            use_threads: decode a group's columns in Arrow's thread pool (False: in the
+                calling thread, for callers that run one reader per CPU themselves).
 
         Raises:
             ConfigError: ``batch_rows`` is not a positive integer.
@@ -292,7 +295,10 @@ class ShardSet:
                     continue
                 try:
                     it = pf.iter_batches(
-                        batch_size=batch_rows, row_groups=[group.index], columns=cols
+                        batch_size=batch_rows,
+                        row_groups=[group.index],
+                        columns=cols,
+                        use_threads=use_threads,
                     )
                     for batch in it:
                         yield batch if cols is None else batch.select(cols)

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from kfgpu.errors import ConfigError, DataError, SchemaError
 
@@ -53,11 +54,13 @@ __all__ = [
 ]
 
 SPLIT_NAMES = ("train", "validation", "test")
+T = TypeVar("T")
 
 _BUCKETS = 4096
 _TOP_SHIFT = 64 - (_BUCKETS.bit_length() - 1)  # value >> it: its bucket of the full range
 _COLLECT_MAX = 2_000_000  # values collected at once when a cut's bucket is small enough
 _U64_MAX = (1 << 64) - 1
+_MAX_WORKERS = 4  # split_source's default worker threads at most (~150 MB each)
 _SIGN = 1 << 63
 
 
@@ -199,14 +202,18 @@ class _Rows:
         extra = [c.time_column] if c.time_column else [c.key_column] if c.key_column else []
         return [c.target, *extra]
 
-    def groups(self, target: pd.Series | pa.Array) -> np.ndarray:
-        """Group id per row: the class (stratified) or 0; -1 where the target is missing."""
+    def groups(
+        self, target: pd.Series | pa.Array, classes: dict[str, int] | None = None
+    ) -> np.ndarray:
+        """Group id per row: the class (stratified) or 0; -1 where the target is missing.
+        Classes are numbered in ``classes`` (default: the plan's), new ones appended."""
         import numpy as np
         import pandas as pd
         import pyarrow as pa
 
+        known = self.classes if classes is None else classes
         if isinstance(target, pa.Array):
-            found = self._arrow_groups(target)
+            found = self._arrow_groups(target, known)
             if found is not None:
                 return found
             target = target.to_pandas()
@@ -220,11 +227,10 @@ class _Rows:
         ids = np.empty(len(uniques) + 1, dtype=np.int64)
         ids[-1] = -1
         for i, u in enumerate(uniques):
-            key = _label_key(u)
-            ids[i] = self.classes.setdefault(key, len(self.classes))
+            ids[i] = known.setdefault(_label_key(u), len(known))
         return ids[codes]
 
-    def _arrow_groups(self, target: pa.Array) -> np.ndarray | None:
+    def _arrow_groups(self, target: pa.Array, known: dict[str, int]) -> np.ndarray | None:
         """:meth:`groups` of an Arrow column without pandas (the streamed split reads the
         target in every pass); None for types only pandas names as the frame path does.
 
@@ -251,7 +257,7 @@ class _Rows:
         ids = np.empty(len(uniques) + 1, dtype=np.int64)
         ids[-1] = -1
         for i, u in enumerate(uniques):
-            ids[i] = self.classes.setdefault(_label_key(u), len(self.classes))
+            ids[i] = known.setdefault(_label_key(u), len(known))
         codes = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
         return ids[codes]
 
@@ -320,38 +326,74 @@ class _Cut:
     ties: int = 0  # ... and the first ``ties`` rows equal to it (in data order)
 
 
-class _Plan:
-    """The cuts of every group, found with a few passes over the needed columns."""
+@dataclass(frozen=True)
+class _Part:
+    """A run of rows the plan scans on its own: where it starts in the data, and its reader."""
 
-    def __init__(self, config: SplitConfig, read: _Batches) -> None:
+    offset: int
+    read: _Batches
+
+
+@dataclass
+class _Counts:
+    """One part's first pass: its classes (first appearance order), rows and histograms."""
+
+    classes: dict[str, int]
+    counts: np.ndarray
+    top: np.ndarray
+    lo: dict[int, int]
+    hi: dict[int, int]
+    dropped: int
+
+
+class _Plan:
+    """The cuts of every group, found with a few passes over the needed columns.
+
+    The data is read as parts (runs of row groups); each pass scans the parts in worker
+    threads and merges what they found in data order, so the cuts (and the class ids,
+    numbered by first appearance) do not depend on the workers.
+    """
+
+    def __init__(self, config: SplitConfig, parts: Sequence[_Part], workers: int = 1) -> None:
         self.config = config
-        self.read = read
+        self.parts = list(parts)
+        self.workers = max(1, min(workers, len(self.parts)))
         self.rows = _Rows(config)
         self.counts: dict[int, int] = {}
         self.dropped = 0
         self.cuts: list[_Cut] = []
 
-    def _scan(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Each batch's groups and values, in data order. A thread reads and computes the
-        next batches while the caller counts this one (the plan passes run before any
-        row is written, so their time is the split's alone)."""
+    def _map(self, fn: Callable[[_Part], T]) -> list[T]:
+        """``fn`` of every part, in data order (in worker threads when there are several)."""
+        if self.workers == 1:
+            return [fn(part) for part in self.parts]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="kfgpu-split-plan") as pool:
+            return list(pool.map(fn, self.parts))
+
+    def _scan(
+        self, part: _Part, classes: dict[str, int] | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each batch's groups and values, in data order. With one worker a thread reads
+        and computes the next batches while the caller counts this one."""
         from kfgpu.data.shards import prefetched
 
         def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            offset = 0
-            for frame in self.read(self.rows.columns):
+            offset = part.offset
+            for frame in part.read(self.rows.columns):
                 n = len(frame)
-                groups = self.rows.groups(_column(frame, self.config.target))
+                groups = self.rows.groups(_column(frame, self.config.target), classes)
                 values = self.rows.values(frame, offset)
                 offset += n
                 yield groups, values
 
-        yield from prefetched(rows())
+        return prefetched(rows()) if self.workers == 1 else rows()
 
-    def build(self) -> _Plan:
+    def _count(self, part: _Part) -> _Counts:
         import numpy as np
 
-        c = self.config
+        local: dict[str, int] = {}
         lo: dict[int, int] = {}
         hi: dict[int, int] = {}
         counts = np.zeros(0, dtype=np.int64)
@@ -360,9 +402,10 @@ class _Plan:
         # this first pass and the next pass collects only the few values inside it.
         top = np.zeros(0, dtype=np.int64)
         shift = np.uint64(_TOP_SHIFT)
-        for groups, values in self._scan():
+        dropped = 0
+        for groups, values in self._scan(part, local):
             keep = groups >= 0
-            self.dropped += int((~keep).sum())
+            dropped += int((~keep).sum())
             g, v = groups[keep], values[keep]
             if not len(g):
                 continue
@@ -379,6 +422,37 @@ class _Plan:
                 sel = v[g == found]
                 lo[found] = min(lo.get(found, _U64_MAX), int(sel.min()))
                 hi[found] = max(hi.get(found, 0), int(sel.max()))
+        return _Counts(local, counts, top, lo, hi, dropped)
+
+    def build(self) -> _Plan:
+        import numpy as np
+
+        c = self.config
+        lo: dict[int, int] = {}
+        hi: dict[int, int] = {}
+        counts = np.zeros(0, dtype=np.int64)
+        top = np.zeros(0, dtype=np.int64)
+        for part in self._map(self._count):  # merged in data order: ids by first appearance
+            if self.rows.stratify:
+                ids = [
+                    self.rows.classes.setdefault(k, len(self.rows.classes)) for k in part.classes
+                ]
+            else:
+                ids = [0] * len(part.counts)
+            n_groups = max(ids, default=-1) + 1
+            if n_groups > len(counts):
+                counts = np.concatenate([counts, np.zeros(n_groups - len(counts), np.int64)])
+                top = np.concatenate([top, np.zeros(n_groups * _BUCKETS - len(top), np.int64)])
+            self.dropped += part.dropped
+            for local, gid in enumerate(ids):
+                if local >= len(part.counts) or not part.counts[local]:
+                    continue
+                counts[gid] += part.counts[local]
+                top[gid * _BUCKETS : (gid + 1) * _BUCKETS] += part.top[
+                    local * _BUCKETS : (local + 1) * _BUCKETS
+                ]
+                lo[gid] = min(lo.get(gid, _U64_MAX), part.lo[local])
+                hi[gid] = max(hi.get(gid, 0), part.hi[local])
         self.counts = {i: int(n) for i, n in enumerate(counts) if n}
         total = sum(self.counts.values())
         names = {v: k for k, v in self.rows.classes.items()}
@@ -441,13 +515,8 @@ class _Plan:
                 continue
             narrow = [cut for cut in open_cuts if cut not in collect]
             widths = [max(1, -(-(cut.hi - cut.lo + 1) // _BUCKETS)) for cut in narrow]
-            hists = [np.zeros(_BUCKETS, dtype=np.int64) for _ in narrow]
-            for groups, values in self._scan():
-                for cut, width, hist in zip(narrow, widths, hists, strict=True):
-                    sel = values[(groups == cut.group) & (values >= np.uint64(cut.lo))]
-                    sel = sel[sel <= np.uint64(cut.hi)]
-                    idx = ((sel - np.uint64(cut.lo)) // np.uint64(width)).astype(np.int64)
-                    hist += np.bincount(idx, minlength=_BUCKETS)
+            each = self._map(partial(self._histograms, narrow=narrow, widths=widths))
+            hists = [np.sum(h, axis=0) for h in zip(*each, strict=True)]
             for cut, width, hist in zip(narrow, widths, hists, strict=True):
                 cum = np.cumsum(hist)
                 rank = cut.k - cut.below
@@ -460,15 +529,33 @@ class _Plan:
                 cut.hi = min(cut.hi, cut.lo + width - 1)
                 cut.inside = int(hist[b])
 
+    def _histograms(self, part: _Part, narrow: list[_Cut], widths: list[int]) -> list[np.ndarray]:
+        """Per cut being narrowed, the part's rows in each of 4,096 sub-buckets of its range."""
+        import numpy as np
+
+        hists = [np.zeros(_BUCKETS, dtype=np.int64) for _ in narrow]
+        for groups, values in self._scan(part):
+            for cut, width, hist in zip(narrow, widths, hists, strict=True):
+                sel = values[(groups == cut.group) & (values >= np.uint64(cut.lo))]
+                sel = sel[sel <= np.uint64(cut.hi)]
+                idx = ((sel - np.uint64(cut.lo)) // np.uint64(width)).astype(np.int64)
+                hist += np.bincount(idx, minlength=_BUCKETS)
+        return hists
+
     def _collect(self, cuts: list[_Cut]) -> None:
         import numpy as np
 
-        found: list[list[np.ndarray]] = [[] for _ in cuts]
-        for groups, values in self._scan():
-            for i, cut in enumerate(cuts):
-                sel = values[(groups == cut.group) & (values >= np.uint64(cut.lo))]
-                found[i].append(sel[sel <= np.uint64(cut.hi)])
-        for cut, parts in zip(cuts, found, strict=True):
+        def found(part: _Part) -> list[list[np.ndarray]]:
+            out: list[list[np.ndarray]] = [[] for _ in cuts]
+            for groups, values in self._scan(part):
+                for i, cut in enumerate(cuts):
+                    sel = values[(groups == cut.group) & (values >= np.uint64(cut.lo))]
+                    out[i].append(sel[sel <= np.uint64(cut.hi)])
+            return out
+
+        per_part = self._map(found)
+        for i, cut in enumerate(cuts):
+            parts = [a for p in per_part for a in p[i]]
             vals = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
             rank = cut.k - cut.below
             if rank >= len(vals):  # every row of the group is below the cut
@@ -488,38 +575,29 @@ class _Plan:
         rows equal to a cut value with ties (see :meth:`ties_before`)."""
         return _Assigner(self, offset, ties_seen or {})
 
-    def ties_before(
-        self, starts: Sequence[int], read: _Batches
-    ) -> list[dict[tuple[int, int], int]]:
-        """For a time split whose cuts fall inside runs of equal times: how many rows equal
-        to each such cut come before each of ``starts`` (row positions, ascending), counted
-        in one more pass over ``read``; empty dicts when no cut has ties."""
+    def ties_before(self) -> list[dict[tuple[int, int], int]]:
+        """Per part, how many rows equal to each cut with ties (a time split whose cut
+        falls inside a run of equal times) come before it; one more pass, counted only
+        when some cut has ties (else empty dicts)."""
         import numpy as np
 
         a = self.assigner()
         keys = [(j, gid, a.value[j, gid]) for j in range(2) for gid in a.ties[j]]
         if not keys:
-            return [{} for _ in starts]
-        running = dict.fromkeys([(j, gid) for j, gid, _ in keys], 0)
+            return [{} for _ in self.parts]
+
+        def count(part: _Part) -> list[int]:
+            n = [0] * len(keys)
+            for groups, values in self._scan(part):
+                for i, (_, gid, at) in enumerate(keys):
+                    n[i] += int(np.count_nonzero((groups == gid) & (values == at)))
+            return n
+
         out: list[dict[tuple[int, int], int]] = []
-        pending = list(starts)
-        offset = 0
-        for groups, values in self._scan():
-            n = len(groups)
-            while pending and pending[0] < offset + n:
-                start = pending.pop(0)  # inside this batch: count its rows before ``start``
-                head = start - offset
-                g, v = groups[:head], values[:head]
-                out.append(
-                    {
-                        (j, gid): running[(j, gid)] + int(np.count_nonzero((g == gid) & (v == at)))
-                        for j, gid, at in keys
-                    }
-                )
-            for j, gid, v in keys:
-                running[(j, gid)] += int(np.count_nonzero((groups == gid) & (values == v)))
-            offset += n
-        out.extend(dict(running) for _ in pending)
+        running = [0] * len(keys)
+        for n in self._map(count):
+            out.append({(j, gid): r for (j, gid, _), r in zip(keys, running, strict=True)})
+            running = [r + x for r, x in zip(running, n, strict=True)]
         return out
 
 
@@ -610,7 +688,7 @@ def split_frame(
     def read(columns: list[str]) -> Iterator[pd.DataFrame]:
         yield df[columns]
 
-    plan = _Plan(config, read).build()
+    plan = _Plan(config, [_Part(0, read)]).build()
     which = plan.assigner()(df[plan.rows.columns])
     parts = tuple(df.iloc[np.flatnonzero(which == i)].reset_index(drop=True) for i in range(3))
     return parts[0], parts[1], parts[2]
@@ -630,29 +708,57 @@ class SplitPlan:
     """A split planned over a shard set: which split every row goes to, found in a few
     passes over the target (and key or time) column, without writing anything.
 
-    Use :meth:`iter_splits` to stream the rows with their split; it can be called again
-    and gives the same answer every time.
+    The set is cut into units of consecutive row groups (at most ``unit_rows`` rows; a
+    larger group is a unit of its own); the passes scan the units in ``workers`` threads.
+    Use :meth:`iter_splits` to stream the rows with their split, or :meth:`write_unit` to
+    write one unit; both give the same answer every time.
 
     Args:
         shards: the data set.
         config: how to split.
         batch_rows: rows per record batch read (does not change the split).
+        unit_rows: the most rows of a unit.
+        workers: threads for the passes (default: the CPUs this process may use, plus
+            one, at most 4).
 
     Raises:
+        ConfigError: ``workers`` or ``unit_rows`` is not a positive integer.
         DataError: too few rows (or rows of a class) to split.
         SchemaError: a configured column is not in the data set.
     """
 
-    def __init__(self, shards: ShardSet, config: SplitConfig, *, batch_rows: int = 65_536) -> None:
+    def __init__(
+        self,
+        shards: ShardSet,
+        config: SplitConfig,
+        *,
+        batch_rows: int = 65_536,
+        unit_rows: int = 1_048_576,
+        workers: int | None = None,
+    ) -> None:
+        for name, value in (("workers", workers), ("unit_rows", unit_rows)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(f"{name}={value!r} is not a positive integer; pass e.g. 2")
         _check_columns(config, shards.columns)
         self.shards = shards
         self.config = config
         self.batch_rows = batch_rows
+        self.workers = workers or default_workers()
+        self.units = _units(shards.row_groups(), unit_rows)
+        threaded = self.workers > 1
 
-        def read(columns: list[str]) -> Iterator[pa.RecordBatch]:
-            yield from shards.iter_batches(columns, batch_rows=batch_rows)
+        def part(unit: list[RowGroup]) -> _Part:
+            def read(columns: list[str]) -> Iterator[pa.RecordBatch]:
+                yield from shards.iter_batches(
+                    columns, batch_rows=batch_rows, row_groups=unit, use_threads=not threaded
+                )
 
-        self._plan = _Plan(config, read).build()
+            return _Part(unit[0].offset, read)
+
+        self._plan = _Plan(config, [part(u) for u in self.units], self.workers).build()
+        self._ties: list[dict[tuple[int, int], int]] | None = None
 
     @property
     def dropped(self) -> int:
@@ -689,31 +795,34 @@ class SplitPlan:
             which = assign(batch)
             yield (batch if columns is None else batch.select(list(columns))), which
 
-    def units(self, max_rows: int) -> list[list[RowGroup]]:
-        """The data set's row groups in order, cut into runs of at most ``max_rows`` rows
-        (a larger group is a run of its own): the pieces :func:`split_source` writes apart."""
-        units: list[list[RowGroup]] = []
-        rows = 0
-        for group in self.shards.row_groups():
-            if units and rows + group.rows <= max_rows:
-                units[-1].append(group)
-                rows += group.rows
-            else:
-                units.append([group])
-                rows = group.rows
-        return units
+    def ties_before(self) -> list[dict[tuple[int, int], int]]:
+        """Per unit, the rows equal to each cut with ties that come before it (a time
+        split whose cut falls inside a run of equal times; one more pass, done once)."""
+        if self._ties is None:
+            self._ties = self._plan.ties_before()
+        return self._ties
 
     def write_unit(
         self,
-        unit: Sequence[RowGroup],
+        k: int,
         segments: Sequence[ShardSegment],
-        ties_seen: Mapping[tuple[int, int], int],
+        *,
+        decode_threads: bool = True,
         stop: Event | None = None,
     ) -> None:
-        """Write the rows of ``unit`` to ``segments[i]``, the segment of split ``i``."""
+        """Write the rows of unit ``k`` to ``segments[i]``, the segment of split ``i``,
+        and close the segments (not when ``stop`` is set meanwhile: the caller aborts).
 
-        assign = self._plan.assigner(unit[0].offset if unit else 0, ties_seen)
-        for batch in self.shards.iter_batches(batch_rows=self.batch_rows, row_groups=unit):
+        Args:
+            decode_threads: decode in Arrow's thread pool (False when one writer runs per
+                CPU already).
+        """
+        unit = self.units[k]
+        assign = self._plan.assigner(unit[0].offset, self.ties_before()[k])
+        batches = self.shards.iter_batches(
+            batch_rows=self.batch_rows, row_groups=unit, use_threads=decode_threads
+        )
+        for batch in batches:
             if stop is not None and stop.is_set():
                 return
             which = assign(batch)
@@ -726,11 +835,30 @@ class SplitPlan:
         for segment in segments:
             segment.close()
 
-    def ties_before(self, units: Sequence[Sequence[RowGroup]]) -> list[dict[tuple[int, int], int]]:
-        """Per unit, the rows equal to each tied cut before it (time splits; see
-        :meth:`_Plan.ties_before`)."""
-        starts = [u[0].offset if u else 0 for u in units]
-        return self._plan.ties_before(starts, self._plan.read)
+
+def default_workers() -> int:
+    """Worker threads a split uses unless told: the CPUs this process may use plus one (to
+    fill their waits on I/O and the GIL), at most 4 (each write worker holds ~150 MB)."""
+    from kfgpu.data.shards import usable_cpus
+
+    return min(_MAX_WORKERS, usable_cpus() + 1)
+
+
+def _units(groups: Sequence[RowGroup], max_rows: int) -> list[list[RowGroup]]:
+    """Consecutive row groups in runs of at most ``max_rows`` rows (a larger group alone);
+    empty groups are left out."""
+    units: list[list[RowGroup]] = []
+    rows = 0
+    for group in groups:
+        if not group.rows:
+            continue
+        if units and rows + group.rows <= max_rows:
+            units[-1].append(group)
+            rows += group.rows
+        else:
+            units.append([group])
+            rows = group.rows
+    return units
 
 
 def split_source(
@@ -765,7 +893,8 @@ def split_source(
         overlap: write units in worker threads (False: one unit after the other in the
             calling thread; the same files).
         workers: worker threads with ``overlap`` (default: the CPUs this process may use,
-            plus one to fill their waits, at most 8).
+            plus one to fill their waits, at most 4: each holds ~150 MB at the default
+            sizes, so four keep the step under 1 GB).
 
     Returns:
         Rows per split, their manifests, rows dropped for a missing target.
@@ -775,43 +904,36 @@ def split_source(
         DataError: the source cannot be read or is too small to split.
         SchemaError: a configured column is not in the source.
     """
-    from kfgpu.data.shards import (
-        DEFAULT_FILE_ROWS,
-        ShardSet,
-        ShardWriter,
-        open_shards,
-        usable_cpus,
-    )
+    from kfgpu.data.shards import DEFAULT_FILE_ROWS, ShardSet, ShardWriter, open_shards
 
     if sorted(outputs) != sorted(SPLIT_NAMES):
         raise ConfigError(
             f"outputs names {sorted(outputs)}; give one output URI for each of {list(SPLIT_NAMES)}"
         )
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise ConfigError(f"workers={workers!r} is not a positive integer; pass e.g. 2")
     shards = source if isinstance(source, ShardSet) else open_shards(source)
-    plan = SplitPlan(shards, config, batch_rows=batch_rows)
+    plan = SplitPlan(
+        shards,
+        config,
+        batch_rows=batch_rows,
+        unit_rows=file_rows or DEFAULT_FILE_ROWS,
+        workers=workers if overlap else 1,
+    )
     sizes: dict[str, Any] = {}
     if file_rows is not None:
         sizes["file_rows"] = file_rows
     if row_group_rows is not None:
         sizes["row_group_rows"] = row_group_rows
-    units = plan.units(file_rows or DEFAULT_FILE_ROWS)
-    ties = plan.ties_before(units)
     meta = {"split_by": config.by, "seed": config.seed, "source": shards.fingerprint}
     writers = [
         ShardWriter(outputs[name], schema=shards.schema, metadata={**meta, "split": name}, **sizes)
         for name in SPLIT_NAMES
     ]
-    n_workers = min(len(units), workers or min(8, usable_cpus() + 1)) if overlap else 1
     try:
-        if n_workers <= 1:
-            for k, unit in enumerate(units):
-                plan.write_unit(unit, [w.segment(k) for w in writers], ties[k])
+        if plan.workers == 1 or len(plan.units) <= 1:
+            for k in range(len(plan.units)):
+                plan.write_unit(k, [w.segment(k) for w in writers])
         else:
-            _write_units(plan, units, ties, writers, n_workers)
+            _write_units(plan, writers)
         manifests = {name: w.close() for name, w in zip(SPLIT_NAMES, writers, strict=True)}
     except BaseException:
         for w in writers:
@@ -827,21 +949,15 @@ def split_source(
     )
 
 
-def _write_units(
-    plan: SplitPlan,
-    units: Sequence[Sequence[RowGroup]],
-    ties: Sequence[Mapping[tuple[int, int], int]],
-    writers: Sequence[Any],
-    n_workers: int,
-) -> None:
-    """Write ``units`` with ``n_workers`` threads, each taking the next unit in turn; the
-    first error stops the others and is raised here."""
+def _write_units(plan: SplitPlan, writers: Sequence[Any]) -> None:
+    """Write the plan's units with its worker threads, each taking the next unit in turn;
+    the first error stops the others and is raised here."""
     import threading
 
     lock = threading.Lock()
     stop = threading.Event()
     errors: list[BaseException] = []
-    todo = iter(range(len(units)))
+    todo = iter(range(len(plan.units)))
 
     def work() -> None:
         while not stop.is_set():
@@ -850,14 +966,15 @@ def _write_units(
             if k is None:
                 return
             try:
-                plan.write_unit(units[k], [w.segment(k) for w in writers], ties[k], stop)
+                segments = [w.segment(k) for w in writers]
+                plan.write_unit(k, segments, decode_threads=False, stop=stop)
             except BaseException as e:  # raised in the calling thread below
                 errors.append(e)
                 stop.set()
 
     threads = [
         threading.Thread(target=work, name=f"kfgpu-split-{i}", daemon=True)
-        for i in range(n_workers)
+        for i in range(min(plan.workers, len(plan.units)))
     ]
     for t in threads:
         t.start()

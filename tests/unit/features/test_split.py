@@ -261,7 +261,7 @@ def test_streamed_split_errors_name_the_column(tmp_path) -> None:  # type: ignor
 
 @pytest.mark.parametrize("by", ["position", "time", "key"])
 def test_units_written_by_workers_are_the_in_memory_split(
-    tmp_path, keyed: pd.DataFrame, by: str
+    tmp_path, keyed: pd.DataFrame, by: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The write pass cuts the data into units of row groups that workers write apart. A
     time split's cuts fall inside runs of equal times here (40 distinct times over 3,000
@@ -270,15 +270,27 @@ def test_units_written_by_workers_are_the_in_memory_split(
     from kfgpu.data.shards import open_shards
     from kfgpu.features.split import SPLIT_NAMES, SplitConfig, SplitPlan, split_source
 
+    import kfgpu.features.split as split_module
+
     kw = {"time_column": "ts"} if by == "time" else {"key_column": "user"} if by == "key" else {}
     expected = split_frame(keyed, LABEL_COLUMN, task="classification", seed=4, **kw)
+    # Narrowing passes too (histograms summed over units), not only the collect pass.
+    monkeypatch.setattr(split_module, "_COLLECT_MAX", 40)
     src = _sharded(tmp_path, keyed, "src", file_rows=1_000, row_group_rows=120)
     config = SplitConfig(LABEL_COLUMN, "classification", seed=4, **kw)
-    plan = SplitPlan(open_shards(src), config, batch_rows=50)
-    units = plan.units(400)
-    assert len(units) >= 7 and all(sum(g.rows for g in u) <= 400 for u in units)
+    plans = [
+        SplitPlan(open_shards(src), config, batch_rows=50, unit_rows=400, workers=w)
+        for w in (1, 3)
+    ]
+    for plan in plans:  # the passes scan units in threads: the same plan whatever the count
+        assert len(plan.units) >= 7 and all(sum(g.rows for g in u) <= 400 for u in plan.units)
+        assert list(plan.classes.items()) == list(plans[0].classes.items())
+        assert plan.ties_before() == plans[0].ties_before()
+        assert [(c.group, c.value, c.ties) for c in plan._plan.cuts] == [
+            (c.group, c.value, c.ties) for c in plans[0]._plan.cuts
+        ]
     if by == "time":  # ties at the cuts: counted before every unit, rising
-        ties = plan.ties_before(units)
+        ties = plans[0].ties_before()
         assert ties[0] == {k: 0 for k in ties[-1]} and any(ties[-1].values())
     fingerprints = set()
     for overlap, workers in ((False, None), (True, 2), (True, 5)):
