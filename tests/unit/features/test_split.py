@@ -267,10 +267,9 @@ def test_units_written_by_workers_are_the_in_memory_split(
     time split's cuts fall inside runs of equal times here (40 distinct times over 3,000
     rows), so each unit must start from the ties counted before it; the rows, their
     order and the bytes of the files must not depend on the worker count."""
+    import kfgpu.features.split as split_module
     from kfgpu.data.shards import open_shards
     from kfgpu.features.split import SPLIT_NAMES, SplitConfig, SplitPlan, split_source
-
-    import kfgpu.features.split as split_module
 
     kw = {"time_column": "ts"} if by == "time" else {"key_column": "user"} if by == "key" else {}
     expected = split_frame(keyed, LABEL_COLUMN, task="classification", seed=4, **kw)
@@ -279,8 +278,7 @@ def test_units_written_by_workers_are_the_in_memory_split(
     src = _sharded(tmp_path, keyed, "src", file_rows=1_000, row_group_rows=120)
     config = SplitConfig(LABEL_COLUMN, "classification", seed=4, **kw)
     plans = [
-        SplitPlan(open_shards(src), config, batch_rows=50, unit_rows=400, workers=w)
-        for w in (1, 3)
+        SplitPlan(open_shards(src), config, batch_rows=50, unit_rows=400, workers=w) for w in (1, 3)
     ]
     for plan in plans:  # the passes scan units in threads: the same plan whatever the count
         assert len(plan.units) >= 7 and all(sum(g.rows for g in u) <= 400 for u in plan.units)
@@ -365,3 +363,52 @@ def test_streamed_targets_name_and_group_classes_as_in_memory(tmp_path, target: 
     assert result.classes == want
     for name, part in zip(SPLIT_NAMES, expected, strict=True):
         assert pd.read_parquet(outs[name])["x"].tolist() == part["x"].tolist()
+
+
+@pytest.mark.parametrize("window", [0, 8, 4096])
+@pytest.mark.parametrize("by", ["position", "key"])
+def test_cuts_are_exact_whether_the_first_pass_keeps_them_or_a_pass_collects_them(
+    by: str, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pass keeps the values near where a random split's cuts should land and
+    settles the cuts from them; a cut outside (window 0 misses most) is collected in
+    another pass. Against a brute-force oracle (sort every group's values) the split is
+    the same either way."""
+    import kfgpu.features.split as split_module
+
+    n = 200_000
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame(
+        {
+            "y": rng.choice(["a", "b", "c"], size=n, p=[0.9, 0.08, 0.02]),
+            "user": rng.integers(0, 40_000, n),
+        }
+    )
+    monkeypatch.setattr(split_module, "_WINDOW", window)
+    collects = []
+    real_collect = split_module._Plan._collect
+    monkeypatch.setattr(
+        split_module._Plan,
+        "_collect",
+        lambda self, cuts: (collects.append(len(cuts)), real_collect(self, cuts))[1],
+    )
+    kw = {"key_column": "user"} if by == "key" else {}
+    train, val, test = split_frame(
+        df.assign(row=np.arange(n)), "y", task="classification", seed=3, **kw
+    )
+
+    rows = split_module._Rows(split_module.SplitConfig("y", "classification", seed=3, **kw))
+    values = rows.values(df, 0)
+    want = np.zeros(n, dtype=np.int8)  # 0 train, 1 validation, 2 test
+    groups = [np.arange(n)] if by == "key" else [np.flatnonzero(df["y"] == c) for c in "abc"]
+    for idx in groups:
+        s = np.sort(values[idx])
+        n_test, n_val = round(len(idx) * 0.15), round(len(idx) * 0.15)
+        want[idx[values[idx] < s[n_test + n_val]]] = 1
+        want[idx[values[idx] < s[n_test]]] = 2
+    for i, part in enumerate((train, val, test)):
+        assert part["row"].tolist() == np.flatnonzero(want == i).tolist()
+    if window == 4096:  # every bucket kept: no collect pass at all
+        assert collects == []
+    if window == 0:  # the cuts' buckets are missed: they are collected
+        assert sum(collects) >= 1
