@@ -6,9 +6,10 @@ runs each step in its own child process and reads that child's peak RSS
 (``ru_maxrss``), so every peak belongs to one step:
 
 * ``validate``: ``validate_data_step`` on the shards (streamed checks + byte copy);
-* ``split``: ``split_source`` of the validated data into train/validation/test shards;
-  before it, as its baseline, ``split_serial``: the same split with ``overlap=False``
-  (no read-ahead or writer threads; its output is deleted), and the ratio
+* ``split``: ``split_source`` of the validated data into train/validation/test shards
+  (its worker threads each read, assign and write whole units of row groups); before it,
+  as its baseline, ``split_serial``: the same split with ``overlap=False`` (the same
+  files, one unit after the other in one thread; its output is deleted), and the ratio
   ``split_over_serial`` of their rows/s;
 * ``fit``: ``fit_source`` of a feature transform on the training shards;
 * ``features``: ``engineer_features_step`` (split + fit + transform, written as shards);
@@ -19,6 +20,9 @@ Before ``validate`` it validates the table's first file (1,048,576 rows) twice, 
 as ``validate_data`` did before it streamed (``file_inmemory``: ``read_table`` +
 ``validate``) and streamed (``file_streamed``), and prints the ratio
 ``file_streamed_over_inmemory`` of their rows/s.
+
+Each step starts after ``os.sync()``, so that the previous step's writes are not still
+being flushed to disk (and throttling this step's) while it runs.
 
 Per step it prints ``<step>.rows_per_s`` (rows of the step's input over the wall seconds
 of the step's call, imports included, interpreter start-up not; ``<step>.process_wall_s``
@@ -198,6 +202,9 @@ def _train_config() -> dict[str, Any]:
 def _run_child(step: str, work: Path, rows: int) -> dict[str, Any] | None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
     env.pop("KFGPU_EVENTS_FILE", None)
+    # The previous step's gigabytes still being written back to disk would throttle this
+    # step's writes and count against it: start each step with them on disk.
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "bench.data_scale", step, str(work), str(rows)],
