@@ -260,6 +260,7 @@ class ShardSet:
         batch_rows: int = DEFAULT_BATCH_ROWS,
         row_groups: Iterable[RowGroup] | None = None,
         use_threads: bool = True,
+        dictionary_columns: Sequence[str] = (),
     ) -> Iterator[pa.RecordBatch]:
         """Stream record batches, one row group at a time, in order.
 
@@ -269,6 +270,10 @@ class ShardSet:
             row_groups: read only these groups, in the order given; None reads all.
             use_threads: decode a group's columns in Arrow's thread pool (False: in the
                 calling thread, for callers that run one reader per CPU themselves).
+            dictionary_columns: text or binary columns to read as Arrow dictionaries
+                (Parquet's own dictionary pages, not decoded into strings): much cheaper
+                to read, filter and write again, and a :class:`ShardWriter` writes them
+                as the plain strings of its schema.
 
         Raises:
             ConfigError: ``batch_rows`` is not a positive integer.
@@ -289,7 +294,7 @@ class ShardSet:
                 if open_file is None or open_file[0] != group.file:
                     if open_file is not None:
                         open_file[1].close()
-                    open_file = (group.file, *self._open_file(group.file))
+                    open_file = (group.file, *self._open_file(group.file, dictionary_columns))
                 pf = open_file[2]
                 if group.rows == 0:
                     continue
@@ -319,7 +324,7 @@ class ShardSet:
         for batch in self.iter_batches(columns, batch_rows=batch_rows, row_groups=row_groups):
             yield batch.to_pandas()
 
-    def _open_file(self, i: int) -> tuple[Any, Any]:
+    def _open_file(self, i: int, read_dictionary: Sequence[str] = ()) -> tuple[Any, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -333,7 +338,7 @@ class ShardSet:
                 check="not_found",
             ) from e
         try:
-            return handle, pq.ParquetFile(handle)
+            return handle, pq.ParquetFile(handle, read_dictionary=list(read_dictionary) or None)
         except (pa.ArrowException, OSError) as e:
             handle.close()
             raise self._bad_file(i, e) from e
@@ -623,6 +628,28 @@ class _HashingSink:
         return self._h.hexdigest()
 
 
+def _dictionary_variant(schema: pa.Schema, other: pa.Schema) -> bool:
+    """Whether ``other`` is ``schema`` with some ``string``/``binary`` columns as dictionaries
+    of those values (and the writer can store them as the plain type)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    if schema.names != other.names or not hasattr(pq.ParquetWriter, "add_key_value_metadata"):
+        return False
+    for f, g in zip(schema, other, strict=True):
+        if f.type == g.type:
+            continue
+        if not (
+            pat.is_dictionary(g.type)
+            and g.type.value_type == f.type
+            and f.type in (pa.string(), pa.binary())
+            and f.nullable == g.nullable
+        ):
+            return False
+    return True
+
+
 class _FileRoller:
     """Rows into Parquet files of one directory: row groups of at most ``row_group_rows``,
     files of at most ``file_rows``, every file hashed and counted on the way to disk.
@@ -668,7 +695,10 @@ class _FileRoller:
         import pyarrow.parquet as pq
 
         w = self.owner
-        table = pa.Table.from_batches(self.pending, schema=w.schema)
+        file_schema = w._file_schema or w.schema
+        table = pa.Table.from_batches(self.pending, schema=file_schema)
+        if file_schema is not w.schema:  # one dictionary per column chunk: no fallback
+            table = table.unify_dictionaries()
         group, rest = table.slice(0, n), table.slice(n)
         self.pending = rest.to_batches()
         self.pending_rows = rest.num_rows
@@ -682,10 +712,13 @@ class _FileRoller:
             )
             self._writer = pq.ParquetWriter(
                 self._stream,
-                w.schema,
+                file_schema,
                 compression=w.compression,
                 use_dictionary=w._dictionary(),
                 write_statistics=w._statistics(),
+                # Dictionary columns are written as the schema's strings: the footer gets
+                # the schema's own Arrow schema at close, as a plain write would store it.
+                store_schema=file_schema is w.schema,
             )
         self._writer.write_table(group, row_group_size=max(n, 1))
         self._groups.append(group.num_rows)
@@ -696,6 +729,9 @@ class _FileRoller:
     def close_file(self) -> None:
         if self._writer is None:
             return
+        w = self.owner
+        if w._file_schema is not None and w._file_schema is not w.schema:
+            self._writer.add_key_value_metadata(w._stored_schema())
         self._writer.close()
         assert self._sink is not None and self._stream is not None
         self._stream.close()  # flushes the buffer into the sink
@@ -838,6 +874,9 @@ class ShardWriter:
             self._tmp = posixpath.join(self._dest, f"{_TMP_MARK}{token}")
         self._fs.makedirs(self._tmp, exist_ok=True)
         self._out = _FileRoller(self, "part-")
+        # The schema the files are written with: ``schema``, or it with some text columns
+        # as dictionaries when the rows come so (see ``ShardSet.iter_batches``).
+        self._file_schema: pa.Schema | None = None
         self._segments: dict[int, list[ShardFile]] = {}
         self._open_segments = 0
         self._segment_writers: list[ShardSegment] = []
@@ -960,7 +999,7 @@ class ShardWriter:
                 ) from e
         if self.schema is None:
             self.schema = data.schema
-        elif data.schema != self.schema:
+        elif data.schema != self.schema and not _dictionary_variant(self.schema, data.schema):
             try:
                 data = data.select(self.schema.names).cast(self.schema)
             except (pa.ArrowException, KeyError, ValueError) as e:
@@ -968,8 +1007,27 @@ class ShardWriter:
                     f"rows written to {self.uri!r} have schema {data.schema} but the data set "
                     f"has {self.schema}; write the same columns with the same types"
                 ) from e
+        with self._lock:  # the first rows decide how the files hold the text columns
+            if self._file_schema is None:
+                self._file_schema = (
+                    self.schema if data.schema == self.schema else data.schema.remove_metadata()
+                )
+        if data.schema != self._file_schema:  # rows that come the other way: as the files
+            data = pa.Table.from_batches(
+                data.to_batches() if isinstance(data, pa.Table) else [data]
+            ).cast(self._file_schema)
         batches = data.to_batches() if isinstance(data, pa.Table) else [data]
         return [b for b in batches if b.num_rows]
+
+    def _stored_schema(self) -> dict[bytes, bytes]:
+        """The footer key-values a plain write of ``schema`` stores: its metadata and its
+        serialized Arrow schema (readers take the column types from it)."""
+        import base64
+
+        assert self.schema is not None
+        kv = dict(self.schema.metadata or {})
+        kv[b"ARROW:schema"] = base64.b64encode(self.schema.serialize().to_pybytes())
+        return kv
 
     def _work(self) -> None:
         """The background thread: append what is queued until ``None`` comes."""

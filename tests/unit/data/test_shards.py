@@ -386,3 +386,52 @@ def test_usable_cpus_is_a_positive_count() -> None:
 
     n = usable_cpus()
     assert isinstance(n, int) and 1 <= n <= (os.cpu_count() or 1)
+
+
+def test_text_read_as_dictionaries_is_written_as_the_schema_s_strings(tmp_path: Path) -> None:
+    """A shard set's text columns can be read as Parquet's dictionaries and written again
+    without decoding a string: the files must read back as the plain write's (types,
+    pandas metadata, the footer's Arrow schema), whatever mix of dictionary and plain
+    batches, dictionaries that differ batch to batch, and missing values came in."""
+    frame = _frame(3_000)
+    frame.loc[::7, "cat"] = None
+    src = tmp_path / "src"
+    write_shards(frame, str(src), file_rows=1_000, row_group_rows=300)
+    shards = open_shards(str(src))
+    batches = list(shards.iter_batches(batch_rows=128, dictionary_columns=["cat"]))
+    assert pa.types.is_dictionary(batches[0].schema.field("cat").type)
+    plain = list(shards.iter_batches(batch_rows=128))
+
+    outs = {}
+    for label, order in (
+        ("plain", plain),
+        ("dict", batches),
+        ("mixed", [b if i % 3 else plain[i] for i, b in enumerate(batches)]),
+    ):
+        out = tmp_path / label
+        with ShardWriter(str(out), schema=shards.schema, file_rows=1_100, row_group_rows=250) as w:
+            for b in order:
+                w.write(b)
+        outs[label] = out
+        got = pd.read_parquet(out)
+        pd.testing.assert_frame_equal(got, frame)
+        assert open_shards(str(out)).schema.equals(shards.schema)
+    for label in ("dict", "mixed"):
+        for f_plain, f_other in zip(
+            sorted(outs["plain"].glob("*.parquet")),
+            sorted(outs[label].glob("*.parquet")),
+            strict=True,
+        ):
+            a, b = pq.read_metadata(f_plain), pq.read_metadata(f_other)
+            assert a.metadata == b.metadata  # the same footer: Arrow schema + pandas
+            assert pq.read_schema(f_other).equals(pq.read_schema(f_plain), check_metadata=True)
+            # Still dictionary-encoded (one dictionary per column chunk, no fallback to
+            # plain pages): about the plain write's size.
+            assert _text_bytes(b) <= 1.5 * _text_bytes(a)
+
+
+def _text_bytes(meta: pq.FileMetaData) -> int:
+    """Compressed bytes of the ``cat`` column (index 2) over a file's row groups."""
+    return sum(
+        meta.row_group(i).column(2).total_compressed_size for i in range(meta.num_row_groups)
+    )
