@@ -915,19 +915,30 @@ def default_workers() -> int:
 
 
 def _units(groups: Sequence[RowGroup], max_rows: int) -> list[list[RowGroup]]:
-    """Consecutive row groups in runs of at most ``max_rows`` rows (a larger group alone);
-    empty groups are left out."""
+    """Consecutive row groups cut into units of about equal rows, at most ``max_rows`` each
+    (a larger group is a unit alone); empty groups are left out.
+
+    The count is the fewest that fit, rounded up to a multiple of 4, so 1, 2 or 4 workers
+    end together (19 full units and a small one kept one of 2 CPUs idle for the last
+    unit's 1.4 s). It depends on the rows and ``max_rows`` only, never on the workers.
+    """
+    kept = [g for g in groups if g.rows]
+    total = sum(g.rows for g in kept)
+    if not total:
+        return []
+    n = -(-total // max_rows)
+    if n > 1:
+        n = -(-n // 4) * 4
     units: list[list[RowGroup]] = []
-    rows = 0
-    for group in groups:
-        if not group.rows:
-            continue
-        if units and rows + group.rows <= max_rows:
-            units[-1].append(group)
-            rows += group.rows
-        else:
-            units.append([group])
-            rows = group.rows
+    rows = done = 0
+    for group in kept:
+        # A new unit when this group would overflow one, or the last one reached its share.
+        if not units or rows + group.rows > max_rows or done * n >= len(units) * total:
+            units.append([])
+            rows = 0
+        units[-1].append(group)
+        rows += group.rows
+        done += group.rows
     return units
 
 

@@ -412,3 +412,32 @@ def test_cuts_are_exact_whether_the_first_pass_keeps_them_or_a_pass_collects_the
         assert collects == []
     if window == 0:  # the cuts' buckets are missed: they are collected
         assert sum(collects) >= 1
+
+
+def test_units_are_even_runs_of_row_groups_within_the_size() -> None:
+    """Units are consecutive row groups of about equal rows, at most ``max_rows`` each, in
+    a count that is a multiple of 4 (so 1, 2 or 4 workers end together); an empty group
+    is left out and a group larger than ``max_rows`` is a unit alone."""
+    from kfgpu.data.shards import RowGroup
+    from kfgpu.features.split import _units
+
+    def groups(sizes: list[int]) -> list[RowGroup]:
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+        return [
+            RowGroup(0, i, n, int(o)) for i, (n, o) in enumerate(zip(sizes, offsets, strict=True))
+        ]
+
+    # The 20M-row benchmark table: 305 full groups and a short one.
+    units = _units(groups([65_536] * 305 + [11_520]), 1_048_576)
+    sizes = [sum(g.rows for g in u) for u in units]
+    assert len(units) == 20 and sum(sizes) == 20_000_000
+    assert max(sizes) <= 1_048_576 and min(sizes) >= 900_000  # no small last unit
+    flat = [g for u in units for g in u]
+    assert [g.index for g in flat] == list(range(306))  # consecutive, in order
+    assert [len(_units(groups([100] * k), 1_000)) for k in (10, 11, 25)] == [1, 4, 4]
+    assert [[g.rows for g in u] for u in _units(groups([500, 0, 10, 700]), 400)] == [
+        [500],
+        [10],
+        [700],
+    ]
+    assert _units(groups([0, 0]), 10) == []
