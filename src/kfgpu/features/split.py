@@ -154,7 +154,6 @@ class SplitResult:
 
 # The plan reads only the columns it needs: Arrow record batches from shards, pandas
 # frames in memory; both give the same groups and values.
-_Frame = "pd.DataFrame | pa.RecordBatch"
 _Batches = Callable[[list[str]], Iterator[Any]]
 
 
@@ -1009,6 +1008,7 @@ def split_source(
         ShardWriter(outputs[name], schema=shards.schema, metadata={**meta, "split": name}, **sizes)
         for name in SPLIT_NAMES
     ]
+    plan.ties_before()  # once, before the workers need it
     try:
         if plan.workers == 1 or len(plan.units) <= 1:
             for k in range(len(plan.units)):
