@@ -21,7 +21,6 @@ Files are always taken in sorted path order and rows in file order, so a row's *
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -62,7 +61,6 @@ __all__ = [
     "open_shards",
     "prefetched",
     "read_manifest",
-    "system_allocator",
     "usable_cpus",
     "write_shards",
 ]
@@ -516,44 +514,6 @@ def _layout_fingerprint(files: Sequence[ShardFile], schema: pa.Schema) -> str:
     for f in files:
         h.update(json.dumps([f.name, f.rows, f.bytes]).encode())
     return h.hexdigest()
-
-
-_POOL_LOCK = threading.Lock()
-_POOL_STATE: list[Any] = [0, None]  # [callers inside system_allocator(), the pool before]
-
-
-@contextlib.contextmanager
-def system_allocator() -> Iterator[None]:
-    """Within the block, pyarrow allocates from the system allocator (glibc malloc) instead
-    of its default mimalloc: reading, filtering and writing the 20M-row table in
-    :func:`kfgpu.features.split.split_source` took 14% less CPU so (alternated runs, same
-    code, 26.3 and 23.1 CPU s against 30.8 and 27.5), and the peak RSS did not grow.
-
-    The default pool is process-wide: threads allocating meanwhile use it too (a buffer
-    is freed to the pool it came from, so nothing breaks). Nested or concurrent blocks
-    restore the first pool when the last one ends. A pool chosen by the user
-    (``ARROW_DEFAULT_MEMORY_POOL``, or another backend set) is left alone.
-    """
-    import pyarrow as pa
-
-    with _POOL_LOCK:
-        if _POOL_STATE[0] == 0:
-            current = pa.default_memory_pool()
-            chosen = (
-                os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or current.backend_name != "mimalloc"
-            )
-            _POOL_STATE[1] = None if chosen else current
-            if not chosen:
-                pa.set_memory_pool(pa.system_memory_pool())
-        _POOL_STATE[0] += 1
-    try:
-        yield
-    finally:
-        with _POOL_LOCK:
-            _POOL_STATE[0] -= 1
-            if _POOL_STATE[0] == 0 and _POOL_STATE[1] is not None:
-                pa.set_memory_pool(_POOL_STATE[1])
-                _POOL_STATE[1] = None
 
 
 def usable_cpus() -> int:

@@ -959,9 +959,7 @@ def split_source(
     ``file_rows`` rows each); each unit is read, assigned and encoded whole by one worker
     thread into one segment of each output, so the workers never wait on each other and
     the files do not depend on how many there are. Memory holds, per worker, one record
-    batch and one unfinished row group per output. Text columns pass through as Parquet's
-    dictionaries; pyarrow allocates from the system allocator meanwhile
-    (:func:`kfgpu.data.shards.system_allocator`).
+    batch and one unfinished row group per output.
 
     Args:
         source: a Parquet file or directory (path or fsspec URI), or an opened shard set.
@@ -986,31 +984,13 @@ def split_source(
         DataError: the source cannot be read or is too small to split.
         SchemaError: a configured column is not in the source.
     """
-    from kfgpu.data.shards import ShardSet, open_shards, system_allocator
+    from kfgpu.data.shards import DEFAULT_FILE_ROWS, ShardSet, ShardWriter, open_shards
 
     if sorted(outputs) != sorted(SPLIT_NAMES):
         raise ConfigError(
             f"outputs names {sorted(outputs)}; give one output URI for each of {list(SPLIT_NAMES)}"
         )
     shards = source if isinstance(source, ShardSet) else open_shards(source)
-    with system_allocator():
-        return _split_source(
-            shards, outputs, config, batch_rows, file_rows, row_group_rows, overlap, workers
-        )
-
-
-def _split_source(
-    shards: ShardSet,
-    outputs: Mapping[str, str],
-    config: SplitConfig,
-    batch_rows: int,
-    file_rows: int | None,
-    row_group_rows: int | None,
-    overlap: bool,
-    workers: int | None,
-) -> SplitResult:
-    from kfgpu.data.shards import DEFAULT_FILE_ROWS, ShardWriter
-
     plan = SplitPlan(
         shards,
         config,

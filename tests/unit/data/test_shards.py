@@ -435,30 +435,3 @@ def _text_bytes(meta: pq.FileMetaData) -> int:
     return sum(
         meta.row_group(i).column(2).total_compressed_size for i in range(meta.num_row_groups)
     )
-
-
-def test_system_allocator_swaps_the_default_pool_for_the_block_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import threading
-
-    from kfgpu.data.shards import system_allocator
-
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    before = pa.default_memory_pool().backend_name
-    swaps = before == "mimalloc"  # another backend was chosen by someone: left alone
-    inside = "system" if swaps else before
-    with system_allocator():
-        assert pa.default_memory_pool().backend_name == inside
-        with system_allocator():  # nested: the outer block restores
-            pass
-        assert pa.default_memory_pool().backend_name == inside
-        seen = []
-        t = threading.Thread(target=lambda: seen.append(pa.default_memory_pool().backend_name))
-        t.start()
-        t.join()
-        assert seen == [inside]  # process-wide, as documented
-    assert pa.default_memory_pool().backend_name == before
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", before)  # the user chose: kept
-    with system_allocator():
-        assert pa.default_memory_pool().backend_name == before
