@@ -22,6 +22,7 @@ from kfgpu.training.streaming import (
     split_labels,
     transform_on_device,
 )
+from tests.parquet_parts import write_parts
 
 
 def _shards(root: Path, sizes: list[list[int]]) -> ShardSet:
@@ -218,14 +219,7 @@ def _frame(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def _write(df: pd.DataFrame, root: Path, files: int = 3, group: int = 50) -> str:
-    root.mkdir(parents=True, exist_ok=True)
-    for i, part in enumerate(np.array_split(np.arange(len(df)), files)):
-        pq.write_table(
-            pa.Table.from_pandas(df.iloc[part], preserve_index=False),
-            root / f"part-{i}.parquet",
-            row_group_size=group,
-        )
-    return str(root)
+    return write_parts(df, root, files, group)
 
 
 @pytest.fixture

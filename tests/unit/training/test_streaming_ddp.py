@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.parquet_parts import save_ab_transform
+
 pytestmark = pytest.mark.slow
 
 ROWS = 2399  # odd: ranks hold 1199 and 1200 rows
@@ -79,15 +81,8 @@ if __name__ == "__main__":
 
 
 def _data(root: Path) -> None:
-    from kfgpu.features import infer_feature_spec
-    from kfgpu.features.transform import fit_transform
-
     rng = np.random.default_rng(0)
-    raw = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200), "label": 0})
-    raw.loc[::2, "label"] = 1
-    transform = fit_transform(raw, infer_feature_spec(raw, "label"))
-    assert transform.dense_names == ("a", "b")
-    transform.save(root / "transform.json")
+    save_ab_transform(root, rng)
 
     def frame(ids: np.ndarray) -> pd.DataFrame:
         b = rng.normal(size=len(ids)).astype(np.float32)

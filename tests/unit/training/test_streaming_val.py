@@ -22,6 +22,7 @@ import torch
 
 from kfgpu.errors import TrainingError
 from kfgpu.training.streaming import ShardedSplit, open_splits
+from tests.parquet_parts import save_ab_transform, write_parts
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
@@ -41,14 +42,7 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
 
 
 def _write(df: pd.DataFrame, root: Path, files: int = 3, group: int = 40) -> str:
-    root.mkdir(parents=True, exist_ok=True)
-    for i, part in enumerate(np.array_split(np.arange(len(df)), files)):
-        pq.write_table(
-            pa.Table.from_pandas(df.iloc[part], preserve_index=False),
-            root / f"part-{i}.parquet",
-            row_group_size=group,
-        )
-    return str(root)
+    return write_parts(df, root, files, group)
 
 
 @pytest.fixture
@@ -252,15 +246,8 @@ if __name__ == "__main__":
 
 
 def _ddp_data(root: Path) -> None:
-    from kfgpu.features import infer_feature_spec
-    from kfgpu.features.transform import fit_transform
-
     rng = np.random.default_rng(0)
-    raw = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200), "label": 0})
-    raw.loc[::2, "label"] = 1
-    transform = fit_transform(raw, infer_feature_spec(raw, "label"))
-    assert transform.dense_names == ("a", "b")
-    transform.save(root / "transform.json")
+    save_ab_transform(root, rng)
 
     def frame(ids: np.ndarray) -> pd.DataFrame:
         b = rng.normal(size=len(ids)).astype(np.float32)
